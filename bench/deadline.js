@@ -1,0 +1,47 @@
+// Deadline bench: hello-world requests/s and p99 with and without the deadline plugin, as a ratio
+// from one interleaved run (goal >= 0.95). With --cpu-prof, also profiles the plugin's server and
+// lists the plugin's hottest functions.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { settings, startServer, stopServer, interleavedLoad, load, printTable, format } from './helpers.js'
+import { summariseProfile } from './cpu-profile.js'
+
+export default async function deadlineBench ({ cpuProf = false } = {}) {
+  const plain = await startServer('server-hello.js', { MODE: 'plain' })
+  const withDeadline = await startServer('server-hello.js', { MODE: 'deadline' })
+  let results
+  try {
+    results = await interleavedLoad([
+      { name: 'fastify', url: plain.url },
+      { name: 'fastify + deadline', url: withDeadline.url }
+    ])
+  } finally {
+    await stopServer(plain)
+    await stopServer(withDeadline)
+  }
+  const [base, measured] = results
+  printTable(`deadline: hello world, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s`,
+    ['server', 'req/s', 'p99', 'ratio', 'rounds (req/s)', 'failures'],
+    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(r.rps / base.rps), r.rounds.join(' / '), r.failures]))
+  console.log(`req/s ratio with/without deadline: ${format.ratio(measured.rps / base.rps)} (goal >= 0.95)`)
+  if (cpuProf) await profileDeadline()
+}
+
+/** Runs the deadline server under `node --cpu-prof` for one load run and prints its hot functions. */
+async function profileDeadline () {
+  const dir = mkdtempSync(join(tmpdir(), 'streamline-prof-'))
+  const server = await startServer('server-hello.js', { MODE: 'deadline' }, ['--cpu-prof', `--cpu-prof-dir=${dir}`])
+  try {
+    await load(server.url)
+  } finally {
+    await stopServer(server)
+  }
+  const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
+  const summary = summariseProfile(join(dir, file), (url) => url.includes('/dist/plugins/deadline/'))
+  rmSync(dir, { recursive: true, force: true })
+  const share = (ms) => `${((ms / summary.busyMs) * 100).toFixed(1)} %`
+  printTable(`deadline plugin under --cpu-prof: self ${share(summary.matchedSelfMs)}, total ${share(summary.matchedTotalMs)} of busy CPU`,
+    ['function', 'self', 'total (with callees)'],
+    summary.functions.map((f) => [f.name, share(f.selfMs), share(f.totalMs)]))
+}

@@ -1,0 +1,161 @@
+// Shared plumbing for the benches: settings from the environment, server children, load runs,
+// memory sampling and table printing. Benches are plain ESM run by `node bench/run.js`; they are
+// never part of the test suite and nothing here asserts a figure.
+import { fork } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import autocannon from 'autocannon'
+
+function envNumber (name, fallback) {
+  const value = Number(process.env[name])
+  return Number.isFinite(value) && value > 0 ? value : fallback
+}
+
+/** Every knob, with modest defaults so `npm run bench` stays within a few minutes on 2 cores. */
+export const settings = {
+  seconds: envNumber('BENCH_SECONDS', 5), // one measured autocannon / echo run
+  warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2),
+  rounds: envNumber('BENCH_ROUNDS', 3), // interleaved rounds per variant; the median is reported
+  connections: envNumber('BENCH_CONNECTIONS', 50),
+  sseEvents: envNumber('BENCH_SSE_EVENTS', 200),
+  streamMiB: envNumber('BENCH_STREAM_MIB', 1024),
+  wsClients: envNumber('BENCH_WS_CLIENTS', 50),
+  wsTunnels: envNumber('BENCH_WS_TUNNELS', 2000)
+}
+
+const benchDir = new URL('.', import.meta.url)
+const children = new Set()
+
+/**
+ * Starts a server script of bench/ in its own process, so the load generator (this process) never
+ * shares an event loop with the server under test. The child answers { type: 'ready', port }.
+ */
+export async function startServer (script, env = {}, execArgv = []) {
+  const child = fork(new URL(script, benchDir), [], {
+    env: { ...process.env, ...env },
+    execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  const [message] = await Promise.race([
+    once(child, 'message'),
+    once(child, 'exit').then(([code]) => { throw new Error(`${script} exited with ${code} before it was ready`) })
+  ])
+  return { child, pid: child.pid, port: message.port, url: `http://127.0.0.1:${message.port}` }
+}
+
+/** Asks a server child to close (so a --cpu-prof child writes its profile), then kills it by PID. */
+export async function stopServer (server) {
+  const { child } = server
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.send({ type: 'stop' })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(timer)
+}
+
+/** Last resort when a bench throws: kill every child still running, by PID. */
+export function killAllServers () {
+  for (const child of children) {
+    try { process.kill(child.pid, 'SIGKILL') } catch {}
+  }
+}
+
+/** Sends a request to a child and waits for the answer of the same type (e.g. 'mem'). */
+export async function ask (server, type) {
+  const answer = new Promise((resolve) => {
+    const onMessage = (message) => {
+      if (message.type !== type) return
+      server.child.off('message', onMessage)
+      resolve(message)
+    }
+    server.child.on('message', onMessage)
+  })
+  server.child.send({ type })
+  return answer
+}
+
+/** Resident set size and its peak (VmHWM) of a process, in bytes, from /proc (Linux). */
+export function processMemory (pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const field = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))[1]) * 1024
+  return { rss: field('VmRSS'), peak: field('VmHWM') }
+}
+
+/** Samples a child's RSS every `intervalMs` until stop() is called; returns the highest seen. */
+export function sampleRss (pid, intervalMs = 20) {
+  let max = processMemory(pid).rss
+  const timer = setInterval(() => { max = Math.max(max, processMemory(pid).rss) }, intervalMs)
+  return { stop () { clearInterval(timer); return Math.max(max, processMemory(pid).rss) } }
+}
+
+/** One bounded autocannon run: requests/s over the whole run, p99 latency (ms), and failures. */
+export async function load (url, seconds = settings.seconds) {
+  const result = await autocannon({ url, connections: settings.connections, duration: seconds })
+  return {
+    rps: result.requests.total / result.duration,
+    p99: result.latency.p99,
+    failures: result.errors + result.timeouts + result.non2xx
+  }
+}
+
+/**
+ * Measures every variant `rounds` times, interleaved (ABC CBA ...) so slow drift on a shared
+ * machine hits all variants alike, and reports each variant's median round.
+ */
+export async function interleavedLoad (variants, rounds = settings.rounds) {
+  for (const variant of variants) await load(variant.url, settings.warmupSeconds)
+  const runs = new Map(variants.map((variant) => [variant.name, []]))
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? variants : [...variants].reverse()
+    for (const variant of order) runs.get(variant.name).push(await load(variant.url))
+  }
+  return variants.map((variant) => {
+    const list = runs.get(variant.name)
+    return {
+      name: variant.name,
+      rps: median(list.map((run) => run.rps)),
+      p99: median(list.map((run) => run.p99)),
+      failures: list.reduce((sum, run) => sum + run.failures, 0),
+      rounds: list.map((run) => Math.round(run.rps))
+    }
+  })
+}
+
+export function median (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/** The value at percentile `p` (0..100) of a list of numbers. */
+export function percentile (values, p) {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
+}
+
+export const wait = sleep
+
+/** Monotonic clock shared by every process on the machine (CLOCK_MONOTONIC), in ms. */
+export function nowMs () {
+  return Number(process.hrtime.bigint()) / 1e6
+}
+
+export const format = {
+  int: (n) => Math.round(n).toLocaleString('en-US'),
+  ms: (n) => `${n.toFixed(n < 10 ? 2 : 1)} ms`,
+  ratio: (n) => n.toFixed(2),
+  mib: (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`,
+  kib: (bytes) => `${(bytes / 1024).toFixed(1)} KiB`
+}
+
+/** Prints rows (arrays of strings) as an aligned text table under a title. */
+export function printTable (title, header, rows) {
+  const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => String(row[i]).length)))
+  const line = (row) => row.map((cell, i) => String(cell).padEnd(widths[i])).join('  ')
+  console.log(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`)
+  for (const row of rows) console.log(line(row))
+}
