@@ -16,43 +16,59 @@ function frameKey ({ callFrame }) {
   return `${callFrame.functionName || '(anonymous)'} ${file}:${callFrame.lineNumber + 1}`
 }
 
-/** Total time under matched frames, counting only the outermost matched frame of each stack. */
-function outermostTotal (profile, byId, totalOf, match) {
-  let sum = 0
-  const walk = (node) => {
-    if (match(node.callFrame.url)) { sum += totalOf(node); return }
-    for (const id of node.children ?? []) walk(byId.get(id))
-  }
-  walk(profile.nodes[0])
-  return sum
+function addTo (map, key, selfMs, totalMs) {
+  const entry = map.get(key) ?? { name: key, selfMs: 0, totalMs: 0 }
+  entry.selfMs += selfMs
+  entry.totalMs += totalMs
+  map.set(key, entry)
 }
 
+const ranked = (map, top) => [...map.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, top)
+
 /**
- * Functions ranked by self time. `match(url)` picks the functions to report; each gets its self
- * time and its total time (self + callees, e.g. AbortController or timer internals it calls).
+ * Where the CPU goes in the code whose file `match(url)` accepts. For each of its functions:
+ * self time, and total time = self + callees, where a callee inside node_modules is not counted
+ * (that is the framework carrying on, e.g. a hook's `done()` running the rest of the request).
+ * `callees` ranks the other functions (Node internals: timers, events, AbortController) by the
+ * self time they spend under the matched code.
  */
 export function summariseProfile (path, match, top = 12) {
   const profile = JSON.parse(readFileSync(path, 'utf8'))
   const self = selfTimes(profile)
   const byId = new Map(profile.nodes.map((node) => [node.id, node]))
-  const totalOf = (node) => (self.get(node.id) ?? 0) + (node.children ?? []).reduce((sum, id) => sum + totalOf(byId.get(id)), 0)
-  const sampledMs = [...self.values()].reduce((a, b) => a + b, 0)
-  const idleMs = profile.nodes.filter((n) => n.callFrame.functionName === '(idle)').reduce((sum, n) => sum + (self.get(n.id) ?? 0), 0)
+  const selfOf = (node) => self.get(node.id) ?? 0
+  const ownChildren = (node) => (node.children ?? []).map((id) => byId.get(id))
+    .filter((child) => !child.callFrame.url.includes('/node_modules/'))
+  const totalOf = (node) => selfOf(node) + ownChildren(node).reduce((sum, child) => sum + totalOf(child), 0)
 
   const functions = new Map()
-  for (const node of profile.nodes) {
-    if (!match(node.callFrame.url)) continue
-    const key = frameKey(node)
-    const entry = functions.get(key) ?? { name: key, selfMs: 0, totalMs: 0 }
-    entry.selfMs += self.get(node.id) ?? 0
-    entry.totalMs += totalOf(node)
-    functions.set(key, entry)
+  const callees = new Map()
+  let matchedTotalMs = 0
+  // Below a matched frame: attribute every own descendant's self time to the matched code.
+  const under = (node) => {
+    if (match(node.callFrame.url)) addTo(functions, frameKey(node), selfOf(node), totalOf(node))
+    else addTo(callees, frameKey(node), selfOf(node), 0)
+    for (const child of ownChildren(node)) under(child)
   }
-  const ranked = [...functions.values()].sort((a, b) => b.selfMs - a.selfMs)
+  const walk = (node) => {
+    if (!match(node.callFrame.url)) return (node.children ?? []).forEach((id) => walk(byId.get(id)))
+    matchedTotalMs += totalOf(node)
+    under(node)
+    // the framework continuing below this frame may reach matched code again (another hook)
+    for (const id of node.children ?? []) {
+      if (byId.get(id).callFrame.url.includes('/node_modules/')) walk(byId.get(id))
+    }
+  }
+  walk(profile.nodes[0])
+
+  const sampledMs = [...self.values()].reduce((a, b) => a + b, 0)
+  const idleMs = profile.nodes.filter((n) => n.callFrame.functionName === '(idle)').reduce((sum, n) => sum + selfOf(n), 0)
+  const matchedFunctions = [...functions.values()]
   return {
     busyMs: sampledMs - idleMs,
-    matchedSelfMs: ranked.reduce((sum, f) => sum + f.selfMs, 0),
-    matchedTotalMs: outermostTotal(profile, byId, totalOf, match),
-    functions: ranked.slice(0, top)
+    matchedSelfMs: matchedFunctions.reduce((sum, f) => sum + f.selfMs, 0),
+    matchedTotalMs,
+    functions: ranked(functions, top),
+    callees: ranked(callees, top)
   }
 }

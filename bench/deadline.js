@@ -44,4 +44,7 @@ async function profileDeadline () {
   printTable(`deadline plugin under --cpu-prof: self ${share(summary.matchedSelfMs)}, total ${share(summary.matchedTotalMs)} of busy CPU`,
     ['function', 'self', 'total (with callees)'],
     summary.functions.map((f) => [f.name, share(f.selfMs), share(f.totalMs)]))
+  printTable('hottest functions called from the deadline plugin (self time under it)',
+    ['function', 'self'],
+    summary.callees.filter((f) => f.selfMs > 0).map((f) => [f.name, share(f.selfMs)]))
 }
