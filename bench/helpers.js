@@ -103,15 +103,15 @@ export async function load (url, seconds = settings.seconds) {
 }
 
 /**
- * Measures every variant `rounds` times, interleaved (ABC CBA ...) so slow drift on a shared
+ * Measures every variant with `run(url, seconds)` (default: autocannon) `rounds` times, interleaved (ABC CBA ...) so slow drift on a shared
  * machine hits all variants alike, and reports each variant's median round.
  */
-export async function interleavedLoad (variants, rounds = settings.rounds) {
-  for (const variant of variants) await load(variant.url, settings.warmupSeconds)
+export async function interleavedLoad (variants, run = load, rounds = settings.rounds) {
+  for (const variant of variants) await run(variant.url, settings.warmupSeconds)
   const runs = new Map(variants.map((variant) => [variant.name, []]))
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? variants : [...variants].reverse()
-    for (const variant of order) runs.get(variant.name).push(await load(variant.url))
+    for (const variant of order) runs.get(variant.name).push(await run(variant.url))
   }
   return variants.map((variant) => {
     const list = runs.get(variant.name)

@@ -1,0 +1,58 @@
+// The upstream behind every proxy in the proxy and websocket benches (node:http + ws, no framework
+// so it costs as little CPU as possible on a 2-core machine):
+//   GET /small            12-byte text body
+//   GET /sse?n=&every=    n SSE events, one every `every` ms, each carrying its write time
+//   GET /big?mib=         a Content-Length body of `mib` MiB, written with backpressure
+//   upgrade /ws           WebSocket echo
+import { createServer } from 'node:http'
+import { Readable, pipeline } from 'node:stream'
+import { WebSocketServer } from 'ws'
+import { serve, httpServer } from './child.js'
+
+const chunk = Buffer.alloc(64 * 1024, 'x')
+
+function * repeat (buffer, times) {
+  for (let i = 0; i < times; i++) yield buffer
+}
+
+const routes = {
+  '/small' (req, res) {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 12 })
+    res.end('hello world\n')
+  },
+  async '/sse' (req, res, query) {
+    const events = Number(query.get('n') ?? 200)
+    const every = Number(query.get('every') ?? 10)
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+    for (let i = 0; i < events && !res.destroyed; i++) {
+      await new Promise((resolve) => setTimeout(resolve, every))
+      // CLOCK_MONOTONIC is shared by all processes: the client subtracts it from its own reading
+      res.write(`data: ${Number(process.hrtime.bigint()) / 1e6}\n\n`)
+    }
+    res.end()
+  },
+  '/big' (req, res, query) {
+    const chunks = Number(query.get('mib') ?? 1024) * 16
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': chunks * chunk.length })
+    // pipeline gives backpressure and stops the generator if the reader goes away
+    pipeline(Readable.from(repeat(chunk, chunks)), res, () => {})
+  }
+}
+
+const server = createServer((req, res) => {
+  const url = new URL(req.url, 'http://upstream')
+  const route = routes[url.pathname]
+  if (route === undefined) {
+    res.writeHead(404).end()
+    return
+  }
+  route(req, res, url.searchParams)
+})
+server.keepAliveTimeout = 60_000
+
+const wss = new WebSocketServer({ server, path: '/ws', perMessageDeflate: false })
+wss.on('connection', (socket) => {
+  socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }))
+})
+
+await serve(...httpServer(server))

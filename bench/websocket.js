@@ -1,0 +1,113 @@
+// WebSocket bench: echo round trips per second and p99 straight to the upstream, through this
+// proxy (websocket: true) and through @fastify/http-proxy (websocket: true), as ratios; then the
+// proxy's memory per idle open tunnel with BENCH_WS_TUNNELS (2,000) of them open.
+import { once } from 'node:events'
+import WebSocket from 'ws'
+import {
+  settings, startServer, stopServer, interleavedLoad, ask, processMemory, percentile,
+  nowMs, wait, printTable, format
+} from './helpers.js'
+
+const MODES = ['streamline', 'http-proxy']
+const message = Buffer.alloc(32, 'm')
+
+export default async function websocketBench () {
+  const upstream = await startServer('server-upstream.js')
+  try {
+    await echoes(upstream)
+    await idleTunnels(upstream)
+  } finally {
+    await stopServer(upstream)
+  }
+}
+
+function wsUrl (httpUrl) {
+  return `${httpUrl.replace('http:', 'ws:')}/ws`
+}
+
+async function open (url) {
+  const socket = new WebSocket(url, { perMessageDeflate: false })
+  await once(socket, 'open')
+  return socket
+}
+
+async function closeAll (sockets) {
+  await Promise.all(sockets.map((socket) => {
+    if (socket.readyState === WebSocket.CLOSED) return null
+    const closed = once(socket, 'close')
+    socket.terminate()
+    return closed
+  }))
+}
+
+/** Each of settings.wsClients clients sends, awaits the echo, and sends again, for `seconds`. */
+async function echoRun (url, seconds = settings.seconds) {
+  const sockets = await Promise.all(Array.from({ length: settings.wsClients }, () => open(url)))
+  const latencies = []
+  let failures = 0
+  const endAt = nowMs() + seconds * 1000
+  const loop = async (socket) => {
+    while (nowMs() < endAt) {
+      const sent = nowMs()
+      socket.send(message)
+      const [data] = await once(socket, 'message')
+      if (data.length !== message.length) failures++
+      latencies.push(nowMs() - sent)
+    }
+  }
+  const started = nowMs()
+  await Promise.all(sockets.map(loop))
+  const elapsed = (nowMs() - started) / 1000
+  await closeAll(sockets)
+  return { rps: latencies.length / elapsed, p99: percentile(latencies, 99), failures }
+}
+
+async function echoes (upstream) {
+  const proxies = []
+  let results
+  try {
+    for (const mode of MODES) proxies.push(await startServer('server-proxy.js', { MODE: mode, UPSTREAM: upstream.url, WEBSOCKET: '1' }))
+    results = await interleavedLoad([
+      { name: 'direct', url: wsUrl(upstream.url) },
+      ...proxies.map((server, i) => ({ name: MODES[i], url: wsUrl(server.url) }))
+    ], echoRun)
+  } finally {
+    for (const server of proxies) await stopServer(server)
+  }
+  const [direct] = results
+  const httpProxy = results.find((r) => r.name === 'http-proxy')
+  printTable(`websocket: 32-byte echo, ${settings.wsClients} clients, median of ${settings.rounds} x ${settings.seconds} s`,
+    ['path', 'round trips/s', 'p99', 'vs direct', 'vs http-proxy', 'rounds', 'failures'],
+    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(r.rps / direct.rps),
+      r.name === 'direct' ? '' : format.ratio(r.rps / httpProxy.rps), r.rounds.join(' / '), r.failures]))
+}
+
+/** RSS growth of a fresh proxy process while settings.wsTunnels idle tunnels are open through it. */
+async function tunnelMemory (upstream, mode) {
+  const server = await startServer('server-proxy.js', { MODE: mode, UPSTREAM: upstream.url, WEBSOCKET: '1' }, ['--expose-gc'])
+  const sockets = []
+  try {
+    await closeAll([await open(wsUrl(server.url))]) // warm the code paths before the baseline
+    const before = await ask(server, 'mem')
+    for (let i = 0; i < settings.wsTunnels; i += 100) {
+      const batch = Math.min(100, settings.wsTunnels - i)
+      sockets.push(...await Promise.all(Array.from({ length: batch }, () => open(wsUrl(server.url)))))
+    }
+    await wait(1000) // let the proxy finish the upstream side of the last handshakes
+    const after = await ask(server, 'mem')
+    return { before, after, peak: processMemory(server.pid).peak }
+  } finally {
+    await closeAll(sockets)
+    await stopServer(server)
+  }
+}
+
+async function idleTunnels (upstream) {
+  const rows = []
+  for (const mode of MODES) rows.push([mode, await tunnelMemory(upstream, mode)])
+  const n = settings.wsTunnels
+  printTable(`websocket: memory of ${n} idle open tunnels (proxy process, after gc)`,
+    ['proxy', 'RSS before', 'RSS with tunnels', 'RSS per tunnel', 'heap per tunnel'],
+    rows.map(([name, m]) => [name, format.mib(m.before.rss), format.mib(m.after.rss),
+      format.kib((m.after.rss - m.before.rss) / n), format.kib((m.after.heapUsed - m.before.heapUsed) / n)]))
+}
