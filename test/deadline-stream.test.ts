@@ -151,3 +151,15 @@ t.test('a hijacked SSE written with writeHead is recognised as an event stream',
   t.equal(res.body, event(0))
   t.ok(streaming, 'request.deadline.streaming is true once the event-stream head is out')
 })
+
+t.test('a stall right after the headers is cut by the idle timer, not after the whole timeout', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 10_000, streamIdleTimeout: 300 })
+  app.get('/stall', (_req, reply) => { reply.type('text/plain').send(paced(1, 0, () => 'first bytes', true)) })
+  const base = await listen(app)
+  const started = Date.now()
+  const res = await receive(`${base}/stall`)
+  const took = Date.now() - started
+  t.equal(res.body, 'first bytes')
+  t.equal(res.ending, 'cut')
+  t.ok(took >= 300 && took < 1500, `cut after ${took} ms (idle 300 ms, timeout 10 s)`)
+})
