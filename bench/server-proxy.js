@@ -9,19 +9,20 @@ import { deadline, proxy } from 'fastify-streamline'
 import { serve, fastifyServer } from './child.js'
 
 const upstream = process.env.UPSTREAM
-const websocket = process.env.WEBSOCKET === '1'
+// only pass `websocket` when asked, so plain HTTP never depends on it
+const ws = process.env.WEBSOCKET === '1' ? { websocket: true } : {}
 const app = Fastify({ logger: false })
 
 switch (process.env.MODE) {
   case 'streamline-deadline':
     await app.register(deadline)
-    await app.register(proxy, { upstream, websocket })
+    await app.register(proxy, { upstream, ...ws })
     break
   case 'streamline':
-    await app.register(proxy, { upstream, websocket })
+    await app.register(proxy, { upstream, ...ws })
     break
   case 'http-proxy':
-    await app.register(httpProxy, { upstream, websocket })
+    await app.register(httpProxy, { upstream, ...ws })
     break
   default:
     throw new Error(`unknown MODE ${process.env.MODE}`)
