@@ -4,7 +4,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { settings, startServer, stopServer, interleavedLoad, load, printTable, format } from './helpers.js'
+import { settings, startServer, stopServer, interleavedLoad, ratio, load, printTable, format } from './helpers.js'
 import { summariseProfile } from './cpu-profile.js'
 
 export default async function deadlineBench ({ cpuProf = false } = {}) {
@@ -13,8 +13,8 @@ export default async function deadlineBench ({ cpuProf = false } = {}) {
   let results
   try {
     results = await interleavedLoad([
-      { name: 'fastify', url: plain.url },
-      { name: 'fastify + deadline', url: withDeadline.url }
+      { name: 'fastify', url: plain.url, pid: plain.pid },
+      { name: 'fastify + deadline', url: withDeadline.url, pid: withDeadline.pid }
     ])
   } finally {
     await stopServer(plain)
@@ -22,9 +22,11 @@ export default async function deadlineBench ({ cpuProf = false } = {}) {
   }
   const [base, measured] = results
   printTable(`deadline: hello world, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s`,
-    ['server', 'req/s', 'p99', 'ratio', 'rounds (req/s)', 'failures'],
-    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(r.rps / base.rps), r.rounds.join(' / '), r.failures]))
-  console.log(`req/s ratio with/without deadline: ${format.ratio(measured.rps / base.rps)} (goal >= 0.95)`)
+    ['server', 'req/s', 'p99', 'ratio', 'server CPU/request', 'CPU ratio', 'rounds (req/s)', 'failures'],
+    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, base)),
+      format.us(r.cpuPerRequest), format.ratio(base.cpuPerRequest / r.cpuPerRequest), r.rounds.map(format.int).join(' / '), r.failures]))
+  console.log(`with/without deadline: req/s ratio ${format.ratio(ratio(measured, base))}, ` +
+    `CPU-per-request ratio (without/with) ${format.ratio(base.cpuPerRequest / measured.cpuPerRequest)} (goal >= 0.95)`)
   if (cpuProf) await profileDeadline()
 }
 

@@ -14,9 +14,9 @@ function envNumber (name, fallback) {
 
 /** Every knob, with modest defaults so `npm run bench` stays within a few minutes on 2 cores. */
 export const settings = {
-  seconds: envNumber('BENCH_SECONDS', 5), // one measured autocannon / echo run
+  seconds: envNumber('BENCH_SECONDS', 3), // one measured autocannon / echo run
   warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2),
-  rounds: envNumber('BENCH_ROUNDS', 3), // interleaved rounds per variant; the median is reported
+  rounds: envNumber('BENCH_ROUNDS', 5), // interleaved rounds per variant; the median is reported
   connections: envNumber('BENCH_CONNECTIONS', 50),
   sseEvents: envNumber('BENCH_SSE_EVENTS', 200),
   streamMiB: envNumber('BENCH_STREAM_MIB', 1024),
@@ -92,26 +92,43 @@ export function sampleRss (pid, intervalMs = 20) {
   return { stop () { clearInterval(timer); return Math.max(max, processMemory(pid).rss) } }
 }
 
-/** One bounded autocannon run: requests/s over the whole run, p99 latency (ms), and failures. */
-export async function load (url, seconds = settings.seconds) {
+/**
+ * CPU time (user + system, ms) a process has used, from /proc (Linux, 100 ticks/s). Unlike
+ * requests/s it barely moves when other processes compete for the 2 cores.
+ */
+export function processCpuMs (pid) {
+  // the fields after the command name, which is in parentheses and may hold spaces
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+/**
+ * One bounded autocannon run: requests/s over the whole run, p99 latency (ms), failures, and,
+ * given the server's pid, the server's CPU µs per request.
+ */
+export async function load (url, seconds = settings.seconds, pid = undefined) {
+  const cpuBefore = pid === undefined ? 0 : processCpuMs(pid)
   const result = await autocannon({ url, connections: settings.connections, duration: seconds })
+  const cpuMs = pid === undefined ? 0 : processCpuMs(pid) - cpuBefore
   return {
     rps: result.requests.total / result.duration,
     p99: result.latency.p99,
+    cpuPerRequest: (cpuMs * 1000) / result.requests.total,
     failures: result.errors + result.timeouts + result.non2xx
   }
 }
 
 /**
- * Measures every variant with `run(url, seconds)` (default: autocannon) `rounds` times, interleaved (ABC CBA ...) so slow drift on a shared
- * machine hits all variants alike, and reports each variant's median round.
+ * Measures every variant ({ name, url, pid }) with `run(url, seconds, pid)` (default: autocannon)
+ * `rounds` times, interleaved (ABC CBA ...) so slow drift on a shared machine hits all variants
+ * alike, and reports each variant's median round.
  */
 export async function interleavedLoad (variants, run = load, rounds = settings.rounds) {
-  for (const variant of variants) await run(variant.url, settings.warmupSeconds)
+  for (const variant of variants) await run(variant.url, settings.warmupSeconds, variant.pid)
   const runs = new Map(variants.map((variant) => [variant.name, []]))
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? variants : [...variants].reverse()
-    for (const variant of order) runs.get(variant.name).push(await run(variant.url))
+    for (const variant of order) runs.get(variant.name).push(await run(variant.url, settings.seconds, variant.pid))
   }
   return variants.map((variant) => {
     const list = runs.get(variant.name)
@@ -119,10 +136,19 @@ export async function interleavedLoad (variants, run = load, rounds = settings.r
       name: variant.name,
       rps: median(list.map((run) => run.rps)),
       p99: median(list.map((run) => run.p99)),
+      cpuPerRequest: median(list.map((run) => run.cpuPerRequest ?? 0)),
       failures: list.reduce((sum, run) => sum + run.failures, 0),
-      rounds: list.map((run) => Math.round(run.rps))
+      rounds: list.map((run) => run.rps)
     }
   })
+}
+
+/**
+ * `result`'s rate relative to `base`: the median of the per-round ratios. Both ran in the same
+ * round, back to back, so a burst of load from other processes skews one round, not the figure.
+ */
+export function ratio (result, base) {
+  return median(result.rounds.map((rps, i) => rps / base.rounds[i]))
 }
 
 export function median (values) {
@@ -146,6 +172,7 @@ export function nowMs () {
 
 export const format = {
   int: (n) => Math.round(n).toLocaleString('en-US'),
+  us: (n) => `${n.toFixed(0)} µs`,
   ms: (n) => `${n.toFixed(n < 10 ? 2 : 1)} ms`,
   ratio: (n) => n.toFixed(2),
   mib: (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`,

@@ -4,7 +4,7 @@
 // throughput and the proxy's peak RSS.
 import { request } from 'node:http'
 import {
-  settings, startServer, stopServer, interleavedLoad, sampleRss, processMemory,
+  settings, startServer, stopServer, interleavedLoad, ratio, sampleRss, processMemory,
   percentile, nowMs, printTable, format
 } from './helpers.js'
 
@@ -40,8 +40,8 @@ async function smallGets (upstream) {
   const httpProxy = results.find((r) => r.name === 'http-proxy')
   printTable(`proxy: small GET, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s`,
     ['path', 'req/s', 'p99', 'vs direct', 'vs http-proxy', 'rounds (req/s)', 'failures'],
-    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(r.rps / direct.rps),
-      r.name === 'direct' ? '' : format.ratio(r.rps / httpProxy.rps), r.rounds.join(' / '), r.failures]))
+    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
+      r.name === 'direct' ? '' : format.ratio(ratio(r, httpProxy)), r.rounds.map(format.int).join(' / '), r.failures]))
 }
 
 /** GET `url` and hand each body chunk to onData; resolves with the response when the body has ended. */

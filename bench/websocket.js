@@ -4,7 +4,7 @@
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import {
-  settings, startServer, stopServer, interleavedLoad, ask, processMemory, percentile,
+  settings, startServer, stopServer, interleavedLoad, ratio, ask, processMemory, percentile,
   nowMs, wait, printTable, format
 } from './helpers.js'
 
@@ -78,8 +78,8 @@ async function echoes (upstream) {
   const httpProxy = results.find((r) => r.name === 'http-proxy')
   printTable(`websocket: 32-byte echo, ${settings.wsClients} clients, median of ${settings.rounds} x ${settings.seconds} s`,
     ['path', 'round trips/s', 'p99', 'vs direct', 'vs http-proxy', 'rounds', 'failures'],
-    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(r.rps / direct.rps),
-      r.name === 'direct' ? '' : format.ratio(r.rps / httpProxy.rps), r.rounds.join(' / '), r.failures]))
+    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
+      r.name === 'direct' ? '' : format.ratio(ratio(r, httpProxy)), r.rounds.map(format.int).join(' / '), r.failures]))
 }
 
 /** RSS growth of a fresh proxy process while settings.wsTunnels idle tunnels are open through it. */
