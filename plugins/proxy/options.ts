@@ -47,7 +47,7 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
   }
   return {
     upstream: upstream('upstream', options.upstream, UPSTREAM_URL, true),
-    prefix: options.prefix ?? '/',
+    prefix: path('prefix', options.prefix ?? '/'),
     rewritePrefix: options.rewritePrefix ?? '',
     httpMethods: methods(options.httpMethods),
     onRequest: hooks('onRequest', options.onRequest),
@@ -67,6 +67,11 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
     websocket: bool('websocket', options.websocket),
     wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false)
   }
+}
+
+function path (name: string, value: unknown): string {
+  if (typeof value !== 'string' || value[0] !== '/') throw new InvalidProxyOptionError(name, 'expected a path starting with /')
+  return value
 }
 
 function upstream (name: string, value: unknown, protocols: RegExp, required: boolean): ProxyOptions['upstream'] {
