@@ -99,8 +99,9 @@ t.test('the prefix cannot be escaped', async (t) => {
     t.match(raw, /^HTTP\/1\.1 40[04] /, `${path} -> ${raw.slice(9, 12)}`)
   }
   t.same(up.seen.map(r => r.url), [], 'none of them reached the upstream')
-  const fine = await rawRequest(url, 'GET /api/a...b/..c HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
-  t.match(fine, /^HTTP\/1\.1 (200|400) /, 'names that merely contain dots are not traversal')
+  const fine = await rawRequest(url, 'GET /api/a...b/c.. HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+  t.match(fine, /^HTTP\/1\.1 200 /, 'names that merely contain dots are not traversal')
+  t.same(up.seen.map(r => r.url), ['/sandbox/a...b/c..'])
 })
 
 t.test('hop-by-hop headers are removed both ways; the client cannot remove proxy headers', async (t) => {
