@@ -46,6 +46,7 @@ t.test('many registrations, prefixes, rewritePrefix params, routing by request, 
   const options: ProxyOptions[] = [
     { upstream: `${a.url}/base/`, prefix: '/a', rewritePrefix: '/v1' },
     { upstream: b.url, prefix: '/tenants/:tenant', rewritePrefix: '/t/:tenant' },
+    { upstream: `${a.url}/`, prefix: '/slash/' },
     { upstream: (request) => request.headers['x-pool'] === 'b' ? b.url : a.url, prefix: '/by-header' },
     {
       upstream: a.url,
@@ -62,6 +63,8 @@ t.test('many registrations, prefixes, rewritePrefix params, routing by request, 
   t.equal(first.url, '/base/v1/x/y?z=1&q=%20', 'upstream path + rewritePrefix + rest, raw query kept')
   const exact = JSON.parse((await receive(`${url}/a`)).body)
   t.equal(exact.url, '/base/v1')
+  const slash = JSON.parse((await receive(`${url}/slash/x/`)).body)
+  t.equal(slash.url, '/x/', 'a trailing slash on the prefix is ignored; one on the request is kept')
 
   const tenant = JSON.parse((await receive(`${url}/tenants/acme%20co/items`)).body)
   t.equal(tenant.url, '/t/acme%20co/items', 'the param is re-encoded as one segment')

@@ -71,7 +71,8 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
 
 function path (name: string, value: unknown): string {
   if (typeof value !== 'string' || value[0] !== '/') throw new InvalidProxyOptionError(name, 'expected a path starting with /')
-  return value
+  // '/api/' serves the same routes as '/api'; only the root keeps its slash.
+  return value.replace(/(.)\/+$/, '$1')
 }
 
 function upstream (name: string, value: unknown, protocols: RegExp, required: boolean): ProxyOptions['upstream'] {
