@@ -33,15 +33,21 @@ async function withProxies (upstream, modes, fn) {
 
 async function smallGets (upstream) {
   const results = await withProxies(upstream, PROXIES, (proxies) => interleavedLoad([
-    { name: 'direct', url: `${upstream.url}/small` },
-    ...proxies.map((server, i) => ({ name: PROXIES[i], url: `${server.url}/small` }))
+    { name: 'direct', url: `${upstream.url}/small`, pid: upstream.pid },
+    ...proxies.map((server, i) => ({ name: PROXIES[i], url: `${server.url}/small`, pid: server.pid }))
   ]))
   const direct = results[0]
   const httpProxy = results.find((r) => r.name === 'http-proxy')
-  printTable(`proxy: small GET, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s`,
-    ['path', 'req/s', 'p99', 'vs direct', 'vs http-proxy', 'rounds (req/s)', 'failures'],
-    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
-      r.name === 'direct' ? '' : format.ratio(ratio(r, httpProxy)), r.rounds.map(format.int).join(' / '), r.failures]))
+  printTable(`proxy: small GET, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s ` +
+    '(CPU: the upstream for direct, else the proxy process alone)',
+  ['path', 'req/s', 'p99', 'vs direct', 'vs http-proxy', 'CPU/request', 'CPU vs http-proxy', 'rounds (req/s)', 'failures'],
+  results.map((r) => {
+    const proxied = r.name !== 'direct'
+    return [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
+      proxied ? format.ratio(ratio(r, httpProxy)) : '', format.us(r.cpuPerRequest),
+      proxied ? format.ratio(httpProxy.cpuPerRequest / r.cpuPerRequest) : '',
+      r.rounds.map(format.int).join(' / '), r.failures]
+  }))
 }
 
 /** GET `url` and hand each body chunk to onData; resolves with the response when the body has ended. */
