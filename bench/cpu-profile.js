@@ -1,6 +1,9 @@
 // Reads a V8 .cpuprofile (written by `node --cpu-prof`) and sums self and total time per function,
 // so a bench can name the hot functions of one part of the code (e.g. dist/plugins/deadline/).
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startServer, stopServer, load, printTable } from './helpers.js'
 
 /** Self ms per profile node id, from the sample list and its time deltas (µs). */
 function selfTimes (profile) {
@@ -71,4 +74,28 @@ export function summariseProfile (path, match, top = 12) {
     functions: ranked(functions, top),
     callees: ranked(callees, top)
   }
+}
+
+/**
+ * Runs a server script under `node --cpu-prof` for one load run on `path` and prints the hot
+ * functions of the files under `dir` (e.g. 'dist/plugins/deadline/'), and what they call.
+ */
+export async function profileServer (script, env, path, dir, label) {
+  const profileDir = mkdtempSync(join(tmpdir(), 'streamline-prof-'))
+  const server = await startServer(script, env, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`])
+  try {
+    await load(`${server.url}${path}`)
+  } finally {
+    await stopServer(server)
+  }
+  const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'))
+  const summary = summariseProfile(join(profileDir, file), (url) => url.includes(`/${dir}`))
+  rmSync(profileDir, { recursive: true, force: true })
+  const share = (ms) => `${((ms / summary.busyMs) * 100).toFixed(1)} %`
+  printTable(`${label} under --cpu-prof: self ${share(summary.matchedSelfMs)}, total ${share(summary.matchedTotalMs)} of busy CPU`,
+    ['function', 'self', 'total (with callees)'],
+    summary.functions.map((f) => [f.name, share(f.selfMs), share(f.totalMs)]))
+  printTable(`hottest functions called from the ${label} (self time under it)`,
+    ['function', 'self'],
+    summary.callees.filter((f) => f.selfMs > 0).map((f) => [f.name, share(f.selfMs)]))
 }

@@ -1,11 +1,8 @@
 // Deadline bench: hello-world requests/s and p99 with and without the deadline plugin, as a ratio
 // from one interleaved run (goal >= 0.95). With --cpu-prof, also profiles the plugin's server and
 // lists the plugin's hottest functions.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { settings, startServer, stopServer, interleavedLoad, ratio, load, printTable, format } from './helpers.js'
-import { summariseProfile } from './cpu-profile.js'
+import { settings, startServer, stopServer, interleavedLoad, ratio, printTable, format } from './helpers.js'
+import { profileServer } from './cpu-profile.js'
 
 export default async function deadlineBench ({ cpuProf = false } = {}) {
   const plain = await startServer('server-hello.js', { MODE: 'plain' })
@@ -27,26 +24,7 @@ export default async function deadlineBench ({ cpuProf = false } = {}) {
       format.us(r.cpuPerRequest), format.ratio(base.cpuPerRequest / r.cpuPerRequest), r.rounds.map(format.int).join(' / '), r.failures]))
   console.log(`with/without deadline: req/s ratio ${format.ratio(ratio(measured, base))}, ` +
     `CPU-per-request ratio (without/with) ${format.ratio(base.cpuPerRequest / measured.cpuPerRequest)} (goal >= 0.95)`)
-  if (cpuProf) await profileDeadline()
-}
-
-/** Runs the deadline server under `node --cpu-prof` for one load run and prints its hot functions. */
-async function profileDeadline () {
-  const dir = mkdtempSync(join(tmpdir(), 'streamline-prof-'))
-  const server = await startServer('server-hello.js', { MODE: 'deadline' }, ['--cpu-prof', `--cpu-prof-dir=${dir}`])
-  try {
-    await load(server.url)
-  } finally {
-    await stopServer(server)
+  if (cpuProf) {
+    await profileServer('server-hello.js', { MODE: 'deadline' }, '/', 'dist/plugins/deadline/', 'deadline plugin')
   }
-  const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
-  const summary = summariseProfile(join(dir, file), (url) => url.includes('/dist/plugins/deadline/'))
-  rmSync(dir, { recursive: true, force: true })
-  const share = (ms) => `${((ms / summary.busyMs) * 100).toFixed(1)} %`
-  printTable(`deadline plugin under --cpu-prof: self ${share(summary.matchedSelfMs)}, total ${share(summary.matchedTotalMs)} of busy CPU`,
-    ['function', 'self', 'total (with callees)'],
-    summary.functions.map((f) => [f.name, share(f.selfMs), share(f.totalMs)]))
-  printTable('hottest functions called from the deadline plugin (self time under it)',
-    ['function', 'self'],
-    summary.callees.filter((f) => f.selfMs > 0).map((f) => [f.name, share(f.selfMs)]))
 }

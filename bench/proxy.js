@@ -1,19 +1,23 @@
 // Proxy bench: a small GET straight to the upstream, through this proxy (with and without the
 // deadline plugin) and through @fastify/http-proxy (req/s, p99, ratios); the delay from the
 // upstream's write of an SSE event to the client's receipt; a large streamed response's
-// throughput and the proxy's peak RSS.
+// throughput and the proxy's peak RSS. With --cpu-prof, also profiles this proxy on the small GET.
 import { request } from 'node:http'
 import {
   settings, startServer, stopServer, interleavedLoad, ratio, sampleRss, processMemory,
   percentile, nowMs, printTable, format
 } from './helpers.js'
+import { profileServer } from './cpu-profile.js'
 
 const PROXIES = ['streamline', 'streamline-deadline', 'http-proxy']
 
-export default async function proxyBench () {
+export default async function proxyBench ({ cpuProf = false } = {}) {
   const upstream = await startServer('server-upstream.js')
   try {
     await smallGets(upstream)
+    if (cpuProf) {
+      await profileServer('server-proxy.js', { MODE: 'streamline', UPSTREAM: upstream.url }, '/small', 'dist/plugins/proxy/', 'proxy plugin')
+    }
     await sseDelays(upstream)
     await bigStreams(upstream)
   } finally {
