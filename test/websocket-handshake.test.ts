@@ -1,0 +1,267 @@
+// WebSocket pass-through, the handshake: what goes upstream, what comes back, and every
+// answer that is not a tunnel.
+import { once } from 'node:events'
+import t from 'tap'
+import { createHash } from 'node:crypto'
+import deadline from '../plugins/deadline/index.js'
+import {
+  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream
+} from './helpers/ws-servers.js'
+
+function acceptFor (key: string): string {
+  return createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
+}
+
+t.test('every end-to-end header goes upstream; the upstream picks the subprotocol', async (t) => {
+  const up = await wsUpstream(t, { handleProtocols: (protocols) => protocols.has('a') ? 'a' : false })
+  const { url, port } = await proxyApp(t, { upstream: up.url })
+  const ws = await openClient(`${url}/chat?room=1`, ['b', 'a'], {
+    headers: { Origin: 'https://app.example', Cookie: 'sid=42', Authorization: 'Bearer token' }
+  })
+  t.teardown(() => ws.terminate())
+  t.equal(ws.protocol, 'a', 'the client was told the upstream\'s choice, not its first offer')
+  ws.send('hello')
+  const [message] = await once(ws, 'message')
+  t.equal(String(message), 'hello', 'echoed through the tunnel')
+  t.equal(up.handshakes.length, 1)
+  const seen = up.handshakes[0]
+  t.equal(seen.url, '/chat?room=1', 'path and query reach the upstream')
+  t.match(seen.headers, {
+    origin: 'https://app.example',
+    cookie: 'sid=42',
+    authorization: 'Bearer token',
+    'sec-websocket-protocol': 'b,a', // as the ws client writes it
+    'sec-websocket-version': '13',
+    'x-forwarded-for': '127.0.0.1',
+    'x-forwarded-proto': 'http',
+    'x-forwarded-host': `127.0.0.1:${port}`,
+    host: `127.0.0.1:${up.port}`
+  })
+  t.ok(seen.headers['sec-websocket-key'], 'the client\'s key is forwarded (ws checked the accept)')
+})
+
+t.test('permessage-deflate is agreed end to end and the bytes stay compressed', async (t) => {
+  const up = await wsUpstream(t, { perMessageDeflate: true })
+  const { url } = await proxyApp(t, { upstream: up.url })
+  const ws = await openClient(`${url}/deflate`, undefined, { perMessageDeflate: true })
+  t.teardown(() => ws.terminate())
+  t.match(ws.extensions, /permessage-deflate/, 'the client has the extension')
+  t.match(up.handshakes[0].headers['sec-websocket-extensions'], /permessage-deflate/, 'the offer reached the upstream')
+  const big = 'streamline '.repeat(20_000)
+  ws.send(big)
+  const [echo] = await once(ws, 'message')
+  t.equal(String(echo), big, 'the 220 KB message came back whole')
+  const upstreamBytesRead = [...up.sockets].reduce((sum, s) => sum + s.bytesRead, 0)
+  t.ok(upstreamBytesRead < 20_000, `the upstream read ${upstreamBytesRead} bytes for 220 KB: compressed by the client, untouched by the proxy`)
+})
+
+t.test('the 101 is relayed as sent, frames pass byte for byte both ways, early client bytes wait', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
+  const client = await rawClient(t, port)
+  const early = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e]) // masked text 'hello'
+  client.socket.write(Buffer.concat([Buffer.from(upgradeRequest('/ws/raw', ['Sec-WebSocket-Protocol: b, a'])), early]))
+  const conn = await up.next()
+  const head = await conn.head
+  t.match(head, /^GET \/raw HTTP\/1.1\r\n/)
+  t.match(head, /\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n/)
+  // Absence can only be shown by waiting: give a wrongly forwarded early frame 150 ms to show up.
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.equal(conn.received().toString('latin1'), head, 'the upstream saw nothing after the handshake before it answered')
+  const answer = 'HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nConnection: Upgrade\r\n' +
+    `Sec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\nsec-websocket-protocol: a\r\nX-Odd-Case: Kept\r\nX-Dup: 1\r\nX-Dup: 2\r\n\r\n`
+  // Close frames with codes 1004, 1005 (no code) and 1006, and 4001 with a reason: reserved
+  // codes a terminating proxy rewrites; here they are just bytes.
+  const frames = Buffer.concat([
+    Buffer.from([0x88, 0x02, 0x03, 0xec]),
+    Buffer.from([0x88, 0x00]),
+    Buffer.from([0x88, 0x02, 0x03, 0xee]),
+    Buffer.from([0x88, 0x05, 0x0f, 0xa1]), Buffer.from('bye')
+  ])
+  conn.socket.write(answer)
+  conn.socket.write(frames)
+  const got = await client.nextData(answer.length + frames.length)
+  t.equal(got.subarray(0, answer.length).toString('latin1'), answer, '101 head byte for byte')
+  t.same(got.subarray(answer.length), frames, 'close codes 1004-1006 and 4001 with reason unchanged')
+  await waitFor(() => conn.received().length === head.length + early.length)
+  t.same(conn.received().subarray(head.length), early, 'the early frame arrived after the 101')
+  t.equal(acceptFor('dGhlIHNhbXBsZSBub25jZQ=='), ACCEPT_FOR_SAMPLE_KEY)
+})
+
+t.test('close codes and reasons pass unchanged between ws endpoints', async (t) => {
+  const up = await wsUpstream(t)
+  const { url } = await proxyApp(t, { upstream: up.url })
+  const connected = once(up.wss, 'connection')
+  const fromClient = await openClient(`${url}/a`)
+  const [serverSide] = await connected
+  fromClient.close(4002, 'client says bye')
+  const [code, reason] = await once(serverSide, 'close')
+  t.equal(code, 4002)
+  t.equal(String(reason), 'client says bye')
+  const connected2 = once(up.wss, 'connection')
+  const toClient = await openClient(`${url}/b`)
+  const [serverSide2] = await connected2
+  serverSide2.close(4999, 'upstream says bye')
+  const [code2, reason2] = await once(toClient, 'close')
+  t.equal(code2, 4999)
+  t.equal(String(reason2), 'upstream says bye')
+})
+
+t.test('an upstream that refuses the upgrade is answered as HTTP, the early bytes dropped, no tunnel', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
+  const answers = [
+    'HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nX-Reason: origin\r\n\r\nno way',
+    'HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nnot here.\r\n0\r\n\r\n',
+    'HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade, Keep-Alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok'
+  ]
+  const expected = [
+    { status: 403, body: 'no way', header: /\r\nX-Reason: origin\r\n/ },
+    { status: 404, body: /9\r\nnot here.\r\n0\r\n\r\n|not here\./, header: /\r\nContent-Type: text\/plain\r\n/ },
+    { status: 426, body: '', header: /\r\nSec-WebSocket-Version: 13\r\n/ },
+    { status: 200, body: 'ok', header: /\r\nContent-Length: 2\r\n/ }
+  ]
+  for (let i = 0; i < answers.length; i++) {
+    const client = await rawClient(t, port)
+    client.socket.write(upgradeRequest('/ws/refused') + 'EARLY')
+    const conn = await up.next()
+    await conn.head
+    conn.socket.end(answers[i])
+    await client.closed
+    const reply = parseReply(client.received())
+    t.equal(reply.status, expected[i].status, `status ${expected[i].status} relayed`)
+    t.match(reply.head, expected[i].header, 'end-to-end headers relayed')
+    t.match(reply.head, /\r\nConnection: close\r\n/i, 'and the connection closes')
+    t.notMatch(reply.head, /\r\n(upgrade|keep-alive):/i, 'hop-by-hop headers removed')
+    t.match(reply.body, expected[i].body)
+    t.notMatch(conn.received().toString('latin1'), /EARLY/, 'the early bytes never reached the upstream')
+  }
+})
+
+t.test('a 101 for another protocol, or without Upgrade, is a 502', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
+  for (const answer of [
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n',
+    'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n'
+  ]) {
+    const client = await rawClient(t, port)
+    client.socket.write(upgradeRequest('/ws/bad'))
+    const conn = await up.next()
+    await conn.head
+    conn.socket.write(answer)
+    await client.closed
+    const reply = parseReply(client.received())
+    t.equal(reply.status, 502)
+    t.same(JSON.parse(reply.body), {
+      statusCode: 502,
+      code: 'FST_STREAMLINE_WS_BAD_UPSTREAM_UPGRADE',
+      error: 'Bad Gateway',
+      message: 'The upstream answered the upgrade with an invalid response'
+    })
+    await gone(conn.socket)
+    t.pass('the upstream connection was closed')
+  }
+})
+
+t.test('an upstream port that is closed gives a 502 on the client socket', async (t) => {
+  const up = await rawUpstream(t)
+  const deadPort = up.port
+  await new Promise(resolve => up.server.close(resolve))
+  const { port } = await proxyApp(t, { upstream: `ws://127.0.0.1:${deadPort}` })
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/x'))
+  await client.closed
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 502)
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_WS_UPSTREAM_UNAVAILABLE')
+  t.notMatch(reply.body, String(deadPort), 'no upstream address in the body')
+})
+
+t.test('upgrades that cannot be tunnelled get a 400 and never reach the upstream', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
+  const requests = [
+    'POST /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello',
+    'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: totally-unknown\r\n\r\n',
+    'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 4\r\n\r\nbody'
+  ]
+  for (const raw of requests) {
+    const client = await rawClient(t, port)
+    client.socket.write(raw)
+    await client.closed
+    const reply = parseReply(client.received())
+    t.equal(reply.status, 400, raw.split('\r\n')[0] + ' / ' + raw.split('\r\n')[3])
+    t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_WS_INVALID_UPGRADE')
+  }
+  t.equal(up.connections.length, 0, 'the upstream was never contacted')
+})
+
+t.test('an auth hook that answers 401 stops the upgrade before any upstream contact', async (t) => {
+  const up = await wsUpstream(t)
+  const { url } = await proxyApp(t, {
+    upstream: up.url,
+    before: (app) => {
+      app.addHook('preHandler', async (request, reply) => {
+        if (request.headers.authorization !== 'Bearer ok') await reply.code(401).send({ error: 'no' })
+      })
+    }
+  })
+  await t.rejects(openClient(`${url}/secure`), /unexpected response 401/)
+  t.equal(up.handshakes.length, 0, 'the upstream never saw a handshake')
+  t.equal(up.sockets.size, 0, 'nor a connection')
+  const ws = await openClient(`${url}/secure`, undefined, { headers: { Authorization: 'Bearer ok' } })
+  t.teardown(() => ws.terminate())
+  t.equal(up.handshakes.length, 1, 'with credentials it goes through')
+})
+
+t.test('the deadline covers the handshake: a silent upstream gives a 504, then the tunnel is free of it', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, {
+    upstream: `http://127.0.0.1:${up.port}`,
+    before: async (app) => { await app.register(deadline, { timeout: 300 }) }
+  })
+  const client = await rawClient(t, port)
+  const started = Date.now()
+  client.socket.write(upgradeRequest('/ws/slow'))
+  const conn = await up.next()
+  await client.closed
+  const elapsed = Date.now() - started
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 504)
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
+  // 300 ms deadline; generous upper margin for a loaded 2-core machine.
+  t.ok(elapsed >= 280 && elapsed < 2000, `504 after ${elapsed} ms`)
+  await gone(conn.socket)
+  t.pass('the upstream handshake was abandoned')
+
+  const ws = await wsUpstream(t)
+  const second = await proxyApp(t, { upstream: ws.url, before: async (app) => { await app.register(deadline, { timeout: 300 }) } })
+  const client2 = await openClient(`${second.url}/long`)
+  t.teardown(() => client2.terminate())
+  // Outlive the 300 ms deadline by a wide margin: a tunnel still bound to it would be cut.
+  await new Promise(resolve => setTimeout(resolve, 700))
+  client2.send('still here')
+  const [message] = await once(client2, 'message')
+  t.equal(String(message), 'still here')
+})
+
+t.test('without a deadline, wsHandshakeTimeout bounds the handshake', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsHandshakeTimeout: 300 })
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/slow'))
+  const conn = await up.next()
+  await client.closed
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 504)
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_WS_HANDSHAKE_TIMEOUT')
+  await gone(conn.socket)
+  t.pass('the upstream handshake was abandoned')
+})
+
+async function waitFor (condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise(resolve => setTimeout(resolve, 5))
+}
