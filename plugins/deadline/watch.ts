@@ -39,12 +39,12 @@ function schedule (deadline: ActiveDeadline, now: number): void {
 
 function nextCheck (deadline: ActiveDeadline, now: number): number {
   const idle = deadline.settings.streamIdleTimeout
+  if (idle === 0) return Math.min(deadline.phase === 'response' ? deadline.expiresAt : Infinity, deadline.lifetimeAt)
   if (deadline.phase === 'response') {
-    // With no response timeout, still look now and then so the idle clock starts once headers go out.
-    const at = deadline.expiresAt !== Infinity ? deadline.expiresAt : (idle > 0 ? now + idle : Infinity)
-    return Math.min(at, deadline.lifetimeAt)
+    // A response that takes long to start is also looked at every idle/4, so that the idle
+    // clock starts soon after its headers go out rather than at the end of `timeout`.
+    return Math.min(deadline.expiresAt, now + idle / IDLE_SAMPLES, deadline.lifetimeAt)
   }
-  if (idle === 0) return deadline.lifetimeAt
   return Math.min(deadline.lastProgressAt + idle, now + idle / IDLE_SAMPLES, deadline.lifetimeAt)
 }
 
