@@ -64,7 +64,7 @@ t.test('the 101 is relayed as sent, frames pass byte for byte both ways, early c
   const conn = await up.next()
   const head = await conn.head
   t.match(head, /^GET \/raw HTTP\/1.1\r\n/)
-  t.match(head, /\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n/)
+  t.match(head, /\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n/i)
   // Absence can only be shown by waiting: give a wrongly forwarded early frame 150 ms to show up.
   await new Promise(resolve => setTimeout(resolve, 150))
   t.equal(conn.received().toString('latin1'), head, 'the upstream saw nothing after the handshake before it answered')
@@ -117,10 +117,10 @@ t.test('an upstream that refuses the upgrade is answered as HTTP, the early byte
     'HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade, Keep-Alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok'
   ]
   const expected = [
-    { status: 403, body: 'no way', header: /\r\nX-Reason: origin\r\n/ },
-    { status: 404, body: /9\r\nnot here.\r\n0\r\n\r\n|not here\./, header: /\r\nContent-Type: text\/plain\r\n/ },
-    { status: 426, body: '', header: /\r\nSec-WebSocket-Version: 13\r\n/ },
-    { status: 200, body: 'ok', header: /\r\nContent-Length: 2\r\n/ }
+    { status: 403, body: 'no way', header: /\r\nX-Reason: origin\r\n/i },
+    { status: 404, body: /not here\./, header: /\r\nContent-Type: text\/plain\r\n/i },
+    { status: 426, body: '', header: /\r\nSec-WebSocket-Version: 13\r\n/i },
+    { status: 200, body: 'ok', header: /\r\nContent-Length: 2\r\n/i }
   ]
   for (let i = 0; i < answers.length; i++) {
     const client = await rawClient(t, port)
@@ -156,9 +156,9 @@ t.test('a 101 for another protocol, or without Upgrade, is a 502', async (t) => 
     t.equal(reply.status, 502)
     t.same(JSON.parse(reply.body), {
       statusCode: 502,
-      code: 'FST_STREAMLINE_WS_BAD_UPSTREAM_UPGRADE',
+      code: 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE',
       error: 'Bad Gateway',
-      message: 'The upstream answered the upgrade with an invalid response'
+      message: 'The upstream service sent an invalid response'
     })
     await gone(conn.socket)
     t.pass('the upstream connection was closed')
@@ -169,13 +169,13 @@ t.test('an upstream port that is closed gives a 502 on the client socket', async
   const up = await rawUpstream(t)
   const deadPort = up.port
   await new Promise(resolve => up.server.close(resolve))
-  const { port } = await proxyApp(t, { upstream: `ws://127.0.0.1:${deadPort}` })
+  const { port } = await proxyApp(t, { upstream: 'http://127.0.0.1:9', wsUpstream: `ws://127.0.0.1:${deadPort}` })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/x'))
   await client.closed
   const reply = parseReply(client.received())
   t.equal(reply.status, 502)
-  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_WS_UPSTREAM_UNAVAILABLE')
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE')
   t.notMatch(reply.body, String(deadPort), 'no upstream address in the body')
 })
 
@@ -194,7 +194,26 @@ t.test('upgrades that cannot be tunnelled get a 400 and never reach the upstream
     await client.closed
     const reply = parseReply(client.received())
     t.equal(reply.status, 400, raw.split('\r\n')[0] + ' / ' + raw.split('\r\n')[3])
-    t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_WS_INVALID_UPGRADE')
+    t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_PROXY_INVALID_UPGRADE')
+  }
+  t.equal(up.connections.length, 0, 'the upstream was never contacted')
+})
+
+t.test('path tricks get the same answer over an upgrade as over plain HTTP', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
+  for (const path of ['/ws/../admin', '/ws/%2e%2e/admin', '/ws/.%2E/admin', '/ws/a\\..\\admin', '/ws/%2fadmin', '/ws//evil.example/x']) {
+    const plain = await rawClient(t, port)
+    plain.socket.write(`GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`)
+    await plain.closed
+    const upgrade = await rawClient(t, port)
+    upgrade.socket.write(upgradeRequest(path))
+    await upgrade.closed
+    const plainReply = parseReply(plain.received())
+    const upgradeReply = parseReply(upgrade.received())
+    t.ok(plainReply.status >= 400 && plainReply.status < 500, `${path}: plain HTTP refused with ${plainReply.status}`)
+    t.equal(upgradeReply.status, plainReply.status, `${path}: same status over an upgrade`)
+    t.same(JSON.parse(upgradeReply.body), JSON.parse(plainReply.body), `${path}: same body`)
   }
   t.equal(up.connections.length, 0, 'the upstream was never contacted')
 })
@@ -257,7 +276,7 @@ t.test('without a deadline, wsHandshakeTimeout bounds the handshake', async (t) 
   await client.closed
   const reply = parseReply(client.received())
   t.equal(reply.status, 504)
-  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_WS_HANDSHAKE_TIMEOUT')
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_UPSTREAM_TIMEOUT')
   await gone(conn.socket)
   t.pass('the upstream handshake was abandoned')
 })

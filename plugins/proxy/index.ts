@@ -14,8 +14,10 @@ import { retryPolicy } from './retry.js'
 import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
 import type { ProxyOptions, UpstreamRequestHeaders } from './types.js'
+import { proxyUpgrade, withUpgradeHooks } from './upgrade.js'
 
 export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './types.js'
+export type { WebSocketTimingOptions } from './ws-options.js'
 export { compileTarget, upstreamUrl, type ProxyTarget, type TargetOptions } from './target.js'
 export * from './errors.js'
 
@@ -53,7 +55,8 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
     instance.addContentTypeParser('*', passRequestStream)
     await instance.register(replyFrom, { undici: dispatcher as unknown as { request: never }, disableCache: true, disableRequestLogging: true })
     instance.addHook('onClose', () => closeDispatcher(dispatcher))
-    for (const url of ['/', '/*']) instance.route(routeOptions(proxy, url))
+    const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
+    for (const url of ['/', '/*']) instance.route(withUpgradeHooks(routeOptions(proxy, url), upgrade))
   }, { prefix: settings.prefix })
 }
 

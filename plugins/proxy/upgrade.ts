@@ -1,21 +1,57 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { errorBody } from '../../lib/error-body.js'
 import { TunnelRegistry } from './tunnel.js'
 import { installUpgradeDispatch, upgradeHead } from './ws-dispatch.js'
 import { InvalidUpgradeError } from './ws-errors.js'
-import { Handshake } from './ws-handshake.js'
-import type { TunnelTimings } from './ws-options.js'
+import { Handshake, type HandshakeSettings } from './ws-handshake.js'
+import { sendError } from './upstream-errors.js'
+import type { FastifyError } from '@fastify/error'
+import type { ProxySettings } from './options.js'
+import { compileTarget, upstreamUrl } from './target.js'
 
-export interface UpgradeSettings {
-  /** The upstream URL (http: or https:) for this request's handshake; throws to refuse it. */
+export interface UpgradeSettings extends HandshakeSettings {
+  /** The upstream URL (http: or https:) for this request's handshake; throws (400/404) to refuse it. */
   target: (request: FastifyRequest) => URL
-  timings: TunnelTimings
 }
 
 export interface UpgradeHooks {
   onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   preHandler: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+}
+
+/**
+ * The pass-through as a proxy registration configures it: upgrades go to `wsUpstream` (or
+ * `upstream`) through the same path mapping and safety checks as plain HTTP.
+ */
+export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings): UpgradeHooks {
+  const target = compileTarget({
+    upstream: settings.wsUpstream ?? settings.upstream,
+    prefix: instance.prefix,
+    rewritePrefix: settings.rewritePrefix
+  })
+  return webSocketUpgrade(instance, {
+    target: request => upstreamUrl(request, target),
+    timings: settings.wsTimings,
+    tls: settings.tls,
+    rewriteRequestHeaders: settings.rewriteRequestHeaders,
+    rewriteHeaders: settings.rewriteHeaders
+  })
+}
+
+/** Appends the hooks to a proxy route: after the user's own, so auth hooks run first. */
+export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | null): RouteOptions {
+  if (hooks === null) return route
+  return {
+    ...route,
+    onRequest: [...asArray(route.onRequest), hooks.onRequest],
+    preHandler: [...asArray(route.preHandler), hooks.preHandler]
+  }
+}
+
+function asArray<T> (value: T | T[] | undefined): T[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
 }
 
 /**
@@ -42,9 +78,16 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
   function passUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (!isUpgrade(request.raw)) return done()
     // Resolved before hijacking: a refused path gets the same answer as over plain HTTP.
-    const target = settings.target(request)
+    let target: URL
+    try {
+      target = settings.target(request)
+    } catch (err) {
+      reply.header('connection', 'close')
+      sendError(reply, err as FastifyError)
+      return
+    }
     reply.hijack()
-    const handshake = new Handshake(request, reply, settings.timings, upgradeHead(request.raw))
+    const handshake = new Handshake(request, reply, settings, upgradeHead(request.raw))
     tunnels.add(request.raw.socket, () => handshake.cut())
     handshake.start(target)
   }

@@ -4,15 +4,25 @@ import https from 'node:https'
 import net, { type Socket } from 'node:net'
 import { DeadlineExceededError, releaseDeadline } from '../deadline/index.js'
 import { closeGracefully } from './ws-dispatch.js'
-import { BadUpstreamUpgradeError, HandshakeTimeoutError, UpstreamUnavailableError } from './ws-errors.js'
-import { handshakeHeaders } from './ws-headers.js'
+import { UpstreamBadResponseError, UpstreamTimeoutError } from './errors.js'
+import { classifyUpstreamError } from './upstream-errors.js'
+import { handshakeHeaders, refusalHeaders, type RequestHeaderRewrite, type ResponseHeaderRewrite } from './ws-headers.js'
 import type { TunnelTimings } from './ws-options.js'
+import type { ProxyTlsOptions } from './types.js'
 import { relayRefusal, switchingProtocolsHead, writeError } from './ws-response.js'
 import { openTunnel, type Tunnel, type TunnelStats } from './tunnel.js'
 
 // Client bytes held while the upstream decides; past this the client socket is paused and
 // TCP pushes back. A client has no reason to send much before it sees the 101.
 const MAX_HELD_BYTES = 64 * 1024
+
+/** What a registration's upgrades share. */
+export interface HandshakeSettings {
+  timings: TunnelTimings
+  tls: ProxyTlsOptions
+  rewriteRequestHeaders: RequestHeaderRewrite | null
+  rewriteHeaders: ResponseHeaderRewrite | null
+}
 
 /**
  * One upgrade from hijack to tunnel: the handshake goes upstream as a plain HTTP request;
@@ -32,7 +42,7 @@ export class Handshake {
   constructor (
     private readonly request: FastifyRequest,
     private readonly reply: FastifyReply,
-    private readonly timings: TunnelTimings,
+    private readonly settings: HandshakeSettings,
     head: Buffer
   ) {
     this.client = request.raw.socket as Socket
@@ -56,12 +66,12 @@ export class Handshake {
       port: target.port !== '' ? Number(target.port) : (secure ? 443 : 80),
       path: target.pathname + target.search,
       method: 'GET',
-      headers: handshakeHeaders(this.request, target),
+      headers: handshakeHeaders(this.request, target, this.settings.rewriteRequestHeaders),
       setHost: false,
       // A fresh connection per handshake: an upgraded socket never returns to a pool. Over
       // plain TCP it is half-open, so the upstream's FIN does not end our side towards it
       // (a half-close passes on); TLS keeps https' own connection, certificates verified.
-      ...(secure ? { agent: false } : { createConnection: halfOpenConnection })
+      ...(secure ? { agent: false, ...this.settings.tls } : { createConnection: halfOpenConnection })
     })
     this.upstreamReq = upstreamReq
     upstreamReq.on('upgrade', this.onUpgrade)
@@ -86,7 +96,7 @@ export class Handshake {
     // Go's ReverseProxy rule: the upstream must switch to the protocol that was asked for.
     if (!sameProtocol(res.headers.upgrade, this.request.headers.upgrade)) {
       upstream.destroy()
-      return this.fail(new BadUpstreamUpgradeError())
+      return this.fail(new UpstreamBadResponseError())
     }
     this.settle()
     // From here the tunnel governs its own lifetime (idle timeout, wsMaxStreamDuration).
@@ -97,7 +107,7 @@ export class Handshake {
     for (const chunk of this.held) upstream.write(chunk)
     this.held = []
     upstream.on('error', this.onUpstreamSocketError)
-    this.tunnel = openTunnel(client, upstream, this.timings, this.onTunnelEnd)
+    this.tunnel = openTunnel(client, upstream, this.settings.timings, this.onTunnelEnd)
   }
 
   private readonly onRefusal = (res: IncomingMessage): void => {
@@ -105,18 +115,18 @@ export class Handshake {
     // A 101 Node did not take as an upgrade (no Upgrade header) cannot be relayed as HTTP.
     if ((res.statusCode ?? 0) < 200) {
       res.destroy()
-      return this.fail(new BadUpstreamUpgradeError())
+      return this.fail(new UpstreamBadResponseError())
     }
     this.settle()
     this.dropHeld()
-    relayRefusal(res, this.reply.raw, this.client)
+    relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), this.reply.raw, this.client)
     this.request.log.info({ res: { statusCode: res.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket upgrade refused by upstream')
   }
 
   private readonly onUpstreamError = (err: Error): void => {
     if (this.settled) return
-    this.request.log.warn({ err }, 'websocket upstream unavailable')
-    this.fail(new UpstreamUnavailableError())
+    this.request.log.warn({ err }, 'websocket handshake to the upstream failed')
+    this.fail(classifyUpstreamError(err))
   }
 
   private readonly onUpstreamSocketError = (err: Error): void => {
@@ -163,8 +173,9 @@ export class Handshake {
     if (deadline !== undefined && deadline.expiresAt !== Infinity) {
       this.deadlineSignal = deadline.signal
       this.deadlineSignal.addEventListener('abort', this.onDeadline, { once: true })
-    } else if (this.timings.handshakeTimeout > 0) {
-      this.timer = setTimeout(() => this.fail(new HandshakeTimeoutError()), this.timings.handshakeTimeout)
+    } else if (this.settings.timings.handshakeTimeout > 0) {
+      const { handshakeTimeout } = this.settings.timings
+      this.timer = setTimeout(() => this.fail(new UpstreamTimeoutError()), handshakeTimeout)
     }
   }
 
@@ -182,7 +193,7 @@ export class Handshake {
     this.onClientGone()
   }
 
-  private fail (err: { statusCode: number, code: string, message: string }): void {
+  private fail (err: { statusCode?: number, code: string, message: string }): void {
     this.settle()
     this.dropHeld()
     this.upstreamReq?.destroy()

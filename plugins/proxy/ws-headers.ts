@@ -1,68 +1,34 @@
 import type { FastifyRequest } from 'fastify'
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import { deadlineHeaders } from '../deadline/index.js'
+import { setForwardedHeaders } from './forwarded.js'
+import { stripHopByHop, stripRequestOnly } from './hop-by-hop.js'
+import type { UpstreamRequestHeaders } from './types.js'
 
-// RFC 9110 7.6.1 hop-by-hop fields, plus the legacy ones proxies still see. `Upgrade` and
-// `Connection` are re-added for the upstream hop below.
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'transfer-encoding', 'upgrade'
-])
-// Replaced, not appended: the proxy states them for its own hop.
-const REPLACED = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
+export type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
+export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
 
 /**
- * The handshake for the upstream, as a raw header list so duplicates, order and case survive
- * (several `Sec-WebSocket-Protocol` or `Cookie` lines stay as the client sent them). Every
- * end-to-end header passes: Origin, Cookie, Authorization, all Sec-WebSocket-*.
+ * The handshake for the upstream: every end-to-end header (Origin, Cookie, Authorization,
+ * all Sec-WebSocket-*) as the client sent it, hop-by-hop ones removed like for plain HTTP,
+ * then this hop's own: Host, Connection/Upgrade, X-Forwarded-*, the remaining budget, and
+ * finally the user's rewriteRequestHeaders, as for plain HTTP.
  */
-export function handshakeHeaders (request: FastifyRequest, target: URL): string[] {
-  const raw = request.raw.rawHeaders
-  const dropped = connectionListed(request.headers)
-  const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase()
-    if (HOP_BY_HOP.has(name) || REPLACED.has(name) || dropped.has(name)) continue
-    out.push(raw[i], raw[i + 1])
-  }
-  out.push('Host', target.host)
-  out.push('Connection', 'Upgrade', 'Upgrade', String(request.headers.upgrade))
-  out.push(...forwardedHeaders(request))
-  for (const [name, value] of Object.entries(deadlineHeaders(request))) out.push(name, value)
-  return out
+export function handshakeHeaders (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null): UpstreamRequestHeaders {
+  const headers: UpstreamRequestHeaders = { ...request.headers }
+  // Hop-by-hop removal first, so a client `Connection: x-forwarded-for` cannot remove ours.
+  stripHopByHop(headers, false)
+  stripRequestOnly(headers, false)
+  headers.host = target.host
+  headers.connection = 'Upgrade'
+  headers.upgrade = request.headers.upgrade
+  setForwardedHeaders(request, headers)
+  Object.assign(headers, deadlineHeaders(request))
+  return rewrite === null ? headers : rewrite(request, headers)
 }
 
-/** Names a `Connection` header lists are hop-by-hop too (RFC 9110 7.6.1). */
-export function connectionListed (headers: IncomingHttpHeaders): Set<string> {
-  const value = headers.connection
-  if (value === undefined) return new Set()
-  return new Set(value.toLowerCase().split(',').map(token => token.trim()).filter(token => token !== ''))
-}
-
-/**
- * X-Forwarded-For/-Proto/-Host for this hop. Incoming values survive only as far as
- * Fastify's `trustProxy` trusts the peer: `request.ips` is the socket address followed by
- * the trusted part of the incoming chain, nearest first.
- */
-function forwardedHeaders (request: FastifyRequest): string[] {
-  const chain = request.ips !== undefined && request.ips.length > 0
-    ? [...request.ips].reverse()
-    : [request.socket.remoteAddress ?? '']
-  return [
-    'X-Forwarded-For', chain.join(', '),
-    'X-Forwarded-Proto', request.protocol,
-    'X-Forwarded-Host', request.host
-  ]
-}
-
-/** A response's raw header list without hop-by-hop fields, for relaying a refused handshake. */
-export function endToEndResponseHeaders (rawHeaders: string[], headers: IncomingHttpHeaders): string[] {
-  const dropped = connectionListed(headers)
-  const out: string[] = []
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i].toLowerCase()
-    if (HOP_BY_HOP.has(name) || dropped.has(name)) continue
-    out.push(rawHeaders[i], rawHeaders[i + 1])
-  }
-  return out
+/** A refused handshake's response headers, as plain HTTP would relay them. */
+export function refusalHeaders (res: IncomingMessage, request: FastifyRequest, rewrite: ResponseHeaderRewrite | null): OutgoingHttpHeaders {
+  const headers = stripHopByHop({ ...res.headers } as OutgoingHttpHeaders, false)
+  return rewrite === null ? headers : rewrite(headers, request)
 }

@@ -1,27 +1,21 @@
-import type { FastifyRequest } from 'fastify'
-import { InvalidWebSocketOptionError } from './ws-errors.js'
+import { InvalidProxyOptionError } from './errors.js'
 
-/** The WebSocket fields of the proxy's options; every time is in milliseconds. */
-export interface WebSocketProxyOptions {
-  /** Pass WebSocket upgrades under the prefix through to the upstream. Default false. */
-  websocket?: boolean
-  /**
-   * Where upgrades go instead of `upstream`: same forms (a URL or `(request) => URL`);
-   * `ws:`, `wss:`, `http:` and `https:` are accepted. Default: `upstream`.
-   */
-  wsUpstream?: string | ((request: FastifyRequest) => string)
+/** The WebSocket tunnel's timing options of the proxy; every time is in milliseconds. */
+export interface WebSocketTimingOptions {
   /** Close a tunnel after this long without a byte either way. Default 0 (off). */
   wsIdleTimeout?: number
   /** Close a tunnel this long after it opened, busy or not. Default 0 (unlimited). */
   wsMaxStreamDuration?: number
   /**
    * Longest wait for the upstream's answer to the handshake when no request deadline covers
-   * it (deadline plugin absent or opted out). Default 30000.
+   * it (deadline plugin absent, or the route opted out). Default 30000; 0 = none.
    */
   wsHandshakeTimeout?: number
   /** On `app.close()`, how long open tunnels may finish on their own before they are cut. Default 5000. */
   wsCloseGrace?: number
 }
+
+export const WS_TIMING_OPTIONS = ['wsIdleTimeout', 'wsMaxStreamDuration', 'wsHandshakeTimeout', 'wsCloseGrace'] as const
 
 /** The resolved timing settings of one registration. */
 export interface TunnelTimings {
@@ -31,7 +25,7 @@ export interface TunnelTimings {
   closeGrace: number
 }
 
-export function resolveTunnelTimings (options: WebSocketProxyOptions): TunnelTimings {
+export function resolveTunnelTimings (options: WebSocketTimingOptions): TunnelTimings {
   return {
     idleTimeout: duration('wsIdleTimeout', options.wsIdleTimeout, 0),
     maxStreamDuration: duration('wsMaxStreamDuration', options.wsMaxStreamDuration, 0),
@@ -40,37 +34,10 @@ export function resolveTunnelTimings (options: WebSocketProxyOptions): TunnelTim
   }
 }
 
-const SCHEMES: Record<string, string> = { 'ws:': 'http:', 'wss:': 'https:', 'http:': 'http:', 'https:': 'https:' }
-
-/**
- * An upstream URL for the handshake, as http: or https: (the handshake is an HTTP request).
- * Throws a clear error for anything else, at registration for strings and per request for functions.
- */
-export function handshakeUpstream (value: string, name = 'wsUpstream'): string {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    throw new InvalidWebSocketOptionError(name, `expected an absolute ws:, wss:, http: or https: URL, got ${JSON.stringify(value)}`)
-  }
-  const scheme = SCHEMES[url.protocol]
-  if (scheme === undefined) {
-    throw new InvalidWebSocketOptionError(name, `expected a ws:, wss:, http: or https: URL, got ${url.protocol}`)
-  }
-  // Swap the scheme textually: URL refuses to change a special scheme's protocol to another family.
-  return scheme + value.slice(url.protocol.length)
-}
-
-export function validateWsUpstream (value: unknown): void {
-  if (value === undefined || typeof value === 'function') return
-  if (typeof value !== 'string') throw new InvalidWebSocketOptionError('wsUpstream', 'expected a URL string or a function (request) => string')
-  handshakeUpstream(value)
-}
-
-function duration (name: string, value: number | undefined, fallback: number): number {
+function duration (name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidWebSocketOptionError(name, `expected milliseconds (a finite number >= 0), got ${String(value)}`)
+    throw new InvalidProxyOptionError(name, `expected milliseconds (a finite number >= 0), got ${String(value)}`)
   }
   return value
 }

@@ -1,7 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { errorBody } from '../../lib/error-body.js'
-import { endToEndResponseHeaders } from './ws-headers.js'
 
 /**
  * The upstream's 101 head as it sent it: status text, header names, case, order and
@@ -17,12 +16,11 @@ export function switchingProtocolsHead (res: IncomingMessage): string {
 
 /**
  * An upstream that refused the upgrade (403, 426, a 200 that merely names Upgrade...) is
- * answered like any response, hop-by-hop fields removed, and the connection closes after it.
+ * answered like any response (`headers`: hop-by-hop fields removed), and the connection
+ * closes after it.
  */
-export function relayRefusal (upstreamRes: IncomingMessage, res: ServerResponse, client: Duplex): void {
-  const headers = endToEndResponseHeaders(upstreamRes.rawHeaders, upstreamRes.headers)
-  headers.push('Connection', 'close')
-  res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, headers)
+export function relayRefusal (upstreamRes: IncomingMessage, headers: OutgoingHttpHeaders, res: ServerResponse, client: Duplex): void {
+  res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, { ...headers, connection: 'close' })
   upstreamRes.pipe(res)
   // A body cut short must not look complete to the client.
   upstreamRes.once('aborted', () => client.destroy())

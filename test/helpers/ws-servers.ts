@@ -3,8 +3,7 @@ import http, { type IncomingMessage } from 'node:http'
 import net, { type AddressInfo, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { WebSocketServer, WebSocket, type ServerOptions } from 'ws'
-import { webSocketUpgrade } from '../../plugins/proxy/upgrade.js'
-import { resolveTunnelTimings, handshakeUpstream, type WebSocketProxyOptions } from '../../plugins/proxy/ws-options.js'
+import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 
 export interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -45,7 +44,7 @@ export async function wsUpstream (t: Teardown, options: ServerOptions = {}): Pro
     server.close()
   })
   const port = portOf(server)
-  return { url: `ws://127.0.0.1:${port}`, port, wss, server, handshakes, sockets }
+  return { url: `http://127.0.0.1:${port}`, port, wss, server, handshakes, sockets }
 }
 
 /** A raw TCP upstream: the test writes the bytes. Each connection's received bytes are kept. */
@@ -91,38 +90,22 @@ export async function rawUpstream (t: Teardown): Promise<RawUpstream> {
   return { port: portOf(server), server, connections, next }
 }
 
-export interface TestProxyOptions extends WebSocketProxyOptions {
-  upstream: string
-  prefix?: string
+export interface TestProxyOptions extends ProxyOptions {
   /** Registered on the app before the proxy (e.g. the deadline plugin, auth hooks). */
   before?: (app: FastifyInstance) => Promise<void> | void
   fastify?: FastifyServerOptions
 }
 
 /**
- * An app whose proxy routes carry the WebSocket hooks. The plain-HTTP handler answers
- * 'plain' so a test can tell an upgrade that fell through to HTTP.
+ * An app with the proxy under `/ws` (by default) and `websocket: true`. Open tunnels get a
+ * short close grace so a test's teardown never waits long for a client it still holds.
  */
 export async function proxyApp (t: Teardown, options: TestProxyOptions): Promise<{ app: FastifyInstance, port: number, url: string }> {
-  const app = Fastify({ logger: false, ...options.fastify })
-  if (options.before !== undefined) await options.before(app)
-  const prefix = options.prefix ?? '/ws'
-  await app.register(async function proxy (instance) {
-    const base = handshakeUpstream(options.wsUpstream as string ?? options.upstream)
-    const hooks = webSocketUpgrade(instance, {
-      target: request => new URL(request.url.slice(prefix.length) || '/', base),
-      timings: resolveTunnelTimings({ wsCloseGrace: 100, ...options })
-    })
-    for (const url of [prefix, `${prefix}/*`]) {
-      instance.route({
-        method: ['GET', 'POST'],
-        url,
-        onRequest: hooks.onRequest,
-        preHandler: hooks.preHandler,
-        handler: async () => 'plain'
-      })
-    }
-  })
+  const { before, fastify, ...proxyOptions } = options
+  const app = Fastify({ logger: false, ...fastify })
+  if (before !== undefined) await before(app)
+  const prefix = proxyOptions.prefix ?? '/ws'
+  await app.register(proxy, { websocket: true, wsCloseGrace: 100, ...proxyOptions, prefix })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => await app.close())
   const port = portOf(app.server)
