@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream'
 export type TunnelEnd = 'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'
 
 export interface TunnelStats {
-  /** Bytes from the client to the upstream, and back, after the handshake. */
+  /** Bytes written to the upstream and to the client over their connections, handshakes included. */
   bytesIn: number
   bytesOut: number
   durationMs: number
