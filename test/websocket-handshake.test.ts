@@ -251,6 +251,7 @@ t.test('the deadline covers the handshake: a silent upstream gives a 504, then t
   const reply = parseReply(client.received())
   t.equal(reply.status, 504)
   t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
+  t.match(reply.head, /\r\nconnection: close\r\n/i, 'the deadline plugin\'s 504 on the hijacked reply closes the connection')
   // 300 ms deadline; generous upper margin for a loaded 2-core machine.
   t.ok(elapsed >= 280 && elapsed < 2000, `504 after ${elapsed} ms`)
   await gone(conn.socket)
