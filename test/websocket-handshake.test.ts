@@ -1,11 +1,17 @@
 // WebSocket pass-through, the handshake: what goes upstream, what comes back, and every
 // answer that is not a tunnel.
 import { once } from 'node:events'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import https from 'node:https'
+import { WebSocketServer } from 'ws'
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import deadline from '../plugins/deadline/index.js'
 import {
-  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream
+  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream
 } from './helpers/ws-servers.js'
 
 function acceptFor (key: string): string {
@@ -285,3 +291,62 @@ t.test('without a deadline, wsHandshakeTimeout bounds the handshake', async (t) 
 async function waitFor (condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise(resolve => setTimeout(resolve, 5))
 }
+
+t.test('a wss: upstream: its certificate is verified by default, and trusted with tls.ca', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ws-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
+  const cert = readFileSync(join(dir, 'cert.pem'))
+  const server = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert })
+  const wss = new WebSocketServer({ server })
+  wss.on('connection', ws => ws.on('message', data => ws.send(`tls: ${String(data)}`)))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { wss.close(); server.closeAllConnections(); server.close() })
+  const wsUrl = `wss://127.0.0.1:${portOf(server)}`
+
+  const strict = await proxyApp(t, { upstream: 'http://127.0.0.1:9', wsUpstream: wsUrl })
+  const client = await rawClient(t, strict.port)
+  client.socket.write(upgradeRequest('/ws/secure'))
+  await client.closed
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 502, 'a self-signed certificate is refused by default')
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_UPSTREAM_TLS')
+
+  const trusting = await proxyApp(t, { upstream: 'http://127.0.0.1:9', wsUpstream: wsUrl, tls: { ca: cert } })
+  const ws = await openClient(`${trusting.url}/secure`)
+  t.teardown(() => ws.terminate())
+  ws.send('hello')
+  const [message] = await once(ws, 'message')
+  t.equal(String(message), 'tls: hello', 'with the CA given, the tunnel runs over TLS')
+})
+
+t.test('wrong WebSocket options fail at registration with a clear message', async (t) => {
+  const Fastify = (await import('fastify')).default
+  const proxy = (await import('../plugins/proxy/index.js')).default
+  for (const [options, message] of [
+    [{ wsIdleTimeout: -1 }, /wsIdleTimeout: expected milliseconds/],
+    [{ wsCloseGrace: 'soon' }, /wsCloseGrace: expected milliseconds/],
+    [{ wsUpstream: 'ftp://x' }, /wsUpstream/],
+    [{ websocket: 'yes' }, /websocket: expected a boolean/]
+  ] as const) {
+    const app = Fastify()
+    t.teardown(async () => await app.close())
+    await t.rejects(async () => { await app.register(proxy, { upstream: 'http://127.0.0.1:9', ...options } as never) }, { code: 'FST_STREAMLINE_PROXY_INVALID_OPTION', message })
+  }
+})
+
+t.test('without websocket: true an upgrade is plain HTTP with Upgrade removed, never a tunnel', async (t) => {
+  const up = await wsUpstream(t)
+  const seen: string[] = []
+  up.server.prependListener('request', (req) => { seen.push(String(req.headers.upgrade)) })
+  const { port } = await proxyApp(t, { upstream: up.url, websocket: false })
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/x'))
+  await waitFor(() => client.received().includes('upgrade required'))
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 426, 'the upstream answered a plain GET')
+  t.same(seen, ['undefined'], 'it arrived without Upgrade')
+  t.equal(up.handshakes.length, 0, 'no WebSocket handshake reached the upstream')
+})
