@@ -13,6 +13,7 @@ import { relayResponse, type UpstreamResponse } from './response.js'
 import { retryPolicy } from './retry.js'
 import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
+import { deadlineHeaders } from '../deadline/index.js'
 import type { ProxyOptions, UpstreamRequestHeaders } from './types.js'
 import { proxyUpgrade, withUpgradeHooks } from './upgrade.js'
 
@@ -49,7 +50,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       settings,
       target: compileTarget({ upstream: settings.upstream, prefix: instance.prefix, rewritePrefix: settings.rewritePrefix }),
       withDeadline,
-      budget: noBudget
+      budget: withDeadline ? deadlineHeaders : noBudget
     }
     instance.removeAllContentTypeParsers()
     instance.addContentTypeParser('*', passRequestStream)

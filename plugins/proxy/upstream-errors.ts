@@ -19,7 +19,9 @@ type ErrorWithCode = Error & { code?: unknown, cause?: unknown, errors?: unknown
 
 /** The client-facing error for an upstream failure (reply-from's wrapper or undici's own error). */
 export function classifyUpstreamError (error: Error): FastifyError {
-  const code = upstreamCode(error)
+  const cause = innermost(error)
+  // undici's HTTPParserError has no code for some parse failures (e.g. a bad status line).
+  const code = typeof cause.code === 'string' ? cause.code : cause.name === 'HTTPParserError' ? 'HPE_' : ''
   if (UNAVAILABLE.has(code)) return new UpstreamUnavailableError()
   if (TIMEOUT.has(code)) return new UpstreamTimeoutError()
   if (BAD_RESPONSE.has(code) || code.startsWith('HPE_')) return new UpstreamBadResponseError()
@@ -27,12 +29,12 @@ export function classifyUpstreamError (error: Error): FastifyError {
   return new UpstreamError()
 }
 
-/** The most specific error code: reply-from wraps undici's errors in `cause`, Node wraps happy-eyeballs failures in AggregateError. */
-function upstreamCode (error: ErrorWithCode): string {
+/** The most specific error: reply-from wraps undici's errors in `cause`, Node wraps happy-eyeballs failures in AggregateError. */
+function innermost (error: ErrorWithCode): ErrorWithCode {
   let current: ErrorWithCode = error
   while (current.code !== 'FST_REPLY_FROM_BAD_GATEWAY' && current.cause instanceof Error) current = current.cause as ErrorWithCode
   if (Array.isArray(current.errors) && current.errors[0] instanceof Error) current = current.errors[0] as ErrorWithCode
-  return typeof current.code === 'string' ? current.code : ''
+  return current
 }
 
 /**
