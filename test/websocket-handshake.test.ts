@@ -192,7 +192,8 @@ t.test('upgrades that cannot be tunnelled get a 400 and never reach the upstream
     'POST /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello',
     'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
     'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: totally-unknown\r\n\r\n',
-    'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 4\r\n\r\nbody'
+    'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 4\r\n\r\nbody',
+    'GET /ws/x HTTP/1.0\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
   ]
   for (const raw of requests) {
     const client = await rawClient(t, port)
@@ -200,6 +201,7 @@ t.test('upgrades that cannot be tunnelled get a 400 and never reach the upstream
     await client.closed
     const reply = parseReply(client.received())
     t.equal(reply.status, 400, raw.split('\r\n')[0] + ' / ' + raw.split('\r\n')[3])
+    t.match(reply.head, /\r\nconnection: close\r\n/i)
     t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_PROXY_INVALID_UPGRADE')
   }
   t.equal(up.connections.length, 0, 'the upstream was never contacted')

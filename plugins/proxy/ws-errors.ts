@@ -7,6 +7,6 @@ import createError from '@fastify/error'
 /** A request that asks for an upgrade this proxy will not tunnel (POST, h2c, unknown token, a body). */
 export const InvalidUpgradeError = createError(
   'FST_STREAMLINE_PROXY_INVALID_UPGRADE',
-  'Only a GET WebSocket upgrade without a body can be proxied',
+  'Only a GET WebSocket upgrade over HTTP/1.1 without a body can be proxied',
   400, Error, false
 )
