@@ -73,6 +73,24 @@ for (const websocketFirst of [true, false]) {
     const got = await proxiedRaw.nextData(headLength + echo.length)
     t.same(got.subarray(headLength), echo, 'the early frame reached the upstream, its echo came back, nothing else')
     t.equal(got.toString('latin1').match(/HTTP\/1\.1 /g)?.length, 1, 'one response only')
+
+    // @fastify/websocket routes every upgrade, so the proxy cannot hand these back to Node's
+    // parser: they are refused before any body is read or the upstream contacted.
+    let upstreamConnections = 0
+    up.server.on('connection', () => { upstreamConnections++ })
+    for (const request of [
+      'POST /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello',
+      'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+      'GET /ws/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 4\r\n\r\nbody'
+    ]) {
+      const invalid = await rawClient(t, port)
+      invalid.socket.write(request)
+      await invalid.closed
+      const answer = parseReply(invalid.received())
+      t.equal(answer.status, 400, `${request.split('\r\n')[0]}: 400`)
+      t.equal(JSON.parse(answer.body).code, 'FST_STREAMLINE_PROXY_INVALID_UPGRADE')
+    }
+    t.equal(upstreamConnections, 0, 'the upstream was not contacted')
   })
 }
 
@@ -87,6 +105,7 @@ t.test('without @fastify/websocket, upgrades to the app\'s own routes and unknow
   const app = Fastify()
   await app.register(proxy, { upstream: up.url, prefix: '/ws', websocket: true, wsCloseGrace: 100 })
   app.get('/plain', async () => 'plain answer')
+  app.post('/echo', async (request) => request.body)
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => await app.close())
   const port = portOf(app.server)
@@ -99,6 +118,16 @@ t.test('without @fastify/websocket, upgrades to the app\'s own routes and unknow
     t.match(reply.head, /\r\nconnection: close\r\n/i, 'and the connection closes')
     t.equal(raw.received().toString('latin1').match(/HTTP\/1\.1 /g)?.length, 1, 'one response only')
   }
+  // curl --http2 -d ... on http:// sends this: it must be served as if no upgrade listener existed.
+  const h2c = await rawClient(t, port)
+  const body = '{"a":1}'
+  const post = `POST /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`
+  h2c.socket.write(post + 'GET /plain HTTP/1.1\r\nHost: a\r\n\r\n')
+  await waitFor(() => h2c.received().includes('plain answer'))
+  const text = h2c.received().toString('latin1')
+  t.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n\{"a":1\}HTTP\/1\.1 200 OK\r\n/, 'the POST was served with its body, and the connection kept alive for the next request')
+  t.notMatch(text, /connection: close/i)
+
   const proxied = await openClient(`ws://127.0.0.1:${port}/ws/echo`)
   t.teardown(() => proxied.terminate())
   proxied.send('through')
@@ -106,3 +135,7 @@ t.test('without @fastify/websocket, upgrades to the app\'s own routes and unknow
   t.equal(String(message), 'through')
   t.equal(up.handshakes.length, 1, 'only the proxied upgrade reached the upstream')
 })
+
+async function waitFor (condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise(resolve => setTimeout(resolve, 5))
+}

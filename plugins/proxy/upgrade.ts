@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import type { IncomingMessage } from 'node:http'
 import { errorBody } from '../../lib/error-body.js'
 import { TunnelRegistry } from './tunnel.js'
-import { installUpgradeDispatch, upgradeHead } from './ws-dispatch.js'
+import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './ws-dispatch.js'
 import { InvalidUpgradeError } from './ws-errors.js'
 import { Handshake, type HandshakeSettings } from './ws-handshake.js'
 import { sendError } from './upstream-errors.js'
@@ -57,7 +57,9 @@ function asArray<T> (value: T | T[] | undefined): T[] {
 /**
  * WebSocket pass-through for one proxy registration: route-level hooks for its routes,
  * upgrade dispatch on the server, and shutdown of its open tunnels in preClose.
- * - onRequest refuses upgrades that cannot be tunnelled, before any body would be read;
+ * - onRequest refuses upgrades that cannot be tunnelled, before any body would be read (they
+ *   only get here when another upgrade listener, e.g. @fastify/websocket, routes every upgrade:
+ *   ours turns them back into plain requests);
  * - preHandler, the last hook before the handler (so the app's auth hooks ran), hijacks a
  *   valid upgrade and hands it to a Handshake. Plain requests pass on to the HTTP proxy.
  */
@@ -98,14 +100,4 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
 /** Node sets `upgrade` only on requests it handed to an 'upgrade' listener. */
 function isUpgrade (raw: IncomingMessage): boolean {
   return (raw as IncomingMessage & { upgrade?: boolean }).upgrade === true
-}
-
-/** RFC 6455 4.1: a GET over HTTP/1.1 asking for exactly `websocket`, with no body. */
-export function isWebSocketUpgrade (raw: IncomingMessage): boolean {
-  const { headers } = raw
-  return raw.method === 'GET' &&
-    raw.httpVersion === '1.1' &&
-    headers.upgrade?.trim().toLowerCase() === 'websocket' &&
-    headers['transfer-encoding'] === undefined &&
-    (headers['content-length'] === undefined || headers['content-length'] === '0')
 }

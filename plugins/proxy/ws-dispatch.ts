@@ -23,9 +23,11 @@ const EMPTY = Buffer.alloc(0)
  * - another listener routes upgrades (@fastify/websocket does): a second router would answer
  *   the same socket twice, so this listener only records `head`, which that listener keeps
  *   under a private symbol, and lets it route;
- * - none does: this listener routes the request itself, the same way, on a response bound to
- *   the socket that closes the connection once it is done (the parser is gone, so no
- *   keep-alive: a refused or plain answer is the connection's last).
+ * - none does: this listener routes a WebSocket upgrade itself, the same way, on a response
+ *   bound to the socket that closes the connection once it is done (the parser is gone, so
+ *   no keep-alive: a refused or plain answer is the connection's last). Any other upgrade
+ *   (`Upgrade: h2c` from `curl --http2`, a POST with a body) goes back to Node's HTTP parser
+ *   as a plain request without `Upgrade`, as it would be if no listener existed.
  * The choice is made per event, so the registration order of the two plugins does not matter.
  */
 export function installUpgradeDispatch (app: FastifyInstance): void {
@@ -35,6 +37,7 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
   const onUpgrade = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
     (raw as IncomingMessage & WithHead)[kUpgradeHead] = head
     if (server.listenerCount('upgrade') > 1) return
+    if (!isWebSocketUpgrade(raw)) return reparseAsPlainRequest(server, raw, socket, head)
     socket.on('error', destroyOnError)
     const res = new ServerResponse(raw)
     res.shouldKeepAlive = false
@@ -48,6 +51,41 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
     installed.delete(server)
     done()
   })
+}
+
+/** RFC 6455 4.1: a GET over HTTP/1.1 asking for exactly `websocket`, with no body. */
+export function isWebSocketUpgrade (raw: IncomingMessage): boolean {
+  const { headers } = raw
+  return raw.method === 'GET' &&
+    raw.httpVersion === '1.1' &&
+    headers.upgrade?.trim().toLowerCase() === 'websocket' &&
+    headers['transfer-encoding'] === undefined &&
+    (headers['content-length'] === undefined || headers['content-length'] === '0')
+}
+
+/**
+ * Hands a non-WebSocket upgrade back to Node's HTTP server as a fresh connection whose first
+ * bytes are the same request without `Upgrade` (and without the `upgrade` token in
+ * `Connection`), followed by whatever came after it. Node's parser then serves it, body and
+ * keep-alive included, exactly like a request that never asked to upgrade. Hand-written
+ * because Node 20 has no hook to decline an upgrade (`shouldUpgradeCallback` is Node 24).
+ */
+function reparseAsPlainRequest (server: Server, raw: IncomingMessage, socket: Duplex, head: Buffer): void {
+  let text = `${raw.method ?? 'GET'} ${raw.url ?? '/'} HTTP/${raw.httpVersion}\r\n`
+  const headers = raw.rawHeaders
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i].toLowerCase()
+    if (name === 'upgrade') continue
+    let value = headers[i + 1]
+    if (name === 'connection') {
+      value = value.split(',').map(token => token.trim()).filter(token => token !== '' && token.toLowerCase() !== 'upgrade').join(', ')
+      if (value === '') continue
+    }
+    text += `${headers[i]}: ${value}\r\n`
+  }
+  // Node decoded the head as latin1; encoding it back the same way restores the original bytes.
+  socket.unshift(Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]))
+  server.emit('connection', socket)
 }
 
 /**

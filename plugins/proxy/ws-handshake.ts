@@ -99,6 +99,8 @@ export class Handshake {
       return this.fail(new UpstreamBadResponseError())
     }
     this.settle()
+    // The request object is done with; an idle tunnel should hold as little as possible.
+    this.upstreamReq = null
     // From here the tunnel governs its own lifetime (idle timeout, wsMaxStreamDuration).
     releaseDeadline(this.request)
     const { client } = this
