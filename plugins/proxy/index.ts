@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type ProxySettings } from './options.js'
 import { compileTarget, upstreamUrl, type ProxyTarget } from './target.js'
-import { createDispatcher, upstreamCalls, type ProxyDispatcher } from './dispatcher.js'
+import { createDispatcher, upstreamCalls } from './dispatcher.js'
 import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
 import { stripHopByHop, stripRequestOnly } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
@@ -55,7 +55,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
     instance.removeAllContentTypeParsers()
     instance.addContentTypeParser('*', passRequestStream)
     await instance.register(replyFrom, { undici: dispatcher as unknown as { request: never }, disableCache: true, disableRequestLogging: true })
-    instance.addHook('onClose', () => closeDispatcher(dispatcher))
+    instance.addHook('onClose', async () => { await dispatcher.destroy() })
     const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
     for (const url of ['/', '/*']) instance.route(withUpgradeHooks(routeOptions(proxy, url), upgrade))
   }, { prefix: settings.prefix })
@@ -64,10 +64,6 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
 /** Bodies are not parsed: the request stream itself becomes `request.body` and is piped upstream. */
 function passRequestStream (_request: FastifyRequest, payload: unknown, done: (err: null, body: unknown) => void): void {
   done(null, payload)
-}
-
-async function closeDispatcher (dispatcher: ProxyDispatcher): Promise<void> {
-  await dispatcher.destroy()
 }
 
 function routeOptions (proxy: Proxy, url: string): RouteOptions {
@@ -84,9 +80,10 @@ function routeOptions (proxy: Proxy, url: string): RouteOptions {
     decompress: false,
     handler: function proxyHandler (request, reply) { return forward(proxy, request, reply) }
   }
-  // Hook arrays are plain lists so more handlers (e.g. the WebSocket pass-through) can be appended.
-  if (settings.onRequest.length > 0) route.onRequest = settings.onRequest
-  if (settings.preValidation.length > 0) route.preValidation = settings.preValidation
+  // Fresh arrays per route: other plugins' onRoute hooks may append to them, and more handlers
+  // (e.g. the WebSocket pass-through's preHandler) can be appended here.
+  if (settings.onRequest.length > 0) route.onRequest = [...settings.onRequest]
+  if (settings.preValidation.length > 0) route.preValidation = [...settings.preValidation]
   if (settings.preHandler.length > 0) route.preHandler = [...settings.preHandler]
   return route
 }

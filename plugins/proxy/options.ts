@@ -49,7 +49,7 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
   }
   return {
     upstream: upstream('upstream', options.upstream, UPSTREAM_URL, true),
-    prefix: options.prefix ?? '/',
+    prefix: path('prefix', options.prefix ?? '/'),
     rewritePrefix: options.rewritePrefix ?? '',
     httpMethods: methods(options.httpMethods),
     onRequest: hooks('onRequest', options.onRequest),
@@ -70,6 +70,12 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
     wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false),
     wsTimings: resolveTunnelTimings(options)
   }
+}
+
+function path (name: string, value: unknown): string {
+  if (typeof value !== 'string' || value[0] !== '/') throw new InvalidProxyOptionError(name, 'expected a path starting with /')
+  // '/api/' serves the same routes as '/api'; only the root keeps its slash.
+  return value.replace(/(.)\/+$/, '$1')
 }
 
 function upstream (name: string, value: unknown, protocols: RegExp, required: boolean): ProxyOptions['upstream'] {

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler, FastifyContextConfig } from 'fastify'
+import type { FastifyRequest, HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler, FastifyContextConfig } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { UpstreamOption } from './target.js'
@@ -74,6 +74,3 @@ export interface ProxyTlsOptions {
 
 /** The `reply.from` options a user may still set; the others are managed by the proxy. */
 export type ProxyReplyOptions = Pick<FastifyReplyFromHooks, 'queryString' | 'method'>
-
-/** Hook signature of a route-level preHandler the proxy may add (e.g. the WebSocket pass-through). */
-export type ProxyRouteHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void> | void
