@@ -1,6 +1,7 @@
 // WebSocket pass-through, the open tunnel: half-close, abrupt ends, backpressure, timers,
 // shutdown and the tunnel's own log line.
 import { once } from 'node:events'
+import http from 'node:http'
 import { Writable } from 'node:stream'
 import type { Socket } from 'node:net'
 import t from 'tap'
@@ -170,4 +171,29 @@ t.test('every tunnel writes its own log line (hijacked replies skip onResponse)'
   t.match(line, { res: { statusCode: 101 }, closedBy: String, reqId: String })
   t.ok(Number(line.bytesIn) > 5 && Number(line.bytesOut) > 5, `bytes counted (${String(line.bytesIn)} in, ${String(line.bytesOut)} out)`)
   t.equal(typeof line.durationMs, 'number')
+})
+
+t.test('the HTTP server\'s own timeouts do not cut an open tunnel', async (t) => {
+  const up = await wsUpstream(t)
+  const { url } = await proxyApp(t, {
+    upstream: up.url,
+    fastify: {
+      connectionTimeout: 300,
+      keepAliveTimeout: 300,
+      // Node checks requestTimeout/headersTimeout every connectionsCheckingInterval (30 s by default).
+      serverFactory: (handler) => http.createServer({ requestTimeout: 300, headersTimeout: 300, connectionsCheckingInterval: 100 }, handler)
+    }
+  })
+  const ws = await openClient(`${url}/long`)
+  t.teardown(() => ws.terminate())
+  // The timeouts are live: a request whose head never completes is cut meanwhile.
+  const slow = await rawClient(t, Number(new URL(url).port))
+  slow.socket.write('GET /ws/x HTTP/1.1\r\nHost: a\r\n')
+  await slow.closed
+  t.match(slow.received().toString('latin1'), /^HTTP\/1\.1 408 /, 'a slow request head got a 408')
+  // Well past the timeouts, through several checks.
+  await new Promise(resolve => setTimeout(resolve, 800))
+  ws.send('still open')
+  const [message] = await once(ws, 'message')
+  t.equal(String(message), 'still open')
 })

@@ -71,7 +71,8 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
   function rejectInvalidUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (isUpgrade(request.raw) && !isWebSocketUpgrade(request.raw)) {
       // The socket left the HTTP parser: whatever follows the head cannot be read as HTTP.
-      reply.code(400).header('connection', 'close').send(errorBody(new InvalidUpgradeError()))
+      reply.raw.shouldKeepAlive = false
+      reply.code(400).send(errorBody(new InvalidUpgradeError()))
       return
     }
     done()
@@ -84,7 +85,8 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
     try {
       target = settings.target(request)
     } catch (err) {
-      reply.header('connection', 'close')
+      // An answer to an upgrade is the connection's last (the HTTP parser has let go of it).
+      reply.raw.shouldKeepAlive = false
       sendError(reply, err as FastifyError)
       return
     }
