@@ -145,6 +145,22 @@ t.test('an upstream that refuses the upgrade is answered as HTTP, the early byte
   }
 })
 
+t.test('a client that leaves during a relayed refusal frees the upstream connection', async (t) => {
+  const up = await rawUpstream(t)
+  const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/refused'))
+  const conn = await up.next()
+  await conn.head
+  conn.socket.write('HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n')
+  await client.nextData(1)
+  await new Promise(resolve => setImmediate(resolve))
+  const started = Date.now()
+  client.socket.resetAndDestroy()
+  await gone(conn.socket)
+  t.ok(Date.now() - started < 1000, `the upstream connection closed ${Date.now() - started} ms after the client left`)
+})
+
 t.test('a 101 for another protocol, or without Upgrade, is a 502', async (t) => {
   const up = await rawUpstream(t)
   const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })

@@ -22,9 +22,10 @@ export function switchingProtocolsHead (res: IncomingMessage): string {
 export function relayRefusal (upstreamRes: IncomingMessage, headers: OutgoingHttpHeaders, res: ServerResponse, client: Duplex): void {
   res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, { ...headers, connection: 'close' })
   upstreamRes.pipe(res)
-  // A body cut short must not look complete to the client.
+  // A body cut short must not look complete to the client; a client that leaves frees the upstream.
   upstreamRes.once('aborted', () => client.destroy())
   upstreamRes.once('error', () => client.destroy())
+  res.once('close', () => upstreamRes.destroy())
 }
 
 /** A JSON error on the client connection, before any byte of an answer went out. */
