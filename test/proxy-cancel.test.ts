@@ -70,6 +70,27 @@ for (const withDeadline of [false, true]) {
   })
 }
 
+t.test('many concurrent requests on an opted-out route leave no listener on a shared signal', async (t) => {
+  const warnings: Error[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const pending: http.ServerResponse[] = []
+  let arrivedAll = (): void => {}
+  const allArrived = new Promise<void>((resolve) => { arrivedAll = resolve })
+  const up = await upstream(t, (_req, res) => {
+    pending.push(res)
+    if (pending.length === 20) arrivedAll()
+  })
+  const { url } = await proxyApp(t, { upstream: up.url, config: { deadline: false } }, { deadline: { timeout: 5000 } })
+  const clients = Array.from({ length: 20 }, (_, i) => receive(`${url}/${i}`))
+  await allArrived
+  for (const res of pending) res.end('ok')
+  const received = await Promise.all(clients)
+  t.same(received.map(r => r.body), Array(20).fill('ok'))
+  t.same(warnings.map(w => w.name), [], 'no MaxListenersExceededWarning')
+})
+
 t.test('the deadline aborts the upstream before its headers (the client gets the deadline\'s 504)', async (t) => {
   const up = await upstream(t, () => {})
   const { url } = await proxyApp(t, { upstream: up.url }, { deadline: { timeout: 300 } })

@@ -20,10 +20,10 @@ function assertErrorBody (t: Test, res: { status: number, headers: http.Incoming
   t.equal(body.code, code)
   const { hostname, port } = new URL(upstreamUrl)
   t.notMatch(res.body, hostname, 'no upstream address')
-  t.notMatch(res.body, `:${port}`, 'no upstream port')
+  if (port !== '') t.notMatch(res.body, `:${port}`, 'no upstream port')
 }
 
-t.test('before headers: refused 502, reset 502, malformed 502, slow head 504, never 500', async (t) => {
+t.test('before headers: refused 502, DNS failure 502, reset 502, malformed 502, slow head 504, never 500', async (t) => {
   const closed = net.createServer().listen(0, '127.0.0.1')
   await once(closed, 'listening')
   const closedUrl = `http://127.0.0.1:${port(closed)}`
@@ -40,11 +40,14 @@ t.test('before headers: refused 502, reset 502, malformed 502, slow head 504, ne
   })
   const { url } = await proxyApp(t, [
     { upstream: closedUrl, prefix: '/refused' },
+    // .invalid never resolves (RFC 2606); the connect timeout bounds a slow resolver.
+    { upstream: 'http://upstream.invalid', prefix: '/dns', connectTimeout: 5000 },
     { upstream: raw, prefix: '/raw' },
     { upstream: raw, prefix: '/slow', headersTimeout: 300 }
   ])
 
   assertErrorBody(t, await receive(`${url}/refused/x`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', closedUrl)
+  assertErrorBody(t, await receive(`${url}/dns/x`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', 'http://upstream.invalid')
   assertErrorBody(t, await receive(`${url}/raw/reset`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', raw)
   assertErrorBody(t, await receive(`${url}/raw/bad-status`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
   assertErrorBody(t, await receive(`${url}/raw/bad-header`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)

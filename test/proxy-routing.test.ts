@@ -1,4 +1,6 @@
 import t from 'tap'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import Fastify from 'fastify'
 import proxy, { type ProxyOptions } from '../plugins/proxy/index.js'
 import { proxyApp, rawRequest, receive, upstream } from './helpers/proxy-servers.js'
@@ -154,4 +156,19 @@ t.test('X-Forwarded-* honour trustProxy', async (t) => {
   t.equal(kept['x-forwarded-for'], '198.51.100.1, 127.0.0.1', 'a trusted peer\'s chain is kept up to the first untrusted hop, then the peer appended')
   t.equal(kept['x-forwarded-proto'], 'https')
   t.equal(kept['x-forwarded-host'], 'public.example')
+})
+
+t.test('the package exports the proxy from ESM and CommonJS, root and subpath', async (t) => {
+  const run = promisify(execFile)
+  const esm = await run(process.execPath, ['--input-type=module', '-e', `
+    import { proxy } from 'fastify-streamline'
+    import sub, { upstreamUrl } from 'fastify-streamline/proxy'
+    console.log(proxy === sub, typeof upstreamUrl, proxy[Symbol.for('plugin-meta')].name)
+  `])
+  t.equal(esm.stdout.trim(), 'true function fastify-streamline-proxy')
+  const cjs = await run(process.execPath, ['-e', `
+    const { proxy } = require('fastify-streamline')
+    console.log(proxy === require('fastify-streamline/proxy').default)
+  `])
+  t.equal(cjs.stdout.trim(), 'true')
 })

@@ -20,7 +20,9 @@ export function startCall (request: FastifyRequest, reply: FastifyReply, budget:
   const controller = new AbortController()
   const res = reply.raw
   const call: ProxyCall = { signal: controller.signal, budget: () => budget(request), trailers: null, relaying: false }
-  const deadline = withDeadline ? request.deadline.signal : null
+  // A deadline that can never pass (opted-out route: one shared signal for all of them) is not
+  // listened to; after headers the deadline acts on the response, which `close` below sees.
+  const deadline = withDeadline && request.deadline.expiresAt !== Infinity ? request.deadline.signal : null
 
   const onDeadline = (): void => {
     // When the deadline has ended a relayed response cleanly (SSE), Fastify destroys the

@@ -94,6 +94,9 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): F
   try {
     url = upstreamUrl(request, proxy.target)
   } catch (err) {
+    // Ours (bad path, bad upstream URL) get their JSON answer; an exception thrown by a user's
+    // `upstream` function goes to the app's error handler like any handler error.
+    if (!String((err as FastifyError).code).startsWith('FST_STREAMLINE_PROXY_')) throw err
     sendError(reply, err as FastifyError)
     return reply
   }
