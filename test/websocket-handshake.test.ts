@@ -46,6 +46,21 @@ t.test('every end-to-end header goes upstream; the upstream picks the subprotoco
   t.ok(seen.headers['sec-websocket-key'], 'the client\'s key is forwarded (ws checked the accept)')
 })
 
+t.test('wsUpstream may be a function returning a ws: URL, chosen per request', async (t) => {
+  const a = await wsUpstream(t)
+  const b = await wsUpstream(t)
+  const { url } = await proxyApp(t, {
+    upstream: 'http://127.0.0.1:9',
+    wsUpstream: (request) => `ws://127.0.0.1:${request.headers['x-shard'] === 'b' ? b.port : a.port}/base`
+  })
+  const toB = await openClient(`${url}/room`, undefined, { headers: { 'X-Shard': 'b' } })
+  const toA = await openClient(`${url}/room`)
+  t.teardown(() => { toA.terminate(); toB.terminate() })
+  t.same([a.handshakes.length, b.handshakes.length], [1, 1], 'one handshake each')
+  t.equal(b.handshakes[0].url, '/base/room', 'under the upstream URL\'s own path')
+  t.equal(b.handshakes[0].headers['x-shard'], 'b')
+})
+
 t.test('permessage-deflate is agreed end to end and the bytes stay compressed', async (t) => {
   const up = await wsUpstream(t, { perMessageDeflate: true })
   const { url } = await proxyApp(t, { upstream: up.url })
