@@ -283,6 +283,40 @@ t.test('an auth hook that answers 401 stops the upgrade before any upstream cont
   t.equal(up.handshakes.length, 1, 'with credentials it goes through')
 })
 
+t.test('a client that leaves while a slow auth hook runs never reaches the upstream', async (t) => {
+  const up = await rawUpstream(t)
+  let entered = deferred()
+  let finished = deferred()
+  const { port } = await proxyApp(t, {
+    upstream: `http://127.0.0.1:${up.port}`,
+    // An auth check that takes until the client has gone.
+    preHandler: async (request) => {
+      entered.resolve()
+      await gone(request.raw.socket as import('node:net').Socket)
+      setImmediate(finished.resolve)
+    }
+  })
+  for (const leave of ['reset', 'end'] as const) {
+    entered = deferred()
+    finished = deferred()
+    const client = await rawClient(t, port)
+    client.socket.write(upgradeRequest('/ws/slow-auth'))
+    await entered.promise
+    if (leave === 'reset') client.socket.resetAndDestroy()
+    else client.socket.end()
+    await finished.promise
+  }
+  // The upstream would be contacted synchronously after the hook; give it a moment to show up.
+  await new Promise(resolve => setTimeout(resolve, 50))
+  t.equal(up.connections.length, 0, 'no handshake was started for a client that is gone')
+})
+
+function deferred (): { promise: Promise<void>, resolve: () => void } {
+  let resolve: () => void = () => {}
+  const promise = new Promise<void>(_resolve => { resolve = _resolve })
+  return { promise, resolve }
+}
+
 t.test('the deadline covers the handshake: a silent upstream gives a 504, then the tunnel is free of it', async (t) => {
   const up = await rawUpstream(t)
   const { port } = await proxyApp(t, {

@@ -91,8 +91,15 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
       return
     }
     reply.hijack()
+    const client = request.raw.socket
+    // Gone while the app's hooks ran (a slow auth check): its close event has already fired,
+    // so nothing would ever end a handshake started now.
+    if (client.destroyed || client.readableEnded) {
+      client.destroy()
+      return
+    }
     const handshake = new Handshake(request, reply, settings, upgradeHead(request.raw))
-    tunnels.add(request.raw.socket, () => handshake.cut())
+    tunnels.add(client, () => handshake.cut())
     handshake.start(target)
   }
 
