@@ -123,6 +123,24 @@ t.test('the deadline aborts the upstream after headers: SSE ends cleanly, other 
   }
 })
 
+t.test('maxStreamDuration ends a flowing SSE stream cleanly and stops the upstream', async (t) => {
+  let writes = 0
+  const up = await upstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    const timer = setInterval(() => { writes++; res.write(`data: ${writes}\n\n`) }, 20)
+    res.on('close', () => clearInterval(timer))
+  })
+  const { url } = await proxyApp(t, { upstream: up.url }, { deadline: { timeout: 5000, maxStreamDuration: 400 } })
+  const arrived = once(up.server, 'request') as Promise<[http.IncomingMessage, http.ServerResponse]>
+  const client = receive(`${url}/live`)
+  const [, res] = await arrived
+  const received = await client
+  t.equal(received.ending, 'end', 'the client sees a clean end')
+  t.match(received.body, /^(data: \d+\n\n)+$/, 'only whole events')
+  t.ok(received.chunks.length > 3, `${received.chunks.length} chunks streamed before the lifetime ended`)
+  await upstreamCloses(t, res, 'lifetime expiry of a flowing stream')
+})
+
 t.test('a POST whose body was read is not aborted while the client waits', async (t) => {
   const up = await upstream(t, (req, res) => {
     req.resume()
