@@ -61,6 +61,23 @@ t.test('wsUpstream may be a function returning a ws: URL, chosen per request', a
   t.equal(b.handshakes[0].headers['x-shard'], 'b')
 })
 
+t.test('an exception from a wsUpstream function goes to the app\'s error handler, as for plain HTTP', async (t) => {
+  const { port } = await proxyApp(t, {
+    upstream: 'http://127.0.0.1:9',
+    wsUpstream: () => { throw Object.assign(new Error('no shard'), { statusCode: 421 }) },
+    before: (app) => {
+      app.setErrorHandler(async (err: Error, _request, reply) => await reply.code(421).send({ handled: err.message }))
+    }
+  })
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/x'))
+  await client.closed
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 421)
+  t.same(JSON.parse(reply.body), { handled: 'no shard' })
+  t.match(reply.head, /\r\nconnection: close\r\n/i)
+})
+
 t.test('permessage-deflate is agreed end to end and the bytes stay compressed', async (t) => {
   const up = await wsUpstream(t, { perMessageDeflate: true })
   const { url } = await proxyApp(t, { upstream: up.url })

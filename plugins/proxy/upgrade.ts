@@ -87,6 +87,9 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
     } catch (err) {
       // An answer to an upgrade is the connection's last (the HTTP parser has let go of it).
       reply.raw.shouldKeepAlive = false
+      // As for plain HTTP: ours (bad path, bad upstream URL) get their JSON answer; an exception
+      // from a user's `upstream` function goes to the app's error handler.
+      if (!String((err as FastifyError).code).startsWith('FST_STREAMLINE_PROXY_')) return done(err as Error)
       sendError(reply, err as FastifyError)
       return
     }
