@@ -100,7 +100,7 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): F
     sendError(reply, err as FastifyError)
     return reply
   }
-  const call = startCall(request, reply, proxy.budget, proxy.withDeadline)
+  const call = startCall(request, reply, proxy.budget)
   try {
     upstreamCalls.run(call, () => reply.from(url.origin + url.pathname, fromOptions(proxy, call, request, reply, url)))
   } catch (err) {
