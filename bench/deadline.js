@@ -21,9 +21,9 @@ export default async function deadlineBench ({ cpuProf = false } = {}) {
   printTable(`deadline: hello world, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s`,
     ['server', 'req/s', 'p99', 'ratio', 'server CPU/request', 'CPU ratio', 'rounds (req/s)', 'failures'],
     results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, base)),
-      format.us(r.cpuPerRequest), format.ratio(base.cpuPerRequest / r.cpuPerRequest), r.rounds.map(format.int).join(' / '), r.failures]))
+      format.us(r.cpuPerRequest), format.ratio(ratio(r, base, 'cpuPerRequest', true)), r.rounds.map(format.int).join(' / '), r.failures]))
   console.log(`with/without deadline: req/s ratio ${format.ratio(ratio(measured, base))}, ` +
-    `CPU-per-request ratio (without/with) ${format.ratio(base.cpuPerRequest / measured.cpuPerRequest)} (goal >= 0.95)`)
+    `CPU-per-request ratio (without/with) ${format.ratio(ratio(measured, base, 'cpuPerRequest', true))} (goal >= 0.95)`)
   if (cpuProf) {
     await profileServer('server-hello.js', { MODE: 'deadline' }, '/', 'dist/plugins/deadline/', 'deadline plugin')
   }

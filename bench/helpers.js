@@ -138,17 +138,22 @@ export async function interleavedLoad (variants, run = load, rounds = settings.r
       p99: median(list.map((run) => run.p99)),
       cpuPerRequest: median(list.map((run) => run.cpuPerRequest ?? 0)),
       failures: list.reduce((sum, run) => sum + run.failures, 0),
-      rounds: list.map((run) => run.rps)
+      rounds: list.map((run) => run.rps),
+      runs: list
     }
   })
 }
 
 /**
- * `result`'s rate relative to `base`: the median of the per-round ratios. Both ran in the same
- * round, back to back, so a burst of load from other processes skews one round, not the figure.
+ * `result`'s `field` relative to `base`'s: the median of the per-round ratios. Both ran in the
+ * same round, back to back, so a burst of load from other processes skews one round, not the
+ * figure. For a cost (CPU per request) pass inverse, so that higher is better as for req/s.
  */
-export function ratio (result, base) {
-  return median(result.rounds.map((rps, i) => rps / base.rounds[i]))
+export function ratio (result, base, field = 'rps', inverse = false) {
+  return median(result.runs.map((run, i) => {
+    const value = run[field] / base.runs[i][field]
+    return inverse ? 1 / value : value
+  }))
 }
 
 export function median (values) {

@@ -49,7 +49,7 @@ async function smallGets (upstream) {
     const proxied = r.name !== 'direct'
     return [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
       proxied ? format.ratio(ratio(r, httpProxy)) : '', format.us(r.cpuPerRequest),
-      proxied ? format.ratio(httpProxy.cpuPerRequest / r.cpuPerRequest) : '',
+      proxied ? format.ratio(ratio(r, httpProxy, 'cpuPerRequest', true)) : '',
       r.rounds.map(format.int).join(' / '), r.failures]
   }))
 }
