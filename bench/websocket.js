@@ -4,7 +4,7 @@
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import {
-  settings, startServer, stopServer, interleavedLoad, ratio, ask, processMemory, percentile,
+  settings, startServer, stopServer, interleavedLoad, ratio, ask, processCpuMs, processMemory, percentile,
   nowMs, wait, printTable, format
 } from './helpers.js'
 
@@ -41,7 +41,7 @@ async function closeAll (sockets) {
 }
 
 /** Each of settings.wsClients clients sends, awaits the echo, and sends again, for `seconds`. */
-async function echoRun (url, seconds = settings.seconds) {
+async function echoRun (url, seconds = settings.seconds, pid = undefined) {
   const sockets = await Promise.all(Array.from({ length: settings.wsClients }, () => open(url)))
   const latencies = []
   let failures = 0
@@ -56,10 +56,12 @@ async function echoRun (url, seconds = settings.seconds) {
     }
   }
   const started = nowMs()
+  const cpuBefore = processCpuMs(pid)
   await Promise.all(sockets.map(loop))
   const elapsed = (nowMs() - started) / 1000
+  const cpuPerRequest = ((processCpuMs(pid) - cpuBefore) * 1000) / latencies.length
   await closeAll(sockets)
-  return { rps: latencies.length / elapsed, p99: percentile(latencies, 99), failures }
+  return { rps: latencies.length / elapsed, p99: percentile(latencies, 99), cpuPerRequest, failures }
 }
 
 async function echoes (upstream) {
@@ -68,18 +70,24 @@ async function echoes (upstream) {
   try {
     for (const mode of MODES) proxies.push(await startServer('server-proxy.js', { MODE: mode, UPSTREAM: upstream.url, WEBSOCKET: '1' }))
     results = await interleavedLoad([
-      { name: 'direct', url: wsUrl(upstream.url) },
-      ...proxies.map((server, i) => ({ name: MODES[i], url: wsUrl(server.url) }))
+      { name: 'direct', url: wsUrl(upstream.url), pid: upstream.pid },
+      ...proxies.map((server, i) => ({ name: MODES[i], url: wsUrl(server.url), pid: server.pid }))
     ], echoRun)
   } finally {
     for (const server of proxies) await stopServer(server)
   }
   const [direct] = results
   const httpProxy = results.find((r) => r.name === 'http-proxy')
-  printTable(`websocket: 32-byte echo, ${settings.wsClients} clients, median of ${settings.rounds} x ${settings.seconds} s`,
-    ['path', 'round trips/s', 'p99', 'vs direct', 'vs http-proxy', 'rounds', 'failures'],
-    results.map((r) => [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
-      r.name === 'direct' ? '' : format.ratio(ratio(r, httpProxy)), r.rounds.map(format.int).join(' / '), r.failures]))
+  printTable(`websocket: 32-byte echo, ${settings.wsClients} clients, median of ${settings.rounds} x ${settings.seconds} s ` +
+    '(CPU: the upstream for direct, else the proxy process alone)',
+  ['path', 'round trips/s', 'p99', 'vs direct', 'vs http-proxy', 'CPU/round trip', 'CPU vs http-proxy', 'rounds', 'failures'],
+  results.map((r) => {
+    const proxied = r.name !== 'direct'
+    return [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
+      proxied ? format.ratio(ratio(r, httpProxy)) : '', format.us(r.cpuPerRequest),
+      proxied ? format.ratio(ratio(r, httpProxy, 'cpuPerRequest', true)) : '',
+      r.rounds.map(format.int).join(' / '), r.failures]
+  }))
 }
 
 /** RSS growth of a fresh proxy process while settings.wsTunnels idle tunnels are open through it. */
