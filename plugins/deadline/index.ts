@@ -1,5 +1,52 @@
-// placeholder: the plugin lands in the next commit
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import { activeDeadline, kDeadline, setActiveDeadline } from './access.js'
+import { resolvePluginOptions, resolveRouteOptions, type DeadlineSettings } from './options.js'
+import { UNLIMITED } from './request-deadline.js'
+import type { DeadlineOptions, RequestDeadline } from './types.js'
+import { watch } from './watch.js'
+
 export type { DeadlineOptions, RouteDeadlineOptions, RequestDeadline, DeadlinePhase } from './types.js'
-export { DeadlineExceededError, ClientDisconnectedError } from './errors.js'
-const deadline = null
+export { DeadlineExceededError, ClientDisconnectedError, InvalidDeadlineOptionError } from './errors.js'
+export { deadlineHeaders, releaseDeadline } from './access.js'
+
+async function deadlinePlugin (app: FastifyInstance, options: DeadlineOptions): Promise<void> {
+  const base = resolvePluginOptions(options)
+  app.decorateRequest(kDeadline, null)
+  app.decorateRequest('deadline', {
+    getter (this: FastifyRequest): RequestDeadline {
+      return activeDeadline(this) ?? UNLIMITED
+    }
+  })
+  // Route-level hooks, added per route: an opted-out route gets none and pays nothing.
+  app.addHook('onRoute', (route: RouteOptions) => {
+    const config = route.config?.deadline
+    if (config === false) return
+    const settings = resolveRouteOptions(base, config)
+    route.onRequest = [startHook(settings), ...asArray(route.onRequest)]
+    route.onSend = [markSending, ...asArray(route.onSend)]
+  })
+}
+
+function startHook (settings: DeadlineSettings) {
+  return function startDeadline (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    setActiveDeadline(request, watch(request, reply, settings))
+    done()
+  }
+}
+
+// onSend runs just before the headers go out, possibly through async hooks: from here on the
+// response has begun and a 504 must not race it.
+function markSending (request: FastifyRequest, _reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
+  const deadline = activeDeadline(request)
+  if (deadline !== null) deadline.sending = true
+  done(null, payload)
+}
+
+function asArray<T> (hooks: T | T[] | undefined): T[] {
+  if (hooks === undefined) return []
+  return Array.isArray(hooks) ? hooks : [hooks]
+}
+
+const deadline = fp(deadlinePlugin, { name: 'fastify-streamline-deadline', fastify: '5.x' })
 export default deadline

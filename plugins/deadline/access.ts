@@ -1,0 +1,36 @@
+import type { FastifyRequest } from 'fastify'
+import { budgetHeaders } from './propagation.js'
+import type { ActiveDeadline } from './request-deadline.js'
+
+/** Where a request keeps its ActiveDeadline; private to this plugin. */
+export const kDeadline = Symbol('fastify-streamline.deadline')
+
+interface WithDeadline {
+  [kDeadline]: ActiveDeadline | null
+}
+
+export function activeDeadline (request: FastifyRequest): ActiveDeadline | null {
+  return (request as unknown as WithDeadline)[kDeadline] ?? null
+}
+
+export function setActiveDeadline (request: FastifyRequest, deadline: ActiveDeadline): void {
+  (request as unknown as WithDeadline)[kDeadline] = deadline
+}
+
+/**
+ * Headers that carry this request's remaining budget to the next hop, so a chain of
+ * services shares one deadline. Empty when the route has no deadline.
+ */
+export function deadlineHeaders (request: FastifyRequest): Record<string, string> {
+  const deadline = activeDeadline(request)
+  if (deadline === null) return {}
+  return budgetHeaders(deadline.remaining(), request, deadline.settings)
+}
+
+/**
+ * Stops the request's deadline without aborting it: for a hijacked connection (a WebSocket
+ * tunnel) whose handshake is done and which now governs its own lifetime.
+ */
+export function releaseDeadline (request: FastifyRequest): void {
+  activeDeadline(request)?.stop()
+}

@@ -1,0 +1,68 @@
+import type { FastifyReply } from 'fastify'
+import type { ServerResponse } from 'node:http'
+import { errorBody } from '../../lib/error-body.js'
+import { DeadlineExceededError } from './errors.js'
+import { isEventStream, sentHeader, type ActiveDeadline } from './request-deadline.js'
+import type { DeadlinePhase } from './types.js'
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * Ends a request whose deadline passed. The answer comes first and the abort second: code
+ * listening to the signal (a proxy's upstream request) must find the response already decided.
+ */
+export function expire (deadline: ActiveDeadline, phase: DeadlinePhase, now: number): void {
+  deadline.stop()
+  const elapsed = now - deadline.arrival
+  const reason = new DeadlineExceededError(phase, elapsed)
+  const { request, reply } = deadline
+  request.log.warn({ route: request.routeOptions.url, phase, elapsed }, 'deadline exceeded')
+  const res = reply.raw
+  if (!res.headersSent && !deadline.sending) {
+    answerExpired(deadline, reason)
+  } else if (!res.writableEnded) {
+    endOrCut(res)
+  }
+  deadline.abort(reason)
+}
+
+/** Before headers: one well-formed error response, then later sends from the handler are ignored. */
+function answerExpired (deadline: ActiveDeadline, reason: DeadlineExceededError): void {
+  const { request, reply, settings } = deadline
+  const body = JSON.stringify(errorBody(reason, settings.statusCode))
+  // An unread request body would be parsed as the next request: close instead.
+  const closeAfter = !request.raw.complete
+  if (reply.sent) {
+    // Hijacked: the handler owns reply.raw, so the answer is written on it directly.
+    if (reply.raw.destroyed) return
+    reply.raw.writeHead(settings.statusCode, {
+      'content-type': JSON_TYPE,
+      'content-length': Buffer.byteLength(body),
+      ...(closeAfter ? { connection: 'close' } : {})
+    })
+    reply.raw.end(body)
+    return
+  }
+  reply.removeHeader('content-length')
+  reply.removeHeader('content-encoding')
+  if (closeAfter) reply.header('connection', 'close')
+  reply.code(settings.statusCode).type(JSON_TYPE).send(body)
+  reply.send = ignoreLateSend as FastifyReply['send']
+}
+
+function ignoreLateSend (this: FastifyReply): FastifyReply {
+  return this
+}
+
+/**
+ * After headers: an event stream ends cleanly so EventSource reconnects; anything else is
+ * cut, so the client cannot mistake a partial body for a whole one. A client that is not
+ * reading (bytes still queued) is cut too: a clean end would never reach it.
+ */
+function endOrCut (res: ServerResponse): void {
+  if (isEventStream(res) && sentHeader(res, 'content-length') === undefined && res.writableLength === 0) {
+    res.end()
+  } else {
+    res.destroy()
+  }
+}

@@ -1,0 +1,112 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { ServerResponse } from 'node:http'
+import type { DeadlineSettings } from './options.js'
+import type { RequestDeadline } from './types.js'
+
+/** Where a watched request is: waiting for its headers, streaming its body, or finished with. */
+export type WatchPhase = 'response' | 'stream' | 'done'
+
+/** The deadline of an opted-out route: shared by all of them, so they allocate nothing. */
+export const UNLIMITED: RequestDeadline = Object.freeze({
+  signal: new AbortController().signal,
+  expiresAt: Infinity,
+  remaining: () => Infinity,
+  streaming: false
+})
+
+/**
+ * One request's deadline and the state its single timer needs. The AbortController is
+ * created only when a handler reads `signal`: most in-app routes never do.
+ */
+export class ActiveDeadline implements RequestDeadline {
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  readonly settings: DeadlineSettings
+  readonly arrival: number
+  readonly expiresAt: number
+  /** Epoch ms at which the whole response must be over; Infinity when unlimited. */
+  readonly lifetimeAt: number
+  phase: WatchPhase
+  timer: NodeJS.Timeout | null = null
+  /** Set by the route's onSend hook: headers are on their way, a 504 must not race them. */
+  sending = false
+  /** Socket byte count at the last check, and when it last moved: the idle clock without wrapping `write`. */
+  lastBytes: number
+  lastProgressAt: number
+  reason: Error | null = null
+  private controller: AbortController | null = null
+
+  constructor (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings, arrival: number, expiresAt: number) {
+    this.request = request
+    this.reply = reply
+    this.settings = settings
+    this.arrival = arrival
+    this.expiresAt = expiresAt
+    this.lifetimeAt = settings.maxStreamDuration > 0 ? arrival + settings.maxStreamDuration : Infinity
+    this.phase = settings.streaming ? 'stream' : 'response'
+    this.lastBytes = socketBytes(reply.raw)
+    this.lastProgressAt = arrival
+  }
+
+  get signal (): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController()
+      if (this.reason !== null) this.controller.abort(this.reason)
+    }
+    return this.controller.signal
+  }
+
+  remaining (): number {
+    return Math.max(0, this.expiresAt - Date.now())
+  }
+
+  get streaming (): boolean {
+    if (this.settings.streaming) return true
+    const res = this.reply.raw
+    return res.headersSent && (isEventStream(res) || sentHeader(res, 'content-length') === undefined)
+  }
+
+  /** Aborts the signal once; later calls keep the first reason. */
+  abort (reason: Error): void {
+    if (this.reason !== null) return
+    this.reason = reason
+    this.controller?.abort(reason)
+  }
+
+  /** Stops watching: clears the timer; the signal stays as it is. */
+  stop (): void {
+    this.phase = 'done'
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+  }
+}
+
+export function socketBytes (res: ServerResponse): number {
+  return res.socket?.bytesWritten ?? 0
+}
+
+export function isEventStream (res: ServerResponse): boolean {
+  const type = sentHeader(res, 'content-type')
+  return type !== undefined && type.trimStart().slice(0, 17).toLowerCase() === 'text/event-stream'
+}
+
+/**
+ * A response header's value as set or sent. `writeHead(status, headers)` on a response with
+ * no `setHeader` calls writes the head without keeping the headers, so `getHeader` cannot
+ * see them; the serialised head (`_header`, stable since Node 0.x) still can.
+ */
+export function sentHeader (res: ServerResponse, name: string): string | undefined {
+  const value = res.getHeader(name)
+  if (value !== undefined) return String(value)
+  const head = (res as unknown as { _header?: string | null })._header
+  if (typeof head !== 'string') return undefined
+  let pattern = headPatterns.get(name)
+  if (pattern === undefined) {
+    pattern = new RegExp(`\\r\\n${name}:[ \\t]*([^\\r]*)`, 'i')
+    headPatterns.set(name, pattern)
+  }
+  const match = pattern.exec(head)
+  return match === null ? undefined : match[1]
+}
+
+const headPatterns = new Map<string, RegExp>()

@@ -1,0 +1,85 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ClientDisconnectedError } from './errors.js'
+import { expire } from './expire.js'
+import type { DeadlineSettings } from './options.js'
+import { incomingBudget } from './propagation.js'
+import { ActiveDeadline, socketBytes } from './request-deadline.js'
+
+// How often a flowing stream is sampled, as a fraction of streamIdleTimeout: a stall is
+// noticed between 1x and 1.25x the idle timeout, for 4 cheap timer runs per idle period.
+const IDLE_SAMPLES = 4
+
+/** Starts watching one request: one timer, re-armed as the request moves through its phases. */
+export function watch (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings): ActiveDeadline {
+  const now = Date.now()
+  // Fastify stamped the arrival before the app's own onRequest hooks ran; count their time too.
+  const arrival = Math.round(now - reply.elapsedTime)
+  const deadline = new ActiveDeadline(request, reply, settings, arrival, responseDeadline(request, settings, arrival))
+  reply.raw.once('close', () => onClose(deadline))
+  schedule(deadline, now)
+  return deadline
+}
+
+/** When the response must have started: `timeout` (shortened by a trusted caller), or the first idle period for streaming routes. */
+function responseDeadline (request: FastifyRequest, settings: DeadlineSettings, arrival: number): number {
+  const lifetimeAt = settings.maxStreamDuration > 0 ? arrival + settings.maxStreamDuration : Infinity
+  if (settings.streaming) {
+    return Math.min(settings.streamIdleTimeout > 0 ? arrival + settings.streamIdleTimeout : Infinity, lifetimeAt)
+  }
+  let budget = settings.timeout > 0 ? settings.timeout : Infinity
+  const incoming = incomingBudget(request, settings)
+  if (incoming !== undefined && incoming < budget) budget = incoming
+  return Math.min(arrival + budget, lifetimeAt)
+}
+
+function schedule (deadline: ActiveDeadline, now: number): void {
+  const at = nextCheck(deadline, now)
+  if (at !== Infinity) deadline.timer = setTimeout(check, Math.max(0, at - now), deadline)
+}
+
+function nextCheck (deadline: ActiveDeadline, now: number): number {
+  const idle = deadline.settings.streamIdleTimeout
+  if (idle === 0) return Math.min(deadline.phase === 'response' ? deadline.expiresAt : Infinity, deadline.lifetimeAt)
+  if (deadline.phase === 'response') {
+    // A response that takes long to start is also looked at every idle/4, so that the idle
+    // clock starts soon after its headers go out rather than at the end of `timeout`.
+    return Math.min(deadline.expiresAt, now + idle / IDLE_SAMPLES, deadline.lifetimeAt)
+  }
+  return Math.min(deadline.lastProgressAt + idle, now + idle / IDLE_SAMPLES, deadline.lifetimeAt)
+}
+
+/** The timer's callback: decides between expiring, switching phase and sampling again. */
+function check (deadline: ActiveDeadline): void {
+  deadline.timer = null
+  if (deadline.phase === 'done') return
+  const now = Date.now()
+  if (now >= deadline.lifetimeAt) return expire(deadline, 'lifetime', now)
+  const res = deadline.reply.raw
+  const started = res.headersSent || deadline.sending
+  if (deadline.phase === 'response') {
+    if (!started) {
+      if (now >= deadline.expiresAt) return expire(deadline, 'response', now)
+    } else {
+      // Headers are out: from now on only stalls count, however long the body takes.
+      deadline.phase = 'stream'
+      deadline.lastBytes = socketBytes(res)
+      deadline.lastProgressAt = now
+    }
+    return schedule(deadline, now)
+  }
+  const bytes = socketBytes(res)
+  if (bytes !== deadline.lastBytes) {
+    deadline.lastBytes = bytes
+    deadline.lastProgressAt = now
+  } else if (deadline.settings.streamIdleTimeout > 0 && now - deadline.lastProgressAt >= deadline.settings.streamIdleTimeout) {
+    return expire(deadline, 'idle', now)
+  }
+  schedule(deadline, now)
+}
+
+/** `close` fires for every response: after `finish` when it completed, without it when the client left. */
+function onClose (deadline: ActiveDeadline): void {
+  if (deadline.phase === 'done') return
+  deadline.stop()
+  if (!deadline.reply.raw.writableFinished) deadline.abort(new ClientDisconnectedError())
+}

@@ -1,0 +1,58 @@
+// Budget propagation: what goes upstream, and what an incoming budget does when trusted.
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { deadlineHeaders } from '../plugins/deadline/index.js'
+import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
+
+t.test('deadlineHeaders gives the remaining budget in the configured header, or grpc-timeout', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 1000, propagationHeader: 'X-Budget-Ms' })
+  app.get('/headers', async (req) => { await sleep(200); return deadlineHeaders(req) })
+  app.post('/grpc', async (req) => deadlineHeaders(req))
+  app.addContentTypeParser('application/grpc+proto', (_req, _payload, done) => done(null))
+  app.get('/out', { config: { deadline: false } }, async (req) => deadlineHeaders(req))
+  app.get('/stream', { config: { deadline: { streaming: true, streamIdleTimeout: 5000 } } }, async (req) => deadlineHeaders(req))
+  const base = await listen(app)
+  const headers = JSON.parse((await receive(`${base}/headers`)).body)
+  t.same(Object.keys(headers), ['x-budget-ms'])
+  const ms = Number(headers['x-budget-ms'])
+  t.ok(ms <= 800 && ms > 300, `about 800 ms left (${ms})`)
+  const grpc = JSON.parse((await receive(`${base}/grpc`, { method: 'POST', headers: { 'content-type': 'application/grpc+proto' } }, '')).body)
+  t.match(grpc, { 'grpc-timeout': /^\d{1,8}m$/ })
+  t.ok(Number(grpc['grpc-timeout'].slice(0, -1)) > 500)
+  t.same(JSON.parse((await receive(`${base}/out`)).body), {}, 'no header for an opted-out route')
+  const stream = Number(JSON.parse((await receive(`${base}/stream`)).body)['x-budget-ms'])
+  t.ok(stream > 4000 && stream <= 5000, 'a streaming route passes its first idle period on')
+})
+
+t.test('an incoming budget is ignored unless trusted', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 1500 })
+  app.get('/work', async (req) => { await sleep(300); return { remaining: req.deadline.remaining() } })
+  const base = await listen(app)
+  const res = await receive(`${base}/work`, { headers: { 'x-request-timeout-ms': '50' } })
+  t.equal(res.status, 200)
+  t.ok(JSON.parse(res.body).remaining > 900)
+})
+
+t.test('a trusted incoming budget shortens the deadline, never lengthens it; malformed values are ignored', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 600, trustIncoming: (req) => req.headers['x-trusted'] === 'yes' })
+  app.get('/work', async (req) => {
+    await sleep(300)
+    return { expiresIn: req.deadline.expiresAt - Date.now() }
+  })
+  const base = await listen(app)
+  const trusted = { 'x-trusted': 'yes' }
+  const short = await receive(`${base}/work`, { headers: { ...trusted, 'x-request-timeout-ms': '100' } })
+  t.equal(short.status, 504, 'shortened to 100 ms')
+  t.ok(short.headersAt < 290, `504 after ${short.headersAt} ms`)
+  const grpc = await receive(`${base}/work`, { headers: { ...trusted, 'grpc-timeout': '100m' } })
+  t.equal(grpc.status, 504, 'grpc-timeout is read too')
+  const long = await receive(`${base}/work`, { headers: { ...trusted, 'x-request-timeout-ms': '99999' } })
+  t.equal(long.status, 200, 'a longer budget does not lengthen the 600 ms timeout')
+  t.ok(JSON.parse(long.body).expiresIn <= 300)
+  for (const bad of ['abc', '-5', '1e3', '', '10.5', '0x10']) {
+    const res = await receive(`${base}/work`, { headers: { ...trusted, 'x-request-timeout-ms': bad } })
+    t.equal(res.status, 200, `malformed ${JSON.stringify(bad)} ignored`)
+  }
+  const untrusted = await receive(`${base}/work`, { headers: { 'x-request-timeout-ms': '100' } })
+  t.equal(untrusted.status, 200, 'the trust function said no')
+})

@@ -1,0 +1,44 @@
+// Nothing outlives its request: timers, listeners and sockets are gone when it is.
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { Pool } from 'undici'
+import { deadlineApp, listen } from './helpers/deadline-app.js'
+
+function timers (): number {
+  return process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
+}
+
+t.test('after 10,000 requests the active handles are back to baseline', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 100, streamIdleTimeout: 200 })
+  app.get('/fast', async () => 'ok')
+  app.get('/slow', async (req) => { await new Promise((resolve) => req.deadline.signal.addEventListener('abort', resolve)); return 'late' })
+  app.get('/stream', (_req, reply) => { reply.type('text/event-stream').send('data: one\n\n') })
+  const base = await listen(app)
+  await sleep(50)
+  const baseline = { timers: timers(), handles: process.getActiveResourcesInfo().length }
+  const pool = new Pool(base, { connections: 20, pipelining: 1 })
+  const statuses: Record<number, number> = {}
+  const paths = ['/fast', '/fast', '/stream', '/fast']
+  for (let batch = 0; batch < 100; batch++) {
+    await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+      const path = batch % 25 === 0 && i < 10 ? '/slow' : paths[i % paths.length]
+      const res = await pool.request({ path, method: 'GET' })
+      await res.body.dump()
+      statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
+    }))
+  }
+  t.equal(statuses[504], 40, 'the slow requests expired')
+  t.equal(statuses[200], 9960)
+  await pool.close()
+  const connections = await new Promise<number>((resolve) => {
+    const poll = (): void => {
+      app.server.getConnections((_err, count) => { if (count === 0) resolve(count); else setTimeout(poll, 20) })
+    }
+    poll()
+  })
+  t.equal(connections, 0, 'every server socket is closed')
+  await sleep(50)
+  t.equal(timers(), baseline.timers, 'no deadline timer left behind')
+  t.ok(process.getActiveResourcesInfo().length <= baseline.handles, 'handles back to baseline')
+  t.equal(app.server.listenerCount('request'), 1)
+})

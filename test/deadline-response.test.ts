@@ -1,0 +1,198 @@
+// The response phase: from arrival until the headers are sent.
+import { setTimeout as sleep } from 'node:timers/promises'
+import net from 'node:net'
+import t from 'tap'
+import { Pool, request } from 'undici'
+import Fastify from 'fastify'
+import deadline, { ClientDisconnectedError, DeadlineExceededError, type DeadlineOptions } from '../plugins/deadline/index.js'
+import { aborted, deadlineApp, listen, receive } from './helpers/deadline-app.js'
+
+t.test('a slow handler gets the 504 at the deadline and its signal aborts', async (t) => {
+  const { app, logs } = await deadlineApp(t, { timeout: 300 })
+  let reason: unknown
+  app.get('/slow', async (req) => {
+    reason = await aborted(req.deadline.signal)
+    return 'too late'
+  })
+  const base = await listen(app)
+  const res = await receive(`${base}/slow`)
+  t.equal(res.status, 504)
+  t.ok(res.headersAt >= 280 && res.headersAt < 300 + 400, `504 after ${res.headersAt} ms`)
+  t.match(res.headers['content-type'], /^application\/json/)
+  t.same(JSON.parse(res.body), {
+    statusCode: 504,
+    code: 'FST_STREAMLINE_DEADLINE_EXCEEDED',
+    error: 'Gateway Timeout',
+    message: JSON.parse(res.body).message
+  })
+  t.match(JSON.parse(res.body).message, /phase: response/)
+  t.ok(reason instanceof DeadlineExceededError)
+  t.equal((reason as DeadlineExceededError).phase, 'response')
+  await sleep(20)
+  const expiries = logs.filter((l) => l.msg === 'deadline exceeded')
+  t.equal(expiries.length, 1, 'one log line per expiry')
+  t.match(expiries[0], { level: 40, route: '/slow', phase: 'response', reqId: String })
+  t.notOk(logs.some((l) => /already sent/i.test(JSON.stringify(l))), 'no "already sent" warning')
+})
+
+t.test('a handler that ignores the signal still gets the 504 on time, and its late reply is dropped', async (t) => {
+  const { app, logs } = await deadlineApp(t, { timeout: 200 })
+  let lateSendDone = false
+  app.get('/ignore', (_req, reply) => {
+    setTimeout(() => {
+      reply.code(200).send('late')
+      lateSendDone = true
+    }, 600)
+  })
+  app.get('/ignore-async', async () => {
+    await sleep(600)
+    return 'late'
+  })
+  app.get('/reject', async () => {
+    await sleep(600)
+    throw new Error('handler failed after the deadline')
+  })
+  const base = await listen(app)
+  for (const path of ['/ignore', '/ignore-async', '/reject']) {
+    const res = await receive(`${base}${path}`)
+    t.equal(res.status, 504, path)
+    t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
+  }
+  await sleep(800)
+  t.ok(lateSendDone, 'the late send ran without throwing')
+  t.notOk(logs.some((l) => /already sent|ERR_HTTP_HEADERS_SENT/i.test(JSON.stringify(l))), 'no warning for late sends')
+})
+
+t.test('expiry right when the handler replies: exactly one well-formed response, 500 times', async (t) => {
+  const { app, logs } = await deadlineApp(t, { timeout: 40 })
+  app.get('/race', (_req, reply) => { setTimeout(() => reply.send({ ok: true }), 40) })
+  const base = await listen(app)
+  const pool = new Pool(base, { connections: 20 })
+  t.teardown(() => pool.close())
+  const counts = { ok: 0, expired: 0 }
+  const one = async (): Promise<void> => {
+    const res = await pool.request({ path: '/race', method: 'GET' })
+    const body = await res.body.json() as Record<string, unknown>
+    if (res.statusCode === 200) {
+      t.same(body, { ok: true })
+      counts.ok++
+    } else {
+      t.equal(res.statusCode, 504)
+      t.equal(body.code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
+      counts.expired++
+    }
+  }
+  for (let batch = 0; batch < 25; batch++) await Promise.all(Array.from({ length: 20 }, one))
+  t.equal(counts.ok + counts.expired, 500, `${counts.ok} answered, ${counts.expired} expired`)
+  await sleep(100)
+  t.notOk(logs.some((l) => /already sent|ERR_HTTP_HEADERS_SENT/i.test(JSON.stringify(l))), 'no double-send warning')
+})
+
+t.test('per-route override and opt-out', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 200 })
+  app.get('/longer', { config: { deadline: { timeout: 1000 } } }, async () => { await sleep(500); return 'ok' })
+  app.get('/shorter', { config: { deadline: { timeout: 100 } } }, async () => { await sleep(500); return 'ok' })
+  app.get('/out', { config: { deadline: false } }, async (req) => {
+    await sleep(500)
+    return { aborted: req.deadline.signal.aborted, expiresAt: String(req.deadline.expiresAt), remaining: String(req.deadline.remaining()) }
+  })
+  const base = await listen(app)
+  const longer = await receive(`${base}/longer`)
+  t.equal(longer.status, 200)
+  t.equal(longer.body, 'ok')
+  const shorter = await receive(`${base}/shorter`)
+  t.equal(shorter.status, 504)
+  t.ok(shorter.headersAt < 450, `route timeout applied (${shorter.headersAt} ms)`)
+  const out = await receive(`${base}/out`)
+  t.equal(out.status, 200)
+  t.same(JSON.parse(out.body), { aborted: false, expiresAt: 'Infinity', remaining: 'Infinity' })
+})
+
+t.test('a POST whose body was read is not aborted while the client waits', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 5000 })
+  app.post('/upload', async (req) => {
+    await sleep(400)
+    return { aborted: req.deadline.signal.aborted, size: JSON.stringify(req.body).length }
+  })
+  const base = await listen(app)
+  const res = await receive(`${base}/upload`, { method: 'POST', headers: { 'content-type': 'application/json' } }, JSON.stringify({ data: 'x'.repeat(10_000) }))
+  t.equal(res.status, 200)
+  t.same(JSON.parse(res.body), { aborted: false, size: 10_011 })
+})
+
+t.test('client disconnect aborts the signal with the disconnect reason', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 5000 })
+  const reason = new Promise<unknown>((resolve) => {
+    app.get('/wait', async (req) => resolve(await aborted(req.deadline.signal)))
+  })
+  const base = await listen(app)
+  const started = Date.now()
+  const socket = net.connect(Number(new URL(base).port), '127.0.0.1')
+  socket.write('GET /wait HTTP/1.1\r\nHost: x\r\n\r\n')
+  await sleep(100)
+  socket.destroy()
+  const why = await reason
+  t.ok(why instanceof ClientDisconnectedError, 'reason is ClientDisconnectedError')
+  t.equal((why as { code: string }).code, 'FST_STREAMLINE_CLIENT_DISCONNECTED')
+  t.ok(Date.now() - started < 2000, 'aborted promptly, long before the deadline')
+})
+
+t.test('an unread request body: the 504 closes the connection', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 200 })
+  app.addContentTypeParser('application/octet-stream', (_req, _payload, _done) => { /* never reads the body */ })
+  app.post('/never-reads', async () => 'unreachable')
+  const base = await listen(app)
+  const socket = net.connect(Number(new URL(base).port), '127.0.0.1')
+  let raw = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (d: string) => { raw += d })
+  const closed = new Promise((resolve) => socket.on('close', resolve))
+  socket.write('POST /never-reads HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\nsome bytes')
+  await closed
+  t.match(raw, /^HTTP\/1\.1 504 /)
+  t.match(raw, /\r\nconnection: close\r\n/i)
+  t.match(raw, /"code":"FST_STREAMLINE_DEADLINE_EXCEEDED"/)
+})
+
+t.test('a hijacked route keeps its signal and gets the 504 written on the raw response', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 200 })
+  let signalAborted = false
+  app.get('/hijacked', (req, reply) => {
+    reply.hijack()
+    req.deadline.signal.addEventListener('abort', () => { signalAborted = true })
+  })
+  const base = await listen(app)
+  const res = await receive(`${base}/hijacked`)
+  t.equal(res.status, 504)
+  t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
+  t.ok(signalAborted)
+})
+
+t.test('invalid options fail at registration with a clear message', async (t) => {
+  const cases: Array<[DeadlineOptions, RegExp]> = [
+    [{ timeout: -1 }, /timeout.*milliseconds/],
+    [{ streamIdleTimeout: Number.NaN }, /streamIdleTimeout/],
+    [{ statusCode: 200 }, /statusCode/],
+    [{ trustIncoming: 'yes' as unknown as boolean }, /trustIncoming/],
+    [{ propagationHeader: 'bad header' }, /propagationHeader/]
+  ]
+  for (const [options, message] of cases) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(deadline, options) }, { code: 'FST_STREAMLINE_INVALID_OPTION', message })
+    await app.close()
+  }
+  const app = Fastify()
+  await app.register(deadline, {})
+  t.throws(() => app.get('/x', { config: { deadline: { timeout: 'soon' as unknown as number } } }, async () => 'x'),
+    { code: 'FST_STREAMLINE_INVALID_OPTION', message: /config\.deadline\.timeout/ })
+  await app.close()
+})
+
+t.test('undici client sees the same 504', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 150 })
+  app.get('/slow', async () => { await sleep(1000); return 'late' })
+  const base = await listen(app)
+  const res = await request(`${base}/slow`)
+  t.equal(res.statusCode, 504)
+  t.equal(res.headers['content-length'], String(Buffer.byteLength(await res.body.text())))
+})
