@@ -7,7 +7,9 @@ const MB = 1024 * 1024
 const CHUNK = Buffer.alloc(64 * 1024, 'fastify-streamline ')
 
 export async function startFiles ({ host, port, downloadMb, slowMs, log }) {
-  const app = Fastify()
+  // On close, a download or a slow answer in progress is cut rather than waited for: a
+  // several-hundred-MB body would otherwise hold the shutdown until close-with-grace gives up.
+  const app = Fastify({ forceCloseConnections: true })
 
   app.get('/download', (request, reply) => {
     const mb = boundedInteger(request.query.mb, downloadMb, 1, 4096)
@@ -22,11 +24,12 @@ export async function startFiles ({ host, port, downloadMb, slowMs, log }) {
 
   app.get('/slow', (request, reply) => slowAnswer(request, reply, boundedInteger(request.query.ms, slowMs, 0, 600_000), log))
 
-  app.get('/private/report', async (request) => ({
-    report: 'Q3 numbers: streams up, buffers down',
-    // The ingress checks the token; the upstream only shows what reached it.
-    authorizationSeen: request.headers.authorization !== undefined
-  }))
+  // The ingress checks the token; this service only reports what reached it.
+  app.get('/private/report', async (request) => {
+    const authorizationSeen = request.headers.authorization !== undefined
+    log(`[files] /private/report served (authorization header ${authorizationSeen ? 'present' : 'absent'})`)
+    return { report: 'Q3 numbers: streams up, buffers down', authorizationSeen }
+  })
 
   await app.listen({ host, port })
   return { app, url: `http://${host}:${app.server.address().port}` }
