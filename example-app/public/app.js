@@ -54,11 +54,12 @@ function watchClock () {
   let count = 0
   source.onerror = () => setState('clock-state', 'reconnecting', 'reconnecting…')
   source.addEventListener('clock', (event) => {
+    const since = performance.now() - opened
     count += 1
-    if (count === 1) $('clock-first').textContent = seconds(performance.now() - opened)
+    if (count === 1) $('clock-first').textContent = seconds(since)
     setState('clock-state', 'open', 'streaming')
     $('clock-count').textContent = count
-    $('clock-latest').textContent = `server time ${JSON.parse(event.data).serverTime}`
+    logLine('clock-log', `#${event.lastEventId}  +${seconds(since)}  server time ${JSON.parse(event.data).serverTime}`, 'chat')
   })
 }
 
