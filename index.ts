@@ -1,2 +1,4 @@
 export { default as deadline } from './plugins/deadline/index.js'
 export * from './plugins/deadline/index.js'
+export { default as proxy } from './plugins/proxy/index.js'
+export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './plugins/proxy/index.js'

@@ -1,0 +1,68 @@
+import createError from '@fastify/error'
+
+// Every error this plugin produces. Errors answered to clients carry fixed messages:
+// no upstream address, no stack (captureStackTrace false: they describe a fact about
+// the request or the upstream, not a code location).
+
+/** A registration option is wrong: thrown by `app.register(proxy, options)`. */
+export const InvalidProxyOptionError = createError<[string, string]>(
+  'FST_STREAMLINE_PROXY_INVALID_OPTION',
+  'Invalid proxy option %s: %s',
+  500, TypeError
+)
+
+/** The request path tries to leave the prefix or cannot be mapped safely. */
+export const BadPathError = createError<[string]>(
+  'FST_STREAMLINE_PROXY_BAD_PATH',
+  'Request path not allowed: %s',
+  400, Error, false
+)
+
+/** The raw request target does not start with the route's prefix (e.g. it only matched after decoding). */
+export const PathNotFoundError = createError(
+  'FST_STREAMLINE_PROXY_NOT_FOUND',
+  'No upstream for this path',
+  404, Error, false
+)
+
+/** An `upstream` function returned something that is not an http(s) URL: a configuration fault. */
+export const InvalidUpstreamError = createError(
+  'FST_STREAMLINE_PROXY_INVALID_UPSTREAM',
+  'The upstream for this request is not a valid http(s) URL',
+  500, Error, false
+)
+
+/** Connection refused/reset, DNS failure, or the upstream closed before answering. */
+export const UpstreamUnavailableError = createError(
+  'FST_STREAMLINE_UPSTREAM_UNAVAILABLE',
+  'The upstream service is unavailable',
+  502, Error, false
+)
+
+/** The upstream did not connect or send its response head in time. */
+export const UpstreamTimeoutError = createError(
+  'FST_STREAMLINE_UPSTREAM_TIMEOUT',
+  'The upstream service did not answer in time',
+  504, Error, false
+)
+
+/** Bad status line, bad header bytes, out-of-range status code. */
+export const UpstreamBadResponseError = createError(
+  'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE',
+  'The upstream service sent an invalid response',
+  502, Error, false
+)
+
+/** The upstream's TLS certificate was not accepted. */
+export const UpstreamTlsError = createError(
+  'FST_STREAMLINE_UPSTREAM_TLS',
+  'The upstream service presented a certificate that could not be verified',
+  502, Error, false
+)
+
+/** Any other failure talking to the upstream: still the upstream's side, so never a 500. */
+export const UpstreamError = createError(
+  'FST_STREAMLINE_UPSTREAM_ERROR',
+  'The upstream request failed',
+  502, Error, false
+)

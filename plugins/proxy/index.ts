@@ -1,0 +1,155 @@
+import fp from 'fastify-plugin'
+import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from'
+import type { FastifyError } from '@fastify/error'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type ProxySettings } from './options.js'
+import { compileTarget, upstreamUrl, type ProxyTarget } from './target.js'
+import { createDispatcher, upstreamCalls } from './dispatcher.js'
+import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
+import { stripHopByHop, stripRequestOnly } from './hop-by-hop.js'
+import { setForwardedHeaders } from './forwarded.js'
+import { relayResponse, type UpstreamResponse } from './response.js'
+import { retryPolicy } from './retry.js'
+import { sendError, sendUpstreamError } from './upstream-errors.js'
+import { BadPathError } from './errors.js'
+import { deadlineHeaders } from '../deadline/index.js'
+import type { ProxyOptions, UpstreamRequestHeaders } from './types.js'
+
+export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './types.js'
+export { compileTarget, upstreamUrl, type ProxyTarget, type TargetOptions } from './target.js'
+export * from './errors.js'
+
+const noBudget: BudgetHeaders = () => ({})
+const unlimited = (): number => Infinity
+
+/** The per-registration wiring shared by every request of that registration. */
+interface Proxy {
+  settings: ProxySettings
+  target: ProxyTarget
+  withDeadline: boolean
+  budget: BudgetHeaders
+}
+
+async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
+  const settings = resolveOptions(options)
+  const withDeadline = app.hasRequestDecorator('deadline')
+  // With the deadline plugin its phases rule and undici's timers are off; without it the
+  // fallbacks never cut a quiet SSE stream before 5 minutes. Explicit options always win.
+  const dispatcher = createDispatcher(settings, {
+    headersTimeout: settings.headersTimeout ?? (withDeadline ? 0 : FALLBACK_HEADERS_TIMEOUT),
+    bodyTimeout: settings.bodyTimeout ?? (withDeadline ? 0 : FALLBACK_BODY_TIMEOUT)
+  })
+
+  // Its own encapsulated context: reply-from, the pass-through body parser and the routes
+  // stay inside it, so the plugin can be registered any number of times with different prefixes.
+  await app.register(async function proxyContext (instance) {
+    const proxy: Proxy = {
+      settings,
+      target: compileTarget({ upstream: settings.upstream, prefix: instance.prefix, rewritePrefix: settings.rewritePrefix }),
+      withDeadline,
+      budget: withDeadline ? deadlineHeaders : noBudget
+    }
+    instance.removeAllContentTypeParsers()
+    instance.addContentTypeParser('*', passRequestStream)
+    await instance.register(replyFrom, { undici: dispatcher as unknown as { request: never }, disableCache: true, disableRequestLogging: true })
+    instance.addHook('onClose', async () => { await dispatcher.destroy() })
+    for (const url of ['/', '/*']) instance.route(routeOptions(proxy, url))
+  }, { prefix: settings.prefix })
+}
+
+/** Bodies are not parsed: the request stream itself becomes `request.body` and is piped upstream. */
+function passRequestStream (_request: FastifyRequest, payload: unknown, done: (err: null, body: unknown) => void): void {
+  done(null, payload)
+}
+
+function routeOptions (proxy: Proxy, url: string): RouteOptions {
+  const { settings } = proxy
+  const route: RouteOptions & { compress: false, decompress: false } = {
+    method: settings.httpMethods,
+    url,
+    // HEAD goes upstream as HEAD, not as a GET whose body Fastify would discard.
+    exposeHeadRoute: false,
+    config: settings.config,
+    // @fastify/compress, when the app has it, must neither buffer streams nor touch bodies:
+    // like nginx (gzip_proxied off) the upstream's encoding passes through unchanged.
+    compress: false,
+    decompress: false,
+    handler: function proxyHandler (request, reply) { return forward(proxy, request, reply) }
+  }
+  // Fresh arrays per route: other plugins' onRoute hooks may append to them, and more handlers
+  // (e.g. the WebSocket pass-through's preHandler) can be appended here.
+  if (settings.onRequest.length > 0) route.onRequest = [...settings.onRequest]
+  if (settings.preValidation.length > 0) route.preValidation = [...settings.preValidation]
+  if (settings.preHandler.length > 0) route.preHandler = [...settings.preHandler]
+  return route
+}
+
+/** One request: map the path, then let reply-from send it upstream with our signal and hooks. */
+function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  let url: URL
+  try {
+    url = upstreamUrl(request, proxy.target)
+  } catch (err) {
+    // Ours (bad path, bad upstream URL) get their JSON answer; an exception thrown by a user's
+    // `upstream` function goes to the app's error handler like any handler error.
+    if (!String((err as FastifyError).code).startsWith('FST_STREAMLINE_PROXY_')) throw err
+    sendError(reply, err as FastifyError)
+    return reply
+  }
+  const call = startCall(request, reply, proxy.budget, proxy.withDeadline)
+  try {
+    upstreamCalls.run(call, () => reply.from(url.origin + url.pathname, fromOptions(proxy, call, request, reply, url)))
+  } catch (err) {
+    // reply-from refuses some paths we allow (e.g. a segment starting with `..`, like `..foo`).
+    if ((err as { statusCode?: number }).statusCode !== 400) throw err
+    sendError(reply, new BadPathError('refused by the upstream client'))
+  }
+  return reply
+}
+
+function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, reply: FastifyReply, url: URL): FastifyReplyFromHooks {
+  const { settings } = proxy
+  const remaining = proxy.withDeadline ? () => request.deadline.remaining() : unlimited
+  const rawQuery = url.search.slice(1)
+  return {
+    queryString: () => rawQuery,
+    ...settings.replyOptions,
+    // reply-from's header types are narrower than what it really passes (arrays, numbers).
+    rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
+    rewriteHeaders: (headers) => responseHeaders(settings, headers as OutgoingHttpHeaders, request) as IncomingHttpHeaders,
+    onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse),
+    onError: (_reply, { error }) => onUpstreamError(call, reply, error),
+    // reply-from's types call the details Fastify objects; they are its own request options and undici's response.
+    retryDelay: retryPolicy(call, request, settings.retries, remaining) as unknown as FastifyReplyFromHooks['retryDelay']
+  }
+}
+
+function requestHeaders (settings: ProxySettings, request: FastifyRequest, headers: UpstreamRequestHeaders): UpstreamRequestHeaders {
+  stripHopByHop(headers, true)
+  stripRequestOnly(headers, request.body !== undefined)
+  setForwardedHeaders(request, headers)
+  const rewrite = settings.rewriteRequestHeaders
+  return rewrite === null ? headers : rewrite(request, headers)
+}
+
+function responseHeaders (settings: ProxySettings, headers: OutgoingHttpHeaders, request: FastifyRequest): OutgoingHttpHeaders {
+  // A copy: the upstream's own `Trailer` header is still needed when relaying the body.
+  const clean = stripHopByHop({ ...headers }, false)
+  const rewrite = settings.rewriteHeaders
+  return rewrite === null ? clean : rewrite(clean, request)
+}
+
+function onUpstreamError (call: ProxyCall, reply: FastifyReply, error: Error): void {
+  const reason = call.signal.reason as { code?: string } | undefined
+  if (reason?.code === 'FST_STREAMLINE_CLIENT_DISCONNECTED') {
+    reply.log.info('client disconnected; upstream request aborted')
+    return
+  }
+  sendUpstreamError(reply, error)
+}
+
+export default fp(streamlineProxy, {
+  fastify: '5.x',
+  name: 'fastify-streamline-proxy'
+})

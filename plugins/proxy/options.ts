@@ -1,0 +1,143 @@
+import type { HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler } from 'fastify'
+import { InvalidProxyOptionError } from './errors.js'
+import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions } from './types.js'
+
+/** The registration's options, validated and with defaults applied. */
+export interface ProxySettings {
+  upstream: ProxyOptions['upstream']
+  prefix: string
+  rewritePrefix: string
+  httpMethods: HTTPMethods[]
+  onRequest: onRequestHookHandler[]
+  preValidation: preValidationHookHandler[]
+  preHandler: preHandlerHookHandler[]
+  config: NonNullable<ProxyOptions['config']>
+  rewriteRequestHeaders: NonNullable<ProxyOptions['rewriteRequestHeaders']> | null
+  rewriteHeaders: NonNullable<ProxyOptions['rewriteHeaders']> | null
+  replyOptions: ProxyReplyOptions
+  connections: number | null
+  keepAliveTimeout: number
+  connectTimeout: number
+  /** undefined: not set by the user, the default depends on whether the deadline plugin is there. */
+  headersTimeout: number | undefined
+  bodyTimeout: number | undefined
+  tls: Required<Pick<ProxyTlsOptions, 'rejectUnauthorized'>> & ProxyTlsOptions
+  retries: number
+  websocket: boolean
+  wsUpstream: ProxyOptions['upstream'] | undefined
+}
+
+export const DEFAULT_METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']
+/** Used when the deadline plugin is not registered: a quiet SSE stream lives at least 5 minutes. */
+export const FALLBACK_HEADERS_TIMEOUT = 60_000
+export const FALLBACK_BODY_TIMEOUT = 300_000
+
+// Fastify's own register options (`logLevel`, ...) arrive here too; anything else unknown is a typo.
+const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
+  'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
+  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'wsUpstream', 'logLevel', 'logSerializers'])
+const REPLY_OPTIONS = new Set(['queryString', 'method'])
+const UPSTREAM_URL = /^(https?):\/\//i
+const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
+
+export function resolveOptions (options: ProxyOptions): ProxySettings {
+  if (typeof options !== 'object' || options === null) throw new InvalidProxyOptionError('options', 'expected an object')
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw new InvalidProxyOptionError(key, 'unknown option')
+  }
+  return {
+    upstream: upstream('upstream', options.upstream, UPSTREAM_URL, true),
+    prefix: path('prefix', options.prefix ?? '/'),
+    rewritePrefix: options.rewritePrefix ?? '',
+    httpMethods: methods(options.httpMethods),
+    onRequest: hooks('onRequest', options.onRequest),
+    preValidation: hooks('preValidation', options.preValidation),
+    preHandler: hooks('preHandler', options.preHandler),
+    config: object('config', options.config) ?? {},
+    rewriteRequestHeaders: fn('rewriteRequestHeaders', options.rewriteRequestHeaders),
+    rewriteHeaders: fn('rewriteHeaders', options.rewriteHeaders),
+    replyOptions: replyOptions(options.replyOptions),
+    connections: options.connections === null ? null : integer('connections', options.connections, null, 1),
+    keepAliveTimeout: integer('keepAliveTimeout', options.keepAliveTimeout, 4000, 1) ?? 4000,
+    connectTimeout: integer('connectTimeout', options.connectTimeout, 10_000, 1) ?? 10_000,
+    headersTimeout: integer('headersTimeout', options.headersTimeout, undefined, 0) ?? undefined,
+    bodyTimeout: integer('bodyTimeout', options.bodyTimeout, undefined, 0) ?? undefined,
+    tls: tls(options.tls),
+    retries: integer('retries', options.retries, 0, 0) ?? 0,
+    websocket: bool('websocket', options.websocket),
+    wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false)
+  }
+}
+
+function path (name: string, value: unknown): string {
+  if (typeof value !== 'string' || value[0] !== '/') throw new InvalidProxyOptionError(name, 'expected a path starting with /')
+  // '/api/' serves the same routes as '/api'; only the root keeps its slash.
+  return value.replace(/(.)\/+$/, '$1')
+}
+
+function upstream (name: string, value: unknown, protocols: RegExp, required: boolean): ProxyOptions['upstream'] {
+  if (value === undefined && required) throw new InvalidProxyOptionError(name, 'is required (an http:// or https:// URL, or a function (request) => URL)')
+  if (typeof value === 'function') return value as ProxyOptions['upstream']
+  if (typeof value !== 'string' || !protocols.test(value)) {
+    throw new InvalidProxyOptionError(name, `expected a URL starting with ${protocols === UPSTREAM_URL ? 'http:// or https://' : 'ws://, wss://, http:// or https://'}, or a function (request) => URL`)
+  }
+  return value
+}
+
+/** A non-negative integer (counts) or number (ms); `fallback` when undefined. */
+function integer<T extends number | null | undefined> (name: string, value: unknown, fallback: T, min: number): number | T {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new InvalidProxyOptionError(name, `expected an integer >= ${min}, got ${String(value)}`)
+  }
+  return value
+}
+
+function methods (value: unknown): HTTPMethods[] {
+  if (value === undefined) return DEFAULT_METHODS
+  if (!Array.isArray(value) || value.length === 0 || !value.every(m => typeof m === 'string' && /^[A-Z]+$/.test(m))) {
+    throw new InvalidProxyOptionError('httpMethods', 'expected a non-empty array of upper-case method names')
+  }
+  return value as HTTPMethods[]
+}
+
+function hooks<T> (name: string, value: T | T[] | undefined): T[] {
+  if (value === undefined) return []
+  const list = Array.isArray(value) ? value : [value]
+  if (!list.every(h => typeof h === 'function')) throw new InvalidProxyOptionError(name, 'expected a function or an array of functions')
+  return list
+}
+
+function fn<T> (name: string, value: T | undefined): NonNullable<T> | null {
+  if (value === undefined) return null
+  if (typeof value !== 'function') throw new InvalidProxyOptionError(name, 'expected a function')
+  return value as NonNullable<T>
+}
+
+function object<T> (name: string, value: T | undefined): T | undefined {
+  if (value !== undefined && (typeof value !== 'object' || value === null)) throw new InvalidProxyOptionError(name, 'expected an object')
+  return value
+}
+
+function bool (name: string, value: unknown): boolean {
+  if (value === undefined) return false
+  if (typeof value !== 'boolean') throw new InvalidProxyOptionError(name, 'expected a boolean')
+  return value
+}
+
+function replyOptions (value: ProxyReplyOptions | undefined): ProxyReplyOptions {
+  for (const key of Object.keys(object('replyOptions', value) ?? {})) {
+    if (!REPLY_OPTIONS.has(key)) {
+      throw new InvalidProxyOptionError(`replyOptions.${key}`, 'is managed by the proxy (use the top-level options rewriteHeaders, rewriteRequestHeaders, retries, headersTimeout)')
+    }
+  }
+  return value ?? {}
+}
+
+function tls (value: ProxyTlsOptions | undefined): ProxySettings['tls'] {
+  const given = object('tls', value) ?? {}
+  if (given.rejectUnauthorized !== undefined && typeof given.rejectUnauthorized !== 'boolean') {
+    throw new InvalidProxyOptionError('tls.rejectUnauthorized', 'expected a boolean')
+  }
+  return { ...given, rejectUnauthorized: given.rejectUnauthorized ?? true }
+}

@@ -1,0 +1,51 @@
+import type { ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { ProxyCall } from './cancellation.js'
+import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
+
+/** What reply-from hands to `onResponse` (its type says ServerResponse, but undici gives this). */
+export interface UpstreamResponse {
+  statusCode: number
+  headers: Record<string, string | string[] | undefined>
+  stream: Readable
+}
+
+// Fields that must not be sent as trailers (RFC 9110 §6.5.1); Fastify refuses them too.
+const FORBIDDEN_TRAILERS = new Set(['transfer-encoding', 'content-length', 'host', 'cache-control', 'max-forwards', 'te',
+  'authorization', 'set-cookie', 'content-encoding', 'content-type', 'content-range', 'trailer'])
+
+/**
+ * Relays the upstream's response: the head leaves as soon as it is known, the body streams
+ * with backpressure (Fastify pipes it), trailers pass when the client asked for them.
+ */
+export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): void {
+  if (reply.sent) {
+    // reply-from already answered (it got a status code Fastify refuses): drop the body.
+    res.stream.destroy()
+    return
+  }
+  call.relaying = true
+  if (request.raw.httpVersion === '1.1' && acceptsTrailers(request.headers.te)) forwardTrailers(call, reply, res)
+  // Node sends the head with the first body byte; an SSE client would see nothing until
+  // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
+  // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).
+  reply.raw.once('pipe', flushHead)
+  reply.send(res.stream)
+}
+
+function flushHead (this: ServerResponse): void {
+  this.flushHeaders()
+}
+
+function forwardTrailers (call: ProxyCall, reply: FastifyReply, res: UpstreamResponse): void {
+  if (res.headers['content-length'] !== undefined) return
+  for (const name of declaredTrailers(res.headers.trailer)) {
+    if (FORBIDDEN_TRAILERS.has(name)) continue
+    reply.trailer(name, (_reply, _payload, done) => {
+      const value = call.trailers?.[name]
+      if (value === undefined) done(new Error(`upstream did not send trailer ${name}`))
+      else done(null, Array.isArray(value) ? value.join(', ') : value)
+    })
+  }
+}

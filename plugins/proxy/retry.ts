@@ -1,0 +1,55 @@
+import type { FastifyRequest } from 'fastify'
+import type { ProxyCall } from './cancellation.js'
+import type { UpstreamResponse } from './response.js'
+
+// reply-from's own policy retries a GET 503 up to 10 times on its own timer, whatever the
+// deadline says. This one is the only policy in use (reply-from calls it after every
+// attempt). It retries only requests that are safe to repeat and that we can repeat:
+// bodyless GET/HEAD/OPTIONS/TRACE (a streamed body is gone once sent), after a connection
+// failure or a 503, and only while the remaining deadline outlasts the wait.
+
+const REPEATABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+const MAX_RETRY_AFTER = 10_000
+
+/** What reply-from really passes to `retryDelay` (its types call `req`/`res` Fastify objects; they are not). */
+export interface AttemptDetails {
+  err?: Error | null
+  req: { method: string }
+  res?: UpstreamResponse | null
+  attempt: number
+}
+
+export type RetryPolicy = (details: AttemptDetails) => number | null
+
+export function retryPolicy (call: ProxyCall, request: FastifyRequest, retries: number, remaining: () => number): RetryPolicy {
+  return ({ err, req, res, attempt }) => {
+    if (attempt >= retries || call.signal.aborted) return null
+    if (!REPEATABLE.has(req.method) || request.body !== undefined) return null
+    let delay: number
+    if (res !== undefined && res !== null) {
+      if (res.statusCode !== 503) return null
+      delay = retryAfter(res.headers['retry-after']) ?? backoff(attempt)
+    } else if (err !== undefined && err !== null) {
+      delay = backoff(attempt)
+    } else {
+      return null
+    }
+    if (delay > MAX_RETRY_AFTER || delay >= remaining()) return null
+    // The 503 we drop still holds its upstream connection until its body is consumed.
+    res?.stream.destroy()
+    return delay
+  }
+}
+
+/** 100 ms, 200 ms, 400 ms ... up to 2 s, with jitter; at least 1 (reply-from ignores 0). */
+function backoff (attempt: number): number {
+  return Math.max(1, Math.round(Math.min(100 * 2 ** attempt, 2000) * (0.5 + Math.random() / 2)))
+}
+
+/** Retry-After in ms (delta-seconds or an HTTP date), or undefined when absent or malformed. */
+function retryAfter (value: unknown): number | undefined {
+  if (typeof value !== 'string') return undefined
+  if (/^\d+$/.test(value)) return Math.max(1, Number(value) * 1000)
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? undefined : Math.max(1, date - Date.now())
+}

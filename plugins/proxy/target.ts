@@ -1,0 +1,170 @@
+import type { FastifyRequest } from 'fastify'
+import { BadPathError, InvalidProxyOptionError, InvalidUpstreamError, PathNotFoundError } from './errors.js'
+
+// Maps an incoming request to the upstream URL, and is the one place that keeps the prefix
+// from being escaped. The WebSocket pass-through imports it too, so plain HTTP and upgrades
+// answer path tricks identically.
+//
+// The mapping works on the RAW request target (`request.raw.url`), never on Fastify's decoded
+// params: what we check is exactly what we forward. Each path segment after the prefix is
+// checked once decoded (`..`, `%2e%2e`, `.%2E;x`), and anything that could be read as a
+// separator by some upstream (`%2f`, `\`, `%5c`, `//`) is refused instead of guessed at. The
+// URL is then built by string concatenation under the upstream's origin, so no input can
+// change the host (`//evil.example/x` and absolute-form targets are refused before that).
+
+/** `upstream` as users give it: a URL, or a function choosing one per request. */
+export type UpstreamOption = string | ((request: FastifyRequest) => string)
+
+export interface TargetOptions {
+  /** http(s) URL (ws/wss are accepted and mapped to http/https, for the WebSocket pass-through). */
+  upstream: UpstreamOption
+  /** The full route prefix as registered in Fastify, parent prefixes included, e.g. `/api/:tenant`. */
+  prefix: string
+  /** Path put in place of the prefix upstream; may use the prefix's `:params`. Default ''. */
+  rewritePrefix?: string
+}
+
+type Segment = { literal: string } | { param: string }
+
+interface UpstreamBase {
+  origin: string
+  /** The upstream URL's own path without a trailing slash, e.g. '' or '/base'. */
+  path: string
+}
+
+/** A compiled mapping; build it once per registration with `compileTarget`. */
+export interface ProxyTarget {
+  readonly prefix: readonly Segment[]
+  readonly rewritePrefix: readonly Segment[]
+  readonly base: UpstreamBase | null
+  readonly upstream: UpstreamOption
+}
+
+// Characters allowed raw in a path: visible ASCII except `"`, `#` and `\`.
+const SAFE_PATH = /^[\x21\x24-\x5b\x5d-\x7e]*$/
+const SAFE_QUERY = /^[\x21\x22\x24-\x7e]*$/
+const ENCODED_SEPARATOR = /%(?:2f|5c)/i
+const ENCODED_SEPARATOR_OR_DOT = /%(?:2e|2f|5c)/i
+const CONTROL = /[\x00-\x1f\x7f]/ // eslint-disable-line no-control-regex
+const PARAM = /^:([A-Za-z_][A-Za-z0-9_]*)$/
+const LITERAL = /^[A-Za-z0-9\-._~!$&'()+,=@%]+$/
+const PROTOCOLS: Record<string, string> = { 'http:': 'http:', 'https:': 'https:', 'ws:': 'http:', 'wss:': 'https:' }
+
+/** Validates and compiles the mapping; throws InvalidProxyOptionError (at registration). */
+export function compileTarget (options: TargetOptions): ProxyTarget {
+  const prefix = compilePath('prefix', options.prefix, null)
+  const names = new Set(prefix.flatMap(s => 'param' in s ? [s.param] : []))
+  const rewritePrefix = compilePath('rewritePrefix', options.rewritePrefix ?? '', names)
+  let base: UpstreamBase | null = null
+  if (typeof options.upstream === 'string') {
+    base = parseUpstream(options.upstream)
+    if (base === null) {
+      throw new InvalidProxyOptionError('upstream', 'expected an absolute http(s) URL without query, fragment or credentials')
+    }
+  }
+  return { prefix, rewritePrefix, base, upstream: options.upstream }
+}
+
+/**
+ * upstreamUrl(request, target) -> URL
+ *
+ * The absolute upstream URL for `request`: upstream origin + upstream path + rewritePrefix
+ * (params substituted, each re-encoded as one segment) + the request path after the prefix
+ * (raw, as received) + the raw query string. Stable API: the WebSocket pass-through uses it.
+ *
+ * Throws (never returns a URL outside the upstream base):
+ * - BadPathError (400, FST_STREAMLINE_PROXY_BAD_PATH): not origin-form, forbidden characters,
+ *   dot segments (also encoded or with `;`), encoded `/` or `\`, empty segments, malformed `%`.
+ * - PathNotFoundError (404, FST_STREAMLINE_PROXY_NOT_FOUND): the raw path does not start with
+ *   the prefix literally (it matched the route only after normalization).
+ * - InvalidUpstreamError (500): an `upstream` function returned something that is not a URL.
+ */
+export function upstreamUrl (request: FastifyRequest, target: ProxyTarget): URL {
+  const raw = request.raw.url ?? ''
+  if (raw.charCodeAt(0) !== 47) throw new BadPathError('the request target must be a path')
+  const queryAt = raw.indexOf('?')
+  const path = queryAt === -1 ? raw : raw.slice(0, queryAt)
+  const query = queryAt === -1 ? '' : raw.slice(queryAt)
+  if (!SAFE_PATH.test(path) || !SAFE_QUERY.test(query)) throw new BadPathError('forbidden character')
+
+  const segments = path.split('/')
+  const params = new Map<string, string>()
+  let i = 1
+  for (const expected of target.prefix) {
+    const actual = segments[i++]
+    if (actual === undefined || actual === '') throw new PathNotFoundError()
+    if ('literal' in expected) {
+      if (actual !== expected.literal) throw new PathNotFoundError()
+    } else {
+      params.set(expected.param, encodeURIComponent(decodeSegment(actual)))
+    }
+  }
+  const rest = segments.slice(i)
+  for (let j = 0; j < rest.length; j++) {
+    // An empty segment is only allowed last (a trailing slash): `//` is refused.
+    if (rest[j] === '' && j !== rest.length - 1) throw new BadPathError('empty path segment')
+    decodeSegment(rest[j])
+  }
+
+  const base = target.base ?? upstreamFor(request, target.upstream)
+  const rewritten = target.rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
+  const pathname = base.path + (rewritten === '' ? '' : '/' + rewritten) + (rest.length === 0 ? '' : '/' + rest.join('/'))
+  return new URL(base.origin + (pathname === '' ? '/' : pathname) + query)
+}
+
+/** Decodes one raw segment, refusing anything that could act as a separator or a dot segment. */
+function decodeSegment (segment: string): string {
+  if (ENCODED_SEPARATOR.test(segment)) throw new BadPathError('encoded path separator')
+  let decoded: string
+  try {
+    decoded = decodeURIComponent(segment)
+  } catch {
+    throw new BadPathError('malformed percent-encoding')
+  }
+  // `..;x` is `..` for servlet containers (path parameters), so the part before `;` counts.
+  const name = decoded.split(';', 1)[0]
+  if (name === '.' || name === '..') throw new BadPathError('dot segment')
+  if (ENCODED_SEPARATOR_OR_DOT.test(decoded)) throw new BadPathError('double-encoded character')
+  if (CONTROL.test(decoded)) throw new BadPathError('control character')
+  return decoded
+}
+
+function upstreamFor (request: FastifyRequest, upstream: UpstreamOption): UpstreamBase {
+  const base = typeof upstream === 'function' ? parseUpstream(upstream(request)) : parseUpstream(upstream)
+  if (base === null) throw new InvalidUpstreamError()
+  return base
+}
+
+function parseUpstream (value: unknown): UpstreamBase | null {
+  if (typeof value !== 'string') return null
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return null
+  }
+  const protocol = PROTOCOLS[url.protocol]
+  if (protocol === undefined || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') return null
+  return { origin: `${protocol}//${url.host}`, path: url.pathname.replace(/\/+$/, '') }
+}
+
+/** Splits `/a/:b/c` into segments; `params` (for rewritePrefix) lists the names it may use. */
+function compilePath (option: string, value: unknown, params: Set<string> | null): Segment[] {
+  if (typeof value !== 'string' || (value !== '' && value[0] !== '/')) {
+    throw new InvalidProxyOptionError(option, 'expected a path starting with /')
+  }
+  const parts = value.replace(/\/+$/, '').split('/').slice(1)
+  return parts.map(part => {
+    const param = PARAM.exec(part)
+    if (param !== null) {
+      if (params !== null && !params.has(param[1])) {
+        throw new InvalidProxyOptionError(option, `:${param[1]} is not a parameter of the prefix`)
+      }
+      return { param: param[1] }
+    }
+    if (!LITERAL.test(part) || part === '.' || part === '..' || ENCODED_SEPARATOR_OR_DOT.test(part)) {
+      throw new InvalidProxyOptionError(option, `segment "${part}" is not allowed (use literal segments and :params)`)
+    }
+    return { literal: part }
+  })
+}

@@ -1,0 +1,72 @@
+import type { FastifyRequest, HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler, FastifyContextConfig } from 'fastify'
+import type { FastifyReplyFromHooks } from '@fastify/reply-from'
+import type { OutgoingHttpHeaders } from 'node:http'
+import type { UpstreamOption } from './target.js'
+
+export type { UpstreamOption } from './target.js'
+
+/** Request headers as they will be sent upstream (undefined values are not sent). */
+export type UpstreamRequestHeaders = Record<string, string | string[] | number | undefined>
+
+/** Options of `app.register(proxy, options)`. Every time is in milliseconds. */
+export interface ProxyOptions {
+  /** Upstream base URL (http: or https:), or a function choosing one per request. Required. */
+  upstream: UpstreamOption
+  /** Path prefix this registration serves; may contain `:params`. Default '/'. */
+  prefix?: string
+  /** Path put in place of the prefix upstream (after the upstream URL's own path); may use the prefix's `:params`. Default ''. */
+  rewritePrefix?: string
+  /** Methods proxied. Default: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT. */
+  httpMethods?: HTTPMethods[]
+  /** Route hooks, e.g. authentication; they run before any upstream contact. */
+  onRequest?: onRequestHookHandler | onRequestHookHandler[]
+  preValidation?: preValidationHookHandler | preValidationHookHandler[]
+  preHandler?: preHandlerHookHandler | preHandlerHookHandler[]
+  /** Route `config` (e.g. `{ deadline: { timeout: 5000 } }`). */
+  config?: FastifyContextConfig
+  /** Change the headers sent upstream. Runs after hop-by-hop removal and X-Forwarded-* are applied. */
+  rewriteRequestHeaders?: (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
+  /** Change the response headers sent to the client. Runs after hop-by-hop removal. */
+  rewriteHeaders?: (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
+  /** Extra options for `reply.from` (only those the proxy does not manage itself). */
+  replyOptions?: ProxyReplyOptions
+  /** Max connections per upstream origin; `null` = one per concurrent request, reused with keep-alive. Default null. */
+  connections?: number | null
+  /** Idle keep-alive connections to the upstream are closed after this. Default 4000. */
+  keepAliveTimeout?: number
+  /** Time to open a connection (TCP + TLS) to the upstream; 504 when it passes. Default 10000. */
+  connectTimeout?: number
+  /**
+   * Time for the upstream's response head; 504 when it passes. 0 = none.
+   * Default: 0 when the deadline plugin is registered (its `timeout` rules), else 60000.
+   */
+  headersTimeout?: number
+  /**
+   * Longest silence between two body chunks from the upstream; the client connection is cut when it passes. 0 = none.
+   * Default: 0 when the deadline plugin is registered (its `streamIdleTimeout` rules), else 300000 (5 minutes).
+   */
+  bodyTimeout?: number
+  /** Upstream TLS. Certificates are verified unless `rejectUnauthorized: false` is given explicitly. */
+  tls?: ProxyTlsOptions
+  /**
+   * Retries for GET/HEAD/OPTIONS/TRACE requests without a body, after a connection failure or a 503,
+   * only while the deadline leaves time for the wait. Default 0.
+   */
+  retries?: number
+  /** Reserved for WebSocket pass-through of upgrades under the prefix. Default false. */
+  websocket?: boolean
+  /** Upstream for WebSocket upgrades (ws:, wss:, http:, https:), same forms as `upstream`. Default: `upstream`. */
+  wsUpstream?: UpstreamOption
+}
+
+export interface ProxyTlsOptions {
+  /** Verify the upstream certificate. Default true; `false` is insecure and must be chosen explicitly. */
+  rejectUnauthorized?: boolean
+  /** Extra trusted CA certificates (PEM). */
+  ca?: string | Buffer | Array<string | Buffer>
+  /** SNI / certificate name to verify, when it differs from the upstream host. */
+  servername?: string
+}
+
+/** The `reply.from` options a user may still set; the others are managed by the proxy. */
+export type ProxyReplyOptions = Pick<FastifyReplyFromHooks, 'queryString' | 'method'>

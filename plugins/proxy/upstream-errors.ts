@@ -1,0 +1,60 @@
+import type { FastifyReply } from 'fastify'
+import type { FastifyError } from '@fastify/error'
+import { errorBody } from '../../lib/error-body.js'
+import {
+  UpstreamBadResponseError, UpstreamError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnavailableError
+} from './errors.js'
+
+// Maps what went wrong talking to the upstream to what the client sees. An upstream fault is
+// never a 500: 502 when the upstream is unreachable or answered garbage, 504 when it was too
+// slow. The body is the fixed `{ statusCode, code, error, message }`: undici's messages can
+// hold the upstream's address, so they only go to the log.
+
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
+const TIMEOUT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'ETIMEDOUT', 'FST_STREAMLINE_DEADLINE_EXCEEDED'])
+const BAD_RESPONSE = new Set(['FST_REPLY_FROM_BAD_GATEWAY', 'UND_ERR_INFO', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE'])
+
+type ErrorWithCode = Error & { code?: unknown, cause?: unknown, errors?: unknown[] }
+
+/** The client-facing error for an upstream failure (reply-from's wrapper or undici's own error). */
+export function classifyUpstreamError (error: Error): FastifyError {
+  const cause = innermost(error)
+  // undici's HTTPParserError has no code for some parse failures (e.g. a bad status line).
+  const code = typeof cause.code === 'string' ? cause.code : cause.name === 'HTTPParserError' ? 'HPE_' : ''
+  if (UNAVAILABLE.has(code)) return new UpstreamUnavailableError()
+  if (TIMEOUT.has(code)) return new UpstreamTimeoutError()
+  if (BAD_RESPONSE.has(code) || code.startsWith('HPE_')) return new UpstreamBadResponseError()
+  if (code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|_SIGNATURE|SELF_SIGNED/.test(code)) return new UpstreamTlsError()
+  return new UpstreamError()
+}
+
+/** The most specific error: reply-from wraps undici's errors in `cause`, Node wraps happy-eyeballs failures in AggregateError. */
+function innermost (error: ErrorWithCode): ErrorWithCode {
+  let current: ErrorWithCode = error
+  while (current.code !== 'FST_REPLY_FROM_BAD_GATEWAY' && current.cause instanceof Error) current = current.cause as ErrorWithCode
+  if (Array.isArray(current.errors) && current.errors[0] instanceof Error) current = current.errors[0] as ErrorWithCode
+  return current
+}
+
+/**
+ * Answers an upstream failure. Before the response head: a clean JSON error (any upstream
+ * header already copied onto the reply is dropped). After it: the client connection is
+ * destroyed, so a cut body can never look like a complete response.
+ */
+export function sendUpstreamError (reply: FastifyReply, error: Error): void {
+  const clientError = classifyUpstreamError(error)
+  reply.log.warn({ err: error, code: clientError.code }, 'upstream request failed')
+  if (reply.raw.headersSent) {
+    reply.raw.destroy()
+    return
+  }
+  sendError(reply, clientError)
+}
+
+/** Sends `{ statusCode, code, error, message }` for one of our errors, replacing any header set so far. */
+export function sendError (reply: FastifyReply, error: FastifyError): void {
+  for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
+  const statusCode = error.statusCode ?? 502
+  reply.code(statusCode).type('application/json; charset=utf-8').send(errorBody(error, statusCode))
+}
