@@ -3,8 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import net from 'node:net'
 import t from 'tap'
 import { Pool, request } from 'undici'
-import Fastify from 'fastify'
-import deadline, { ClientDisconnectedError, DeadlineExceededError, type DeadlineOptions } from '../plugins/deadline/index.js'
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import deadline, { ClientDisconnectedError, DeadlineExceededError, requestSignal, type DeadlineOptions } from '../plugins/deadline/index.js'
 import { aborted, deadlineApp, listen, receive } from './helpers/deadline-app.js'
 
 t.test('a slow handler gets the 504 at the deadline and its signal aborts', async (t) => {
@@ -195,4 +195,48 @@ t.test('undici client sees the same 504', async (t) => {
   const res = await request(`${base}/slow`)
   t.equal(res.statusCode, 504)
   t.equal(res.headers['content-length'], String(Buffer.byteLength(await res.body.text())))
+})
+
+t.test('requestSignal: the deadline signal, or a disconnect-only one on opted-out routes and without the plugin', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 5000 })
+  const seen: Record<string, unknown> = {}
+  const watchSignal = (name: string) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const signal = requestSignal(req, reply)
+    if (name === 'with') seen.same = signal === req.deadline.signal
+    seen[name] = await aborted(signal)
+    return 'unreachable'
+  }
+  app.get('/with', watchSignal('with'))
+  app.get('/out', { config: { deadline: false } }, watchSignal('out'))
+  app.get('/finished', { config: { deadline: false } }, async (req, reply) => {
+    const signal = requestSignal(req, reply)
+    reply.raw.on('close', () => { seen.finishedAborted = signal.aborted })
+    return 'done'
+  })
+  const plain = Fastify()
+  t.teardown(() => plain.close())
+  plain.get('/plain', watchSignal('plain'))
+  const base = await listen(app)
+  const plainBase = await listen(plain)
+  for (const url of [`${base}/with`, `${base}/out`, `${plainBase}/plain`]) {
+    const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
+    socket.write(`GET ${new URL(url).pathname} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    await sleep(100)
+    socket.destroy()
+  }
+  t.equal((await receive(`${base}/finished`)).body, 'done')
+  while (seen.plain === undefined || seen.out === undefined || seen.with === undefined) await sleep(10)
+  for (const name of ['with', 'out', 'plain']) t.ok(seen[name] instanceof ClientDisconnectedError, `${name}: aborted by the disconnect`)
+  t.equal(seen.same, true, 'with a deadline it is the deadline signal')
+  t.equal(seen.finishedAborted, false, 'a completed response does not abort it')
+})
+
+t.test('an opted-out route hands out a fresh never-aborting signal per read', async (t) => {
+  const { app } = await deadlineApp(t, {})
+  app.get('/out', { config: { deadline: false } }, async (req) => {
+    const a = req.deadline.signal
+    return { fresh: a !== req.deadline.signal, aborted: a.aborted }
+  })
+  const base = await listen(app)
+  t.same(JSON.parse((await receive(`${base}/out`)).body), { fresh: true, aborted: false })
 })

@@ -1,4 +1,5 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ClientDisconnectedError } from './errors.js'
 import { budgetHeaders } from './propagation.js'
 import type { ActiveDeadline } from './request-deadline.js'
 
@@ -33,4 +34,20 @@ export function deadlineHeaders (request: FastifyRequest): Record<string, string
  */
 export function releaseDeadline (request: FastifyRequest): void {
   activeDeadline(request)?.stop()
+}
+
+/**
+ * A signal for work done on behalf of this request: the deadline's own signal when the route
+ * has one (expiry and disconnect), otherwise one that aborts only when the client leaves
+ * before the response is complete (opted-out routes, or no deadline plugin registered).
+ */
+export function requestSignal (request: FastifyRequest, reply: FastifyReply): AbortSignal {
+  const deadline = activeDeadline(request)
+  if (deadline !== null) return deadline.signal
+  const controller = new AbortController()
+  const res = reply.raw
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort(new ClientDisconnectedError())
+  })
+  return controller.signal
 }

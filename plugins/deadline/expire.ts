@@ -20,8 +20,11 @@ export function expire (deadline: ActiveDeadline, phase: DeadlinePhase, now: num
   const res = reply.raw
   if (!res.headersSent && !deadline.sending) {
     answerExpired(deadline, reason)
-  } else if (!res.writableEnded) {
-    endOrCut(res)
+  } else if (!res.writableEnded && endOrCut(res)) {
+    // A clean end is only clean once flushed: a piped source aborted now would make Fastify
+    // destroy the socket under the final chunk. `close` follows `finish`, or a lost client.
+    res.once('close', () => deadline.abort(reason))
+    return
   }
   deadline.abort(reason)
 }
@@ -57,12 +60,14 @@ function ignoreLateSend (this: FastifyReply): FastifyReply {
 /**
  * After headers: an event stream ends cleanly so EventSource reconnects; anything else is
  * cut, so the client cannot mistake a partial body for a whole one. A client that is not
- * reading (bytes still queued) is cut too: a clean end would never reach it.
+ * reading (bytes still queued) is cut too: a clean end would never reach it. Returns whether
+ * it ended cleanly.
  */
-function endOrCut (res: ServerResponse): void {
+function endOrCut (res: ServerResponse): boolean {
   if (isEventStream(res) && sentHeader(res, 'content-length') === undefined && res.writableLength === 0) {
     res.end()
-  } else {
-    res.destroy()
+    return true
   }
+  res.destroy()
+  return false
 }

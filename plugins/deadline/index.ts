@@ -8,7 +8,7 @@ import { watch } from './watch.js'
 
 export type { DeadlineOptions, RouteDeadlineOptions, RequestDeadline, DeadlinePhase } from './types.js'
 export { DeadlineExceededError, ClientDisconnectedError, InvalidDeadlineOptionError } from './errors.js'
-export { deadlineHeaders, releaseDeadline } from './access.js'
+export { deadlineHeaders, releaseDeadline, requestSignal } from './access.js'
 
 async function deadlinePlugin (app: FastifyInstance, options: DeadlineOptions): Promise<void> {
   const base = resolvePluginOptions(options)

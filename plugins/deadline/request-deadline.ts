@@ -6,9 +6,13 @@ import type { RequestDeadline } from './types.js'
 /** Where a watched request is: waiting for its headers, streaming its body, or finished with. */
 export type WatchPhase = 'response' | 'stream' | 'done'
 
-/** The deadline of an opted-out route: shared by all of them, so they allocate nothing. */
+/**
+ * The deadline of an opted-out route: shared by all of them, so they allocate nothing. Its
+ * signal never aborts; each read gives a fresh one, so listeners added per request cannot
+ * pile up on a shared signal.
+ */
 export const UNLIMITED: RequestDeadline = Object.freeze({
-  signal: new AbortController().signal,
+  get signal (): AbortSignal { return new AbortController().signal },
   expiresAt: Infinity,
   remaining: () => Infinity,
   streaming: false

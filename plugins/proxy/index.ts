@@ -15,8 +15,10 @@ import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
 import { deadlineHeaders } from '../deadline/index.js'
 import type { ProxyOptions, UpstreamRequestHeaders } from './types.js'
+import { proxyUpgrade, withUpgradeHooks } from './upgrade.js'
 
 export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './types.js'
+export type { WebSocketTimingOptions } from './ws-options.js'
 export { compileTarget, upstreamUrl, type ProxyTarget, type TargetOptions } from './target.js'
 export * from './errors.js'
 
@@ -54,7 +56,8 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
     instance.addContentTypeParser('*', passRequestStream)
     await instance.register(replyFrom, { undici: dispatcher as unknown as { request: never }, disableCache: true, disableRequestLogging: true })
     instance.addHook('onClose', async () => { await dispatcher.destroy() })
-    for (const url of ['/', '/*']) instance.route(routeOptions(proxy, url))
+    const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
+    for (const url of ['/', '/*']) instance.route(withUpgradeHooks(routeOptions(proxy, url), upgrade))
   }, { prefix: settings.prefix })
 }
 
@@ -97,7 +100,7 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): F
     sendError(reply, err as FastifyError)
     return reply
   }
-  const call = startCall(request, reply, proxy.budget, proxy.withDeadline)
+  const call = startCall(request, reply, proxy.budget)
   try {
     upstreamCalls.run(call, () => reply.from(url.origin + url.pathname, fromOptions(proxy, call, request, reply, url)))
   } catch (err) {

@@ -1,6 +1,7 @@
 import type { HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler } from 'fastify'
 import { InvalidProxyOptionError } from './errors.js'
 import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions } from './types.js'
+import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './ws-options.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {
@@ -25,6 +26,7 @@ export interface ProxySettings {
   retries: number
   websocket: boolean
   wsUpstream: ProxyOptions['upstream'] | undefined
+  wsTimings: TunnelTimings
 }
 
 export const DEFAULT_METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']
@@ -35,7 +37,7 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 // Fastify's own register options (`logLevel`, ...) arrive here too; anything else unknown is a typo.
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
-  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'wsUpstream', 'logLevel', 'logSerializers'])
+  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'wsUpstream', ...WS_TIMING_OPTIONS, 'logLevel', 'logSerializers'])
 const REPLY_OPTIONS = new Set(['queryString', 'method'])
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
@@ -65,7 +67,8 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
     tls: tls(options.tls),
     retries: integer('retries', options.retries, 0, 0) ?? 0,
     websocket: bool('websocket', options.websocket),
-    wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false)
+    wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false),
+    wsTimings: resolveTunnelTimings(options)
   }
 }
 

@@ -25,7 +25,6 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
     res.stream.destroy()
     return
   }
-  call.relaying = true
   if (request.raw.httpVersion === '1.1' && acceptsTrailers(request.headers.te)) forwardTrailers(call, reply, res)
   // Node sends the head with the first body byte; an SSE client would see nothing until
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so

@@ -2,6 +2,7 @@ import type { FastifyRequest, HTTPMethods, onRequestHookHandler, preHandlerHookH
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { UpstreamOption } from './target.js'
+import type { WebSocketTimingOptions } from './ws-options.js'
 
 export type { UpstreamOption } from './target.js'
 
@@ -9,7 +10,7 @@ export type { UpstreamOption } from './target.js'
 export type UpstreamRequestHeaders = Record<string, string | string[] | number | undefined>
 
 /** Options of `app.register(proxy, options)`. Every time is in milliseconds. */
-export interface ProxyOptions {
+export interface ProxyOptions extends WebSocketTimingOptions {
   /** Upstream base URL (http: or https:), or a function choosing one per request. Required. */
   upstream: UpstreamOption
   /** Path prefix this registration serves; may contain `:params`. Default '/'. */
@@ -53,7 +54,10 @@ export interface ProxyOptions {
    * only while the deadline leaves time for the wait. Default 0.
    */
   retries?: number
-  /** Reserved for WebSocket pass-through of upgrades under the prefix. Default false. */
+  /**
+   * Pass WebSocket upgrades under the prefix through to the upstream: the handshake is
+   * forwarded, the upstream's 101 relayed, then bytes are piped both ways. Default false.
+   */
   websocket?: boolean
   /** Upstream for WebSocket upgrades (ws:, wss:, http:, https:), same forms as `upstream`. Default: `upstream`. */
   wsUpstream?: UpstreamOption

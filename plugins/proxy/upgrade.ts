@@ -1,0 +1,115 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import { errorBody } from '../../lib/error-body.js'
+import { TunnelRegistry } from './tunnel.js'
+import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './ws-dispatch.js'
+import { InvalidUpgradeError } from './ws-errors.js'
+import { Handshake, type HandshakeSettings } from './ws-handshake.js'
+import { sendError } from './upstream-errors.js'
+import type { FastifyError } from '@fastify/error'
+import type { ProxySettings } from './options.js'
+import { compileTarget, upstreamUrl } from './target.js'
+
+export interface UpgradeSettings extends HandshakeSettings {
+  /** The upstream URL (http: or https:) for this request's handshake; throws (400/404) to refuse it. */
+  target: (request: FastifyRequest) => URL
+}
+
+export interface UpgradeHooks {
+  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+  preHandler: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+}
+
+/**
+ * The pass-through as a proxy registration configures it: upgrades go to `wsUpstream` (or
+ * `upstream`) through the same path mapping and safety checks as plain HTTP.
+ */
+export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings): UpgradeHooks {
+  const target = compileTarget({
+    upstream: settings.wsUpstream ?? settings.upstream,
+    prefix: instance.prefix,
+    rewritePrefix: settings.rewritePrefix
+  })
+  return webSocketUpgrade(instance, {
+    target: request => upstreamUrl(request, target),
+    timings: settings.wsTimings,
+    tls: settings.tls,
+    rewriteRequestHeaders: settings.rewriteRequestHeaders,
+    rewriteHeaders: settings.rewriteHeaders
+  })
+}
+
+/** Appends the hooks to a proxy route: after the user's own, so auth hooks run first. */
+export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | null): RouteOptions {
+  if (hooks === null) return route
+  return {
+    ...route,
+    onRequest: [...asArray(route.onRequest), hooks.onRequest],
+    preHandler: [...asArray(route.preHandler), hooks.preHandler]
+  }
+}
+
+function asArray<T> (value: T | T[] | undefined): T[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
+}
+
+/**
+ * WebSocket pass-through for one proxy registration: route-level hooks for its routes,
+ * upgrade dispatch on the server, and shutdown of its open tunnels in preClose.
+ * - onRequest refuses upgrades that cannot be tunnelled, before any body would be read (they
+ *   only get here when another upgrade listener, e.g. @fastify/websocket, routes every upgrade:
+ *   ours turns them back into plain requests);
+ * - preHandler, the last hook before the handler (so the app's auth hooks ran), hijacks a
+ *   valid upgrade and hands it to a Handshake. Plain requests pass on to the HTTP proxy.
+ */
+export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSettings): UpgradeHooks {
+  installUpgradeDispatch(app)
+  const tunnels = new TunnelRegistry()
+  app.addHook('preClose', async () => await tunnels.drain(settings.timings.closeGrace))
+
+  function rejectInvalidUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (isUpgrade(request.raw) && !isWebSocketUpgrade(request.raw)) {
+      // The socket left the HTTP parser: whatever follows the head cannot be read as HTTP.
+      reply.raw.shouldKeepAlive = false
+      reply.code(400).send(errorBody(new InvalidUpgradeError()))
+      return
+    }
+    done()
+  }
+
+  function passUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (!isUpgrade(request.raw)) return done()
+    // Resolved before hijacking: a refused path gets the same answer as over plain HTTP.
+    let target: URL
+    try {
+      target = settings.target(request)
+    } catch (err) {
+      // An answer to an upgrade is the connection's last (the HTTP parser has let go of it).
+      reply.raw.shouldKeepAlive = false
+      // As for plain HTTP: ours (bad path, bad upstream URL) get their JSON answer; an exception
+      // from a user's `upstream` function goes to the app's error handler.
+      if (!String((err as FastifyError).code).startsWith('FST_STREAMLINE_PROXY_')) return done(err as Error)
+      sendError(reply, err as FastifyError)
+      return
+    }
+    reply.hijack()
+    const client = request.raw.socket
+    // Gone while the app's hooks ran (a slow auth check): its close event has already fired,
+    // so nothing would ever end a handshake started now.
+    if (client.destroyed || client.readableEnded) {
+      client.destroy()
+      return
+    }
+    const handshake = new Handshake(request, reply, settings, upgradeHead(request.raw))
+    tunnels.add(client, () => handshake.cut())
+    handshake.start(target)
+  }
+
+  return { onRequest: rejectInvalidUpgrade, preHandler: passUpgrade }
+}
+
+/** Node sets `upgrade` only on requests it handed to an 'upgrade' listener. */
+function isUpgrade (raw: IncomingMessage): boolean {
+  return (raw as IncomingMessage & { upgrade?: boolean }).upgrade === true
+}

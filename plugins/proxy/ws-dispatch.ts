@@ -1,0 +1,106 @@
+import type { FastifyInstance } from 'fastify'
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
+
+const kUpgradeHead = Symbol('fastify-streamline.upgrade-head')
+const installed = new WeakSet<Server>()
+
+interface WithHead {
+  [kUpgradeHead]?: Buffer
+}
+
+/** The bytes the client sent after its handshake in the same packet(s) Node parsed it from. */
+export function upgradeHead (raw: IncomingMessage): Buffer {
+  return (raw as IncomingMessage & WithHead)[kUpgradeHead] ?? EMPTY
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * Makes upgrade requests reach Fastify's router, once per server. Node hands an upgrade to
+ * `server.on('upgrade')` listeners only, with the socket detached from the HTTP parser and
+ * the bytes after the handshake in `head`. Two cases:
+ * - another listener routes upgrades (@fastify/websocket does): a second router would answer
+ *   the same socket twice, so this listener only records `head`, which that listener keeps
+ *   under a private symbol, and lets it route;
+ * - none does: this listener routes a WebSocket upgrade itself, the same way, on a response
+ *   bound to the socket that closes the connection once it is done (the parser is gone, so
+ *   no keep-alive: a refused or plain answer is the connection's last). Any other upgrade
+ *   (`Upgrade: h2c` from `curl --http2`, a POST with a body) goes back to Node's HTTP parser
+ *   as a plain request without `Upgrade`, as it would be if no listener existed.
+ * The choice is made per event, so the registration order of the two plugins does not matter.
+ */
+export function installUpgradeDispatch (app: FastifyInstance): void {
+  const server = app.server
+  if (installed.has(server)) return
+  installed.add(server)
+  const onUpgrade = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    (raw as IncomingMessage & WithHead)[kUpgradeHead] = head
+    if (server.listenerCount('upgrade') > 1) return
+    if (!isWebSocketUpgrade(raw)) return reparseAsPlainRequest(server, raw, socket, head)
+    socket.on('error', destroyOnError)
+    const res = new ServerResponse(raw)
+    res.shouldKeepAlive = false
+    res.assignSocket(socket as Parameters<ServerResponse['assignSocket']>[0])
+    res.once('finish', () => closeGracefully(socket))
+    app.routing(raw, res)
+  }
+  server.prependListener('upgrade', onUpgrade)
+  app.addHook('onClose', (_instance, done) => {
+    server.removeListener('upgrade', onUpgrade)
+    installed.delete(server)
+    done()
+  })
+}
+
+/** RFC 6455 4.1: a GET over HTTP/1.1 asking for exactly `websocket`, with no body. */
+export function isWebSocketUpgrade (raw: IncomingMessage): boolean {
+  const { headers } = raw
+  return raw.method === 'GET' &&
+    raw.httpVersion === '1.1' &&
+    headers.upgrade?.trim().toLowerCase() === 'websocket' &&
+    headers['transfer-encoding'] === undefined &&
+    (headers['content-length'] === undefined || headers['content-length'] === '0')
+}
+
+/**
+ * Hands a non-WebSocket upgrade back to Node's HTTP server as a fresh connection whose first
+ * bytes are the same request without `Upgrade` (and without the `upgrade` token in
+ * `Connection`), followed by whatever came after it. Node's parser then serves it, body and
+ * keep-alive included, exactly like a request that never asked to upgrade. Hand-written
+ * because Node 20 has no hook to decline an upgrade (`shouldUpgradeCallback` is Node 24).
+ */
+function reparseAsPlainRequest (server: Server, raw: IncomingMessage, socket: Duplex, head: Buffer): void {
+  let text = `${raw.method ?? 'GET'} ${raw.url ?? '/'} HTTP/${raw.httpVersion}\r\n`
+  const headers = raw.rawHeaders
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i].toLowerCase()
+    if (name === 'upgrade') continue
+    let value = headers[i + 1]
+    if (name === 'connection') {
+      value = value.split(',').map(token => token.trim()).filter(token => token !== '' && token.toLowerCase() !== 'upgrade').join(', ')
+      if (value === '') continue
+    }
+    text += `${headers[i]}: ${value}\r\n`
+  }
+  // Node decoded the head as latin1; encoding it back the same way restores the original bytes.
+  socket.unshift(Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]))
+  server.emit('connection', socket)
+}
+
+/**
+ * Ends a connection whose last response has been written. Unread client bytes are drained
+ * first: closing a socket with unread input makes the kernel send RST, which can destroy the
+ * response still in flight to the client.
+ */
+export function closeGracefully (socket: Duplex): void {
+  if (socket.destroyed) return
+  socket.resume()
+  socket.end()
+  if (socket.writableFinished) socket.destroy()
+  else socket.once('finish', () => socket.destroy())
+}
+
+function destroyOnError (this: Duplex): void {
+  this.destroy()
+}

@@ -1,0 +1,34 @@
+import type { FastifyRequest } from 'fastify'
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import { deadlineHeaders } from '../deadline/index.js'
+import { setForwardedHeaders } from './forwarded.js'
+import { stripHopByHop, stripRequestOnly } from './hop-by-hop.js'
+import type { UpstreamRequestHeaders } from './types.js'
+
+export type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
+export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
+
+/**
+ * The handshake for the upstream: every end-to-end header (Origin, Cookie, Authorization,
+ * all Sec-WebSocket-*) as the client sent it, hop-by-hop ones removed like for plain HTTP,
+ * then this hop's own: Host, Connection/Upgrade, X-Forwarded-*, the remaining budget, and
+ * finally the user's rewriteRequestHeaders, as for plain HTTP.
+ */
+export function handshakeHeaders (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null): UpstreamRequestHeaders {
+  const headers: UpstreamRequestHeaders = { ...request.headers }
+  // Hop-by-hop removal first, so a client `Connection: x-forwarded-for` cannot remove ours.
+  stripHopByHop(headers, false)
+  stripRequestOnly(headers, false)
+  headers.host = target.host
+  headers.connection = 'Upgrade'
+  headers.upgrade = request.headers.upgrade
+  setForwardedHeaders(request, headers)
+  Object.assign(headers, deadlineHeaders(request))
+  return rewrite === null ? headers : rewrite(request, headers)
+}
+
+/** A refused handshake's response headers, as plain HTTP would relay them. */
+export function refusalHeaders (res: IncomingMessage, request: FastifyRequest, rewrite: ResponseHeaderRewrite | null): OutgoingHttpHeaders {
+  const headers = stripHopByHop({ ...res.headers } as OutgoingHttpHeaders, false)
+  return rewrite === null ? headers : rewrite(headers, request)
+}

@@ -1,0 +1,192 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import http, { type IncomingMessage } from 'node:http'
+import net, { type AddressInfo, type Socket } from 'node:net'
+import { once } from 'node:events'
+import { WebSocketServer, WebSocket, type ServerOptions } from 'ws'
+import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
+
+export interface Teardown {
+  teardown: (fn: () => unknown) => void
+}
+
+export function portOf (server: net.Server): number {
+  return (server.address() as AddressInfo).port
+}
+
+/** A `ws` upstream that records every handshake it received. */
+export interface WsUpstream {
+  url: string
+  port: number
+  wss: WebSocketServer
+  server: http.Server
+  handshakes: IncomingMessage[]
+  sockets: Set<Socket>
+}
+
+export async function wsUpstream (t: Teardown, options: ServerOptions = {}): Promise<WsUpstream> {
+  const server = http.createServer((_req, res) => { res.statusCode = 426; res.end('upgrade required') })
+  const sockets = new Set<Socket>()
+  server.on('connection', socket => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  const wss = new WebSocketServer({ server, ...options })
+  const handshakes: IncomingMessage[] = []
+  wss.on('headers', (_headers, req) => { handshakes.push(req) })
+  wss.on('connection', ws => {
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    wss.close()
+    server.close()
+  })
+  const port = portOf(server)
+  return { url: `http://127.0.0.1:${port}`, port, wss, server, handshakes, sockets }
+}
+
+/** A raw TCP upstream: the test writes the bytes. Each connection's received bytes are kept. */
+export interface RawUpstream {
+  port: number
+  server: net.Server
+  connections: Array<{ socket: Socket, received: () => Buffer }>
+  next: () => Promise<{ socket: Socket, received: () => Buffer, head: Promise<string> }>
+}
+
+export async function rawUpstream (t: Teardown): Promise<RawUpstream> {
+  const waiting: Array<(c: { socket: Socket, received: () => Buffer, head: Promise<string> }) => void> = []
+  const ready: Array<{ socket: Socket, received: () => Buffer, head: Promise<string> }> = []
+  const connections: RawUpstream['connections'] = []
+  const server = net.createServer({ allowHalfOpen: true }, socket => {
+    const chunks: Buffer[] = []
+    let resolveHead: (head: string) => void = () => {}
+    const head = new Promise<string>(resolve => { resolveHead = resolve })
+    socket.on('data', chunk => {
+      chunks.push(chunk)
+      const text = Buffer.concat(chunks).toString('latin1')
+      const end = text.indexOf('\r\n\r\n')
+      if (end !== -1) resolveHead(text.slice(0, end + 4))
+    })
+    socket.on('error', () => {})
+    const conn = { socket, received: () => Buffer.concat(chunks), head }
+    connections.push(conn)
+    const waiter = waiting.shift()
+    if (waiter !== undefined) waiter(conn)
+    else ready.push(conn)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const c of connections) c.socket.destroy()
+    server.close()
+  })
+  const next = async (): Promise<{ socket: Socket, received: () => Buffer, head: Promise<string> }> => {
+    const conn = ready.shift()
+    if (conn !== undefined) return conn
+    return await new Promise(resolve => waiting.push(resolve))
+  }
+  return { port: portOf(server), server, connections, next }
+}
+
+export interface TestProxyOptions extends ProxyOptions {
+  /** Registered on the app before the proxy (e.g. the deadline plugin, auth hooks). */
+  before?: (app: FastifyInstance) => Promise<void> | void
+  fastify?: FastifyServerOptions
+}
+
+/**
+ * An app with the proxy under `/ws` (by default) and `websocket: true`. Open tunnels get a
+ * short close grace so a test's teardown never waits long for a client it still holds.
+ */
+export async function proxyApp (t: Teardown, options: TestProxyOptions): Promise<{ app: FastifyInstance, port: number, url: string }> {
+  const { before, fastify, ...proxyOptions } = options
+  const app = Fastify({ logger: false, ...fastify })
+  if (before !== undefined) await before(app)
+  const prefix = proxyOptions.prefix ?? '/ws'
+  await app.register(proxy, { websocket: true, wsCloseGrace: 100, ...proxyOptions, prefix })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => await app.close())
+  const port = portOf(app.server)
+  return { app, port, url: `ws://127.0.0.1:${port}${prefix}` }
+}
+
+/** Opens a `ws` client and resolves once it is open, or rejects with the server's answer. */
+export async function openClient (url: string, protocols?: string | string[], options: ConstructorParameters<typeof WebSocket>[2] = {}): Promise<WebSocket> {
+  const ws = new WebSocket(url, protocols, options)
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', resolve)
+    ws.once('error', reject)
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`unexpected response ${String(res.statusCode)}`)))
+  })
+  return ws
+}
+
+export interface RawReply {
+  head: string
+  status: number
+  body: string
+}
+
+/** A raw client connection; `write` whatever bytes, `reply()` waits for the whole answer until the server closes. */
+export async function rawClient (t: Teardown, port: number): Promise<{ socket: Socket, received: () => Buffer, closed: Promise<void>, nextData: (minBytes: number) => Promise<Buffer> }> {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  await once(socket, 'connect')
+  const chunks: Buffer[] = []
+  const listeners: Array<() => void> = []
+  socket.on('data', chunk => {
+    chunks.push(chunk)
+    for (const l of listeners.splice(0)) l()
+  })
+  socket.on('error', () => {})
+  // The server is done with us when it ends its side (our socket is half-open) or closes.
+  const closed = new Promise<void>(resolve => {
+    socket.once('end', resolve)
+    socket.once('close', resolve)
+  })
+  t.teardown(() => socket.destroy())
+  const received = (): Buffer => Buffer.concat(chunks)
+  const nextData = async (minBytes: number): Promise<Buffer> => {
+    while (received().length < minBytes) {
+      if (socket.destroyed) throw new Error(`socket closed after ${received().length} bytes`)
+      await new Promise<void>(resolve => {
+        listeners.push(resolve)
+        socket.once('close', resolve)
+      })
+    }
+    return received()
+  }
+  return { socket, received, closed, nextData }
+}
+
+export function parseReply (bytes: Buffer): RawReply {
+  const text = bytes.toString('latin1')
+  const end = text.indexOf('\r\n\r\n')
+  const head = end === -1 ? text : text.slice(0, end + 4)
+  return { head, status: Number(head.split(' ')[1]), body: end === -1 ? '' : text.slice(end + 4) }
+}
+
+export function upgradeRequest (path: string, extra: string[] = []): string {
+  return [
+    `GET ${path} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    'Connection: Upgrade',
+    'Upgrade: websocket',
+    'Sec-WebSocket-Version: 13',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    ...extra,
+    '', ''
+  ].join('\r\n')
+}
+
+export const ACCEPT_FOR_SAMPLE_KEY = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo='
+
+/** Resolves when the peer ended or reset the connection (half-open sockets never emit close on FIN alone). */
+export async function gone (socket: Socket): Promise<void> {
+  if (socket.destroyed || socket.readableEnded) return
+  await new Promise<void>(resolve => {
+    socket.once('end', resolve)
+    socket.once('close', resolve)
+  })
+}

@@ -1,0 +1,123 @@
+// Nothing outlives a tunnel: 1,000 tunnels each killed by a client reset, an upstream reset
+// and a close in the middle of the handshake leave file descriptors and handles at baseline.
+import { readdirSync } from 'node:fs'
+import net, { type Socket } from 'node:net'
+import { once } from 'node:events'
+import t from 'tap'
+import deadline from '../plugins/deadline/index.js'
+import { ACCEPT_FOR_SAMPLE_KEY, gone, portOf, proxyApp, upgradeRequest, type Teardown } from './helpers/ws-servers.js'
+
+const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
+const ROUNDS = 1000
+const CONCURRENCY = 50
+
+type Kill = 'client-reset' | 'upstream-reset' | 'mid-handshake'
+
+/** An upstream that answers 101 (or, for /ws/silent, nothing) and hands each socket to the test. */
+async function upstream (t: Teardown): Promise<{ port: number, next: () => Promise<Socket>, open: Set<Socket> }> {
+  const waiting: Array<(s: Socket) => void> = []
+  const open = new Set<Socket>()
+  const server = net.createServer(socket => {
+    open.add(socket)
+    socket.once('close', () => open.delete(socket))
+    socket.on('error', () => {})
+    let head = ''
+    socket.on('data', chunk => {
+      if (head.includes('\r\n\r\n')) return
+      head += chunk.toString('latin1')
+      if (!head.includes('\r\n\r\n')) return
+      if (!head.startsWith('GET /silent')) socket.write(SWITCH)
+      waiting.shift()?.(socket)
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { port: portOf(server), next: async () => await new Promise(resolve => waiting.push(resolve)), open }
+}
+
+async function oneTunnel (proxyPort: number, up: Awaited<ReturnType<typeof upstream>>, kill: Kill): Promise<void> {
+  const client = net.connect(proxyPort, '127.0.0.1')
+  client.on('error', () => {})
+  await once(client, 'connect')
+  const upstreamSocket = up.next()
+  client.write(upgradeRequest(kill === 'mid-handshake' ? '/ws/silent' : '/ws/tunnel'))
+  const upSocket = await upstreamSocket
+  if (kill !== 'mid-handshake') await once(client, 'data')
+  if (kill === 'upstream-reset') {
+    upSocket.resetAndDestroy()
+    if (!client.destroyed) await once(client, 'close')
+  } else {
+    client.resetAndDestroy()
+    await gone(upSocket)
+    upSocket.destroy()
+  }
+}
+
+async function run (proxyPort: number, up: Awaited<ReturnType<typeof upstream>>, kill: Kill, rounds: number): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < rounds) {
+      next++
+      await oneTunnel(proxyPort, up, kill)
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker))
+}
+
+function fds (): number {
+  return readdirSync('/proc/self/fd').length
+}
+
+function handles (): Record<string, number> {
+  const counts: Record<string, number> = {}
+  for (const name of process.getActiveResourcesInfo()) counts[name] = (counts[name] ?? 0) + 1
+  return counts
+}
+
+async function settled (check: () => boolean): Promise<void> {
+  // Closing sockets finish on the next turns of the event loop; bounded so a leak fails, not hangs.
+  const until = Date.now() + 5000
+  while (!check() && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+}
+
+t.test(`${ROUNDS} tunnels per way of dying leave fds and handles at baseline`, async (t) => {
+  const up = await upstream(t)
+  const { app, port } = await proxyApp(t, {
+    upstream: `http://127.0.0.1:${up.port}`,
+    before: async (app) => { await app.register(deadline, { timeout: 10_000 }) }
+  })
+  // Without a deadline the handshake has its own timer (wsHandshakeTimeout): it must go too.
+  const plain = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
+  const connections = async (): Promise<number> => await new Promise((resolve, reject) => {
+    app.server.getConnections((err, count) => err === null ? resolve(count) : reject(err))
+  })
+  for (const kill of ['client-reset', 'upstream-reset', 'mid-handshake'] as const) await run(port, up, kill, 5)
+  await run(plain.port, up, 'mid-handshake', 5)
+  await settled(() => up.open.size === 0)
+  const baseFds = fds()
+  const baseHandles = handles()
+
+  for (const kill of ['client-reset', 'upstream-reset', 'mid-handshake'] as const) {
+    const started = Date.now()
+    await run(port, up, kill, ROUNDS)
+    await settled(() => up.open.size === 0)
+    t.equal(up.open.size, 0, `${kill}: every upstream connection closed (${ROUNDS} in ${Date.now() - started} ms)`)
+  }
+  await run(plain.port, up, 'mid-handshake', ROUNDS / 5)
+  await settled(() => up.open.size === 0)
+  t.equal(up.open.size, 0, `mid-handshake without a deadline: every upstream connection closed (${ROUNDS / 5})`)
+  let proxyConnections = await connections()
+  const until = Date.now() + 5000
+  while (proxyConnections > 0 && Date.now() < until) {
+    await new Promise(resolve => setTimeout(resolve, 20))
+    proxyConnections = await connections()
+  }
+  t.equal(proxyConnections, 0, 'the proxy holds no client connection')
+  await settled(() => fds() <= baseFds)
+  t.ok(fds() <= baseFds, `file descriptors back to baseline (${fds()} vs ${baseFds})`)
+  const after = handles()
+  for (const name of new Set([...Object.keys(baseHandles), ...Object.keys(after)])) {
+    t.ok((after[name] ?? 0) <= (baseHandles[name] ?? 0), `${name}: ${after[name] ?? 0} active (baseline ${baseHandles[name] ?? 0})`)
+  }
+})
