@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { test, type Test } from 'tap'
 import { Agent, request } from 'undici'
+import WebSocket from 'ws'
 import { startExample } from './helpers/example-app.js'
 import { SseReader } from './helpers/example-sse.js'
 
@@ -73,10 +74,14 @@ test('the example ingress, from the outside', async (t) => {
     t.same(served, ['[files] /private/report served (authorization header present)'], 'only the authorized request reached the upstream')
   })
 
-  t.test('SIGTERM: streams end cleanly, a download in flight is cut, exit code 0', async (t) => {
+  t.test('SIGTERM: streams end cleanly, WebSockets get 1001, a download in flight is cut, exit code 0', async (t) => {
     const ticker = curlStream(t, `${app.ingress}/live/ticker`)
     const clock = curlStream(t, `${app.ingress}/events/clock`)
     await Promise.all([ticker.sse.waitForEvents(1), clock.sse.waitForEvents(1)])
+    const socket = new WebSocket(`${app.ingress.replace('http', 'ws')}/live/chat`, ['chat.v2'])
+    t.teardown(() => socket.terminate())
+    await once(socket, 'open')
+    const socketClosed = once(socket, 'close')
     const download = await request(`${app.ingress}/files/download`, { dispatcher: agent })
     t.equal(download.statusCode, 200)
     download.body.resume()
@@ -89,6 +94,8 @@ test('the example ingress, from the outside', async (t) => {
     t.ok(Date.now() - started < 8000, `exited ${Date.now() - started} ms after SIGTERM, well inside the 10 s grace`)
     t.equal(await ticker.exited, 0, 'curl saw the proxied SSE stream end cleanly (exit 0, not 18)')
     t.equal(await clock.exited, 0, 'curl saw the in-app SSE stream end cleanly')
+    const [code, reason] = await socketClosed as [number, Buffer]
+    t.same([code, String(reason)], [1001, 'server shutting down'], 'the WebSocket got the upstream\'s close frame through the tunnel')
     await t.rejects(downloadDone, 'the unfinished download was cut, never ended as if complete')
     t.ok(app.lines.lines.includes('stopped'), 'the app reported a complete shutdown')
     t.notOk(app.lines.lines.some(line => line.includes('killed by timeout')), 'close-with-grace did not have to force it')
