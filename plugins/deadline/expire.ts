@@ -33,22 +33,22 @@ export function expire (deadline: ActiveDeadline, phase: DeadlinePhase, now: num
 function answerExpired (deadline: ActiveDeadline, reason: DeadlineExceededError): void {
   const { request, reply, settings } = deadline
   const body = JSON.stringify(errorBody(reason, settings.statusCode))
-  // An unread request body would be parsed as the next request: close instead.
-  const closeAfter = !request.raw.complete
   if (reply.sent) {
-    // Hijacked: the handler owns reply.raw, so the answer is written on it directly.
+    // Hijacked: the handler owns reply.raw, so the answer is written on it directly, and the
+    // connection closes after it: whatever the handler did with the socket, it is not reusable.
     if (reply.raw.destroyed) return
     reply.raw.writeHead(settings.statusCode, {
       'content-type': JSON_TYPE,
       'content-length': Buffer.byteLength(body),
-      ...(closeAfter ? { connection: 'close' } : {})
+      connection: 'close'
     })
     reply.raw.end(body)
     return
   }
   reply.removeHeader('content-length')
   reply.removeHeader('content-encoding')
-  if (closeAfter) reply.header('connection', 'close')
+  // An unread request body would be parsed as the next request: close instead.
+  if (!request.raw.complete) reply.header('connection', 'close')
   reply.code(settings.statusCode).type(JSON_TYPE).send(body)
   reply.send = ignoreLateSend as FastifyReply['send']
 }

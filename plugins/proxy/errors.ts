@@ -66,3 +66,10 @@ export const UpstreamError = createError(
   'The upstream request failed',
   502, Error, false
 )
+
+/** A request that asks for an upgrade this proxy will not tunnel (POST, h2c, unknown token, a body). */
+export const InvalidUpgradeError = createError(
+  'FST_STREAMLINE_PROXY_INVALID_UPGRADE',
+  'Only a GET WebSocket upgrade over HTTP/1.1 without a body can be proxied',
+  400, Error, false
+)

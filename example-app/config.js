@@ -1,0 +1,34 @@
+// Every knob of the example comes from the environment, with the defaults the README lists.
+// Port 0 picks a free port; the ports actually used are printed at start.
+
+const HOST = '127.0.0.1'
+
+/** Reads the example's settings; throws a clear message for a malformed value. */
+export function readConfig (env = process.env) {
+  return {
+    host: HOST,
+    ingressPort: integer(env, 'INGRESS_PORT', 3000, 0, 65535),
+    livePort: integer(env, 'LIVE_PORT', 3001, 0, 65535),
+    filesPort: integer(env, 'FILES_PORT', 3002, 0, 65535),
+    deadline: {
+      timeout: integer(env, 'DEADLINE_TIMEOUT_MS', 2000, 1),
+      streamIdleTimeout: integer(env, 'STREAM_IDLE_TIMEOUT_MS', 15000, 0),
+      maxStreamDuration: integer(env, 'MAX_STREAM_DURATION_MS', 0, 0)
+    },
+    tickMs: integer(env, 'TICK_MS', 1000, 10),
+    clockDelayMs: integer(env, 'CLOCK_DELAY_MS', 3000, 0),
+    slowMs: integer(env, 'SLOW_MS', 5000, 0),
+    downloadMb: integer(env, 'DOWNLOAD_MB', 256, 1, 4096),
+    logLevel: env.LOG_LEVEL || 'warn'
+  }
+}
+
+function integer (env, name, fallback, min, max = Number.MAX_SAFE_INTEGER) {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`)
+  }
+  return value
+}

@@ -1,0 +1,93 @@
+// The ingress: one Fastify app with the deadline on every route, two proxied services, an
+// auth hook on one prefix, one in-app SSE route, the demo page and its settings route.
+import { fileURLToPath } from 'node:url'
+import Fastify from 'fastify'
+import fastifyStatic from '@fastify/static'
+import { deadline, proxy } from 'fastify-streamline'
+
+// The demo's bearer token; the page sends it from its "with token" button.
+const DEMO_TOKEN = 'demo-token'
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }
+
+export async function buildIngress (config, upstreams) {
+  const app = Fastify({ logger: { level: config.logLevel } })
+
+  // First, so that it covers every route registered after it (proxied ones included).
+  await app.register(deadline, config.deadline)
+
+  // A route that opts out: it answers from memory, a deadline would only cost.
+  app.get('/api/settings', { config: { deadline: false } }, async () => publicSettings(config))
+
+  const clocks = new Set()
+  // In-app SSE in streaming mode: its first event comes after CLOCK_DELAY_MS (3 s by default),
+  // later than the 2 s timeout, which would otherwise answer 504 before the stream starts.
+  app.get('/events/clock', { config: { deadline: { streaming: true } } }, (request, reply) => {
+    clockStream(request, reply, clocks, config.clockDelayMs)
+  })
+  app.addHook('preClose', async () => {
+    for (const res of clocks) res.end()
+  })
+
+  await app.register(fastifyStatic, { root: fileURLToPath(new URL('./public/', import.meta.url)) })
+
+  // Prefix routing to two services. /live carries SSE and WebSocket upgrades.
+  await app.register(proxy, { upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true })
+  await app.register(proxy, { upstream: upstreams.files.url, prefix: '/files', rewritePrefix: '' })
+  // Same service, guarded prefix: the hook answers 401 before any upstream contact.
+  await app.register(proxy, {
+    upstream: upstreams.files.url,
+    prefix: '/private',
+    rewritePrefix: '/private',
+    preHandler: requireToken(DEMO_TOKEN)
+  })
+
+  return app
+}
+
+function publicSettings (config) {
+  return {
+    deadline: { ...config.deadline, statusCode: 504 },
+    routes: {
+      '/live/*': 'live service (SSE ticker, WebSocket chat), proxied',
+      '/files/*': 'files service (download, slow), proxied',
+      '/private/*': 'files service behind a bearer-token hook, proxied',
+      '/events/clock': 'in-app SSE, streaming mode',
+      '/api/settings': 'this route, deadline opted out'
+    },
+    demo: { tickMs: config.tickMs, clockDelayMs: config.clockDelayMs, slowMs: config.slowMs, downloadMb: config.downloadMb }
+  }
+}
+
+function clockStream (request, reply, clocks, delayMs) {
+  reply.hijack()
+  const res = reply.raw
+  let n = 0
+  const send = () => {
+    if (!res.headersSent) res.writeHead(200, SSE_HEADERS)
+    n += 1
+    res.write(`id: ${n}\nevent: clock\ndata: ${JSON.stringify({ n, serverTime: new Date().toISOString() })}\n\n`)
+  }
+  let timer = setTimeout(() => {
+    send()
+    timer = setInterval(send, 5000)
+  }, delayMs)
+  clocks.add(res)
+  res.once('close', () => {
+    clearTimeout(timer) // also clears an interval: Node shares one timer type
+    clocks.delete(res)
+  })
+}
+
+function requireToken (token) {
+  const expected = `Bearer ${token}`
+  return async function checkToken (request, reply) {
+    if (request.headers.authorization === expected) return
+    reply.code(401).header('www-authenticate', 'Bearer realm="demo"').send({
+      statusCode: 401,
+      code: 'DEMO_UNAUTHORIZED',
+      error: 'Unauthorized',
+      message: 'this prefix needs "Authorization: Bearer demo-token"'
+    })
+    return reply
+  }
+}

@@ -1,0 +1,204 @@
+/* global EventSource, location, requestAnimationFrame */
+// The demo page: plain browser JavaScript, no build step. Every request goes to the ingress
+// that served this page.
+const $ = (id) => document.getElementById(id)
+const MB = 1024 * 1024
+const settings = await (await fetch('/api/settings')).json()
+const { timeout, streamIdleTimeout, maxStreamDuration, statusCode } = settings.deadline
+
+showSettings()
+watchTicker()
+watchClock()
+openChat()
+setUpDownload()
+setUpSlowCall()
+setUpAuth()
+
+function showSettings () {
+  $('settings-line').textContent = `Deadline in force: timeout ${ms(timeout)} · streamIdleTimeout ${ms(streamIdleTimeout)} · ` +
+    `maxStreamDuration ${maxStreamDuration ? ms(maxStreamDuration) : 'off'} · ${statusCode} on expiry before headers`
+  $('settings-line').dataset.state = 'loaded'
+  $('clock-delay').textContent = ms(settings.demo.clockDelayMs)
+  $('slow-ms').textContent = ms(settings.demo.slowMs)
+  $('download-size').textContent = `${settings.demo.downloadMb} MB`
+}
+
+function watchTicker () {
+  const opened = performance.now()
+  const source = new EventSource('/live/ticker')
+  let count = 0
+  let late = 0
+  source.onopen = () => setState('sse-state', 'open', 'streaming')
+  source.onerror = () => setState('sse-state', 'reconnecting', 'reconnecting…')
+  source.addEventListener('tick', (event) => {
+    const since = performance.now() - opened
+    const tick = JSON.parse(event.data)
+    const afterTimeout = since > timeout
+    count += 1
+    if (afterTimeout) late += 1
+    $('sse-count').textContent = count
+    $('sse-late-count').textContent = late
+    const row = document.createElement('tr')
+    row.dataset.afterTimeout = String(afterTimeout)
+    row.append(cell(`#${event.lastEventId}`), cell(clockTime(new Date())), cell(`+${seconds(since)}`),
+      cell(`${tick.symbol} ${tick.price.toFixed(2)}`), cell(afterTimeout ? 'after the timeout' : '', 'tag'))
+    const body = $('sse-events')
+    body.prepend(row)
+    while (body.rows.length > 8) body.deleteRow(-1)
+  })
+}
+
+function watchClock () {
+  const opened = performance.now()
+  const source = new EventSource('/events/clock')
+  let count = 0
+  source.onerror = () => setState('clock-state', 'reconnecting', 'reconnecting…')
+  source.addEventListener('clock', (event) => {
+    const since = performance.now() - opened
+    count += 1
+    if (count === 1) $('clock-first').textContent = seconds(since)
+    setState('clock-state', 'open', 'streaming')
+    $('clock-count').textContent = count
+    logLine('clock-log', `#${event.lastEventId}  +${seconds(since)}  server time ${JSON.parse(event.data).serverTime}`, 'chat')
+  })
+}
+
+function openChat () {
+  const offered = ['echo.v1', 'chat.v2']
+  const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/live/chat`, offered)
+  const sentAt = new Map()
+  socket.onopen = () => {
+    setState('ws-state', 'open', 'open')
+    $('ws-protocol').textContent = socket.protocol || '(none)'
+  }
+  socket.onclose = (event) => setState('ws-state', 'closed', `closed (${event.code})`)
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data)
+    const rtt = sentAt.has(message.text) ? ` · ${Math.round(performance.now() - sentAt.get(message.text))} ms round trip` : ''
+    sentAt.delete(message.text)
+    logLine('ws-log', `← ${message.type} "${message.text}"${message.type === 'echo' ? rtt : ''}`, message.type)
+  }
+  $('ws-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    const text = $('ws-input').value.trim()
+    if (text === '' || socket.readyState !== WebSocket.OPEN) return
+    sentAt.set(text, performance.now())
+    socket.send(text)
+    logLine('ws-log', `→ "${text}"`, 'sent')
+  })
+}
+
+function setUpDownload () {
+  $('download-start').addEventListener('click', async () => {
+    $('download-start').disabled = true
+    try {
+      await download()
+    } catch (err) {
+      $('download-bytes').textContent = `failed: ${err.message}`
+      $('download-percent').dataset.state = 'error'
+    } finally {
+      $('download-start').disabled = false
+    }
+  })
+}
+
+async function download () {
+  const started = performance.now()
+  const response = await fetch('/files/download')
+  if (!response.ok) throw new Error(`HTTP ${response.status}`)
+  const total = Number(response.headers.get('x-download-bytes'))
+  const reader = response.body.getReader()
+  let received = 0
+  let drawn = false
+  const draw = () => {
+    drawn = false
+    const percent = Math.floor((received / total) * 100)
+    const secs = (performance.now() - started) / 1000
+    $('download-percent').textContent = `${percent} %`
+    $('download-bar').style.width = `${percent}%`
+    $('download-bytes').textContent = `${(received / MB).toFixed(1)} of ${(total / MB).toFixed(0)} MB · ` +
+      `${(received / MB / Math.max(secs, 0.001)).toFixed(0)} MB/s · ${secs.toFixed(1)} s`
+  }
+  $('download-percent').dataset.state = 'running'
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    received += value.byteLength
+    // The body arrives in many small chunks: redraw at most once per frame.
+    if (!drawn) {
+      drawn = true
+      requestAnimationFrame(draw)
+    }
+  }
+  if (received !== total) throw new Error(`stream ended after ${received} of ${total} bytes`)
+  draw()
+  $('download-percent').dataset.state = 'done'
+}
+
+function setUpSlowCall () {
+  $('slow-call').addEventListener('click', async () => {
+    $('slow-call').disabled = true
+    $('slow-status').dataset.state = 'running'
+    $('slow-status').textContent = 'waiting…'
+    const started = performance.now()
+    try {
+      const response = await fetch('/files/slow')
+      const body = await response.json()
+      $('slow-status').textContent = `${response.status} ${body.error ?? 'OK'}`
+      $('slow-status').dataset.state = response.ok ? 'ok' : 'error'
+      // The deadline's JSON body names the phase in its message: "... (phase: response, after 2001 ms)".
+      $('slow-phase').textContent = /phase: (\w+)/.exec(body.message ?? '')?.[1] ?? '–'
+      $('slow-code').textContent = body.code ?? '–'
+      $('slow-message').textContent = body.message ?? JSON.stringify(body)
+    } catch (err) {
+      $('slow-status').textContent = `failed: ${err.message}`
+      $('slow-status').dataset.state = 'error'
+    } finally {
+      $('slow-elapsed').textContent = seconds(performance.now() - started)
+      $('slow-call').disabled = false
+    }
+  })
+}
+
+function setUpAuth () {
+  const call = async (headers) => {
+    const response = await fetch('/private/report', { headers })
+    $('auth-status').textContent = `${response.status} ${response.statusText}`
+    $('auth-status').dataset.state = response.ok ? 'ok' : 'error'
+    $('auth-body').textContent = await response.text()
+  }
+  $('auth-without').addEventListener('click', () => call({}))
+  $('auth-with').addEventListener('click', () => call({ authorization: 'Bearer demo-token' }))
+}
+
+function setState (id, state, text) {
+  $(id).dataset.state = state
+  $(id).textContent = text
+}
+
+function logLine (id, text, kind) {
+  const item = document.createElement('li')
+  item.textContent = text
+  item.className = kind
+  $(id).prepend(item)
+  while ($(id).children.length > 6) $(id).lastElementChild.remove()
+}
+
+function cell (text, className) {
+  const td = document.createElement('td')
+  td.textContent = text
+  if (className && text) td.className = className
+  return td
+}
+
+function ms (value) {
+  return value >= 1000 && value % 100 === 0 ? `${value / 1000} s` : `${value} ms`
+}
+
+function seconds (value) {
+  return `${(value / 1000).toFixed(2)} s`
+}
+
+function clockTime (date) {
+  return date.toTimeString().slice(0, 8) + '.' + String(date.getMilliseconds()).padStart(3, '0')
+}

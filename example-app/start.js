@@ -1,0 +1,40 @@
+// `npm start`: the demo services and the ingress in one process. Ctrl-C (or SIGTERM) closes
+// them all, open streams and WebSockets included.
+import closeWithGrace from 'close-with-grace'
+import { readConfig } from './config.js'
+import { startUpstreams } from './upstreams.js'
+import { buildIngress } from './ingress.js'
+
+const config = readConfig()
+const log = (line) => console.log(line)
+
+let upstreams = null
+let ingress = null
+
+// Registered first, so that a failed start also closes whatever did start.
+closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  if (err) console.error(err)
+  log(`shutting down${signal ? ` on ${signal}` : ''}: ending open streams`)
+  // In parallel: the upstreams end their streams, which ends the proxied responses cleanly,
+  // while the ingress stops accepting and ends its own stream.
+  await Promise.all([ingress?.close(), upstreams?.close()])
+  log('stopped')
+})
+
+upstreams = await startUpstreams(config, log)
+ingress = await buildIngress(config, upstreams)
+
+await ingress.listen({ host: config.host, port: config.ingressPort })
+const { timeout, streamIdleTimeout, maxStreamDuration } = config.deadline
+console.log(`
+fastify-streamline example
+  ingress         ${ingressUrl(ingress)}/   <- open this in a browser
+  live upstream   ${upstreams.live.url}   SSE ticker /ticker, WebSocket /chat
+  files upstream  ${upstreams.files.url}   download /download, slow /slow, /private/report
+  deadline        timeout ${timeout} ms, streamIdleTimeout ${streamIdleTimeout} ms, maxStreamDuration ${maxStreamDuration || 'off'}
+Press Ctrl-C to stop.
+`)
+
+function ingressUrl (app) {
+  return `http://${config.host}:${app.server.address().port}`
+}

@@ -1,0 +1,103 @@
+// The example as `npm start` runs it, driven from outside with curl and undici: streams through
+// the ingress outlive the deadline, a slow answer is cut at it, the auth hook guards its prefix,
+// and SIGTERM shuts everything down with open streams ended cleanly.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { test, type Test } from 'tap'
+import { Agent, request } from 'undici'
+import WebSocket from 'ws'
+import { startExample } from './helpers/example-app.js'
+import { SseReader } from './helpers/example-sse.js'
+
+const TIMEOUT_MS = 1000
+const ENV = { DEADLINE_TIMEOUT_MS: String(TIMEOUT_MS), TICK_MS: '250', CLOCK_DELAY_MS: '1500', SLOW_MS: '5000', DOWNLOAD_MB: '2048' }
+
+/** curl -N: prints each chunk as it arrives, the way people check an SSE endpoint by hand. */
+function curlStream (t: Test, url: string) {
+  const curl = spawn('curl', ['--silent', '--no-buffer', url], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = once(curl, 'exit').then(([code]) => code as number | null)
+  t.teardown(() => { if (curl.exitCode === null) curl.kill() })
+  return { sse: new SseReader(curl.stdout), exited, curl }
+}
+
+test('the example ingress, from the outside', async (t) => {
+  const app = await startExample(t, ENV)
+  const agent = new Agent()
+  t.teardown(() => agent.destroy())
+
+  t.test('curl -N gets the proxied ticker event by event, past the deadline', async (t) => {
+    const started = Date.now()
+    const { sse, curl, exited } = curlStream(t, `${app.ingress}/live/ticker`)
+    const events = await sse.waitForEvents(6)
+    const elapsed = Date.now() - started
+    t.same(events.map(e => e.id), ['1', '2', '3', '4', '5', '6'], 'consecutive events, none lost or replayed')
+    t.ok(elapsed > TIMEOUT_MS, `the 6th event arrived ${elapsed} ms after the request, beyond the ${TIMEOUT_MS} ms timeout`)
+    curl.kill()
+    await exited
+    await app.lines.waitFor(/\[live\] ticker stream closed/)
+    t.pass('the upstream saw the stream close when curl left')
+  })
+
+  t.test('the in-app SSE route in streaming mode starts after the timeout', async (t) => {
+    const started = Date.now()
+    const { sse, curl, exited } = curlStream(t, `${app.ingress}/events/clock`)
+    const [first] = await sse.waitForEvents(1)
+    t.equal(first.event, 'clock')
+    t.ok(Date.now() - started >= 1500, 'its first event came after CLOCK_DELAY_MS (1500 ms), beyond the 1000 ms timeout, without a 504')
+    curl.kill()
+    await exited
+  })
+
+  t.test('a slow answer is cut at the deadline and the upstream stops working', async (t) => {
+    const started = Date.now()
+    const response = await request(`${app.ingress}/files/slow`, { dispatcher: agent })
+    const elapsed = Date.now() - started
+    t.equal(response.statusCode, 504)
+    const body = await response.body.json()
+    t.match(body, { statusCode: 504, code: 'FST_STREAMLINE_DEADLINE_EXCEEDED', error: 'Gateway Timeout', message: /phase: response/ })
+    // 1000 ms deadline; a generous upper bound for a loaded 2-core machine.
+    t.ok(elapsed >= TIMEOUT_MS - 50 && elapsed < TIMEOUT_MS + 1500, `504 after ${elapsed} ms`)
+    const [, cancelledAfter] = await app.lines.waitFor(/\[files\] \/slow cancelled by the caller after (\d+) ms/)
+    t.ok(Number(cancelledAfter) < 5000, `the upstream was aborted after ${cancelledAfter} ms instead of finishing its 5 s`)
+    t.notOk(app.lines.lines.some(line => line.includes('/slow answered')), 'the upstream never answered')
+  })
+
+  t.test('the auth hook answers 401 on its prefix without contacting the upstream', async (t) => {
+    const denied = await request(`${app.ingress}/private/report`, { dispatcher: agent })
+    t.equal(denied.statusCode, 401)
+    t.equal(denied.headers['www-authenticate'], 'Bearer realm="demo"')
+    t.match(await denied.body.json(), { statusCode: 401, code: 'DEMO_UNAUTHORIZED', error: 'Unauthorized' })
+    const allowed = await request(`${app.ingress}/private/report`, { dispatcher: agent, headers: { authorization: 'Bearer demo-token' } })
+    t.equal(allowed.statusCode, 200)
+    t.match(await allowed.body.json(), { authorizationSeen: true })
+    const served = app.lines.lines.filter(line => line.includes('/private/report served'))
+    t.same(served, ['[files] /private/report served (authorization header present)'], 'only the authorized request reached the upstream')
+  })
+
+  t.test('SIGTERM: streams end cleanly, WebSockets get 1001, a download in flight is cut, exit code 0', async (t) => {
+    const ticker = curlStream(t, `${app.ingress}/live/ticker`)
+    const clock = curlStream(t, `${app.ingress}/events/clock`)
+    await Promise.all([ticker.sse.waitForEvents(1), clock.sse.waitForEvents(1)])
+    const socket = new WebSocket(`${app.ingress.replace('http', 'ws')}/live/chat`, ['chat.v2'])
+    t.teardown(() => socket.terminate())
+    await once(socket, 'open')
+    const socketClosed = once(socket, 'close')
+    const download = await request(`${app.ingress}/files/download`, { dispatcher: agent })
+    t.equal(download.statusCode, 200)
+    download.body.resume()
+    const downloadDone = once(download.body, 'end')
+    downloadDone.catch(() => {})
+
+    const started = Date.now()
+    const exit = await app.stop()
+    t.same(exit, { code: 0, signal: null }, 'exit code 0')
+    t.ok(Date.now() - started < 8000, `exited ${Date.now() - started} ms after SIGTERM, well inside the 10 s grace`)
+    t.equal(await ticker.exited, 0, 'curl saw the proxied SSE stream end cleanly (exit 0, not 18)')
+    t.equal(await clock.exited, 0, 'curl saw the in-app SSE stream end cleanly')
+    const [code, reason] = await socketClosed as [number, Buffer]
+    t.same([code, String(reason)], [1001, 'server shutting down'], 'the WebSocket got the upstream\'s close frame through the tunnel')
+    await t.rejects(downloadDone, 'the unfinished download was cut, never ended as if complete')
+    t.ok(app.lines.lines.includes('stopped'), 'the app reported a complete shutdown')
+    t.notOk(app.lines.lines.some(line => line.includes('killed by timeout')), 'close-with-grace did not have to force it')
+  })
+})

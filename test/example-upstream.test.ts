@@ -1,0 +1,136 @@
+// The example's demo services on their own (no ingress): what the page and the browser test
+// rely on them to do.
+import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { test, type Test } from 'tap'
+import { Agent, request as undiciRequest } from 'undici'
+import WebSocket from 'ws'
+import { startUpstreams } from '../example-app/upstreams.js'
+import { ExampleLines } from './helpers/example-lines.js'
+import { SseReader } from './helpers/example-sse.js'
+
+const MB = 1024 * 1024
+
+async function start (t: Test) {
+  const log = new ExampleLines()
+  const upstreams = await startUpstreams({ host: '127.0.0.1', livePort: 0, filesPort: 0, tickMs: 50, downloadMb: 256, slowMs: 5000 }, log.push)
+  // Each test's own client, destroyed before the servers close: idle keep-alive connections
+  // left in a shared pool would hold close() until their keep-alive timeout.
+  const agent = new Agent()
+  t.teardown(async () => {
+    await agent.destroy()
+    await upstreams.close()
+  })
+  const request = (url: string, options: Omit<Parameters<typeof undiciRequest>[1] & object, 'dispatcher'> = {}) =>
+    undiciRequest(url, { ...options, dispatcher: agent })
+  return { ...upstreams, log, request, agent }
+}
+
+test('live: the ticker streams numbered SSE events and continues from Last-Event-ID', async (t) => {
+  const { live, log, request } = await start(t)
+  const first = await request(`${live.url}/ticker`)
+  t.equal(first.statusCode, 200)
+  t.match(first.headers['content-type'], /^text\/event-stream/)
+  const events = await new SseReader(first.body).waitForEvents(3)
+  t.same(events.map(e => e.id), ['1', '2', '3'])
+  t.match(JSON.parse(events[0].data), { n: 1, symbol: 'STRM', price: Number, sentAt: Number })
+  first.body.destroy()
+  await log.waitFor(/\[live\] ticker stream closed/)
+
+  const resumed = await request(`${live.url}/ticker`, { headers: { 'last-event-id': '41' } })
+  const [next] = await new SseReader(resumed.body).waitForEvents(1)
+  t.equal(next.id, '42', 'an EventSource reconnecting with Last-Event-ID continues the sequence')
+  resumed.body.destroy()
+  t.ok(log.lines.some(line => line.includes('ticker stream opened (from event 41)')), 'the service logged the resume')
+})
+
+test('live: the chat picks its own preferred subprotocol, echoes and broadcasts', async (t) => {
+  const { live, log } = await start(t)
+  const url = `${live.url.replace('http', 'ws')}/chat`
+  const alice = new WebSocket(url, ['echo.v1', 'chat.v2'])
+  const bob = new WebSocket(url, ['chat.v2'])
+  t.teardown(() => { alice.terminate(); bob.terminate() })
+  await Promise.all([once(alice, 'open'), once(bob, 'open')])
+  t.equal(alice.protocol, 'chat.v2', 'the upstream chose chat.v2 although echo.v1 was offered first')
+  await log.waitFor(/subprotocol "chat\.v2" \(offered: echo\.v1, chat\.v2\)/)
+
+  const broadcast = once(bob, 'message')
+  const echo = once(alice, 'message')
+  alice.send('hi')
+  t.match(JSON.parse(String((await echo)[0])), { type: 'echo', text: 'hi', protocol: 'chat.v2' })
+  t.match(JSON.parse(String((await broadcast)[0])), { type: 'chat', text: 'hi' })
+
+  const plain = new WebSocket(url, ['echo.v1'])
+  t.teardown(() => plain.terminate())
+  await once(plain, 'open')
+  t.equal(plain.protocol, 'echo.v1')
+  plain.send('raw bytes')
+  t.equal(String((await once(plain, 'message'))[0]), 'raw bytes', 'echo.v1 echoes the message unchanged')
+
+  const wrongPath = new WebSocket(`${live.url.replace('http', 'ws')}/nope`)
+  wrongPath.on('error', () => {}) // terminate() before an open reports an error; the 400 is what counts
+  const [, response] = await once(wrongPath, 'unexpected-response') as [unknown, { statusCode: number }]
+  t.equal(response.statusCode, 400, 'an upgrade to another path is refused')
+  wrongPath.terminate()
+})
+
+test('files: the download is chunked, exact and generated on the fly', async (t) => {
+  const { files, log, request } = await start(t)
+  const response = await request(`${files.url}/download?mb=3`)
+  t.equal(response.statusCode, 200)
+  t.equal(response.headers['content-length'], undefined, 'no Content-Length')
+  t.equal(response.headers['transfer-encoding'], 'chunked')
+  t.equal(response.headers['x-download-bytes'], String(3 * MB))
+  const hash = createHash('sha256')
+  let bytes = 0
+  for await (const chunk of response.body) {
+    bytes += chunk.length
+    hash.update(chunk)
+  }
+  t.equal(bytes, 3 * MB)
+  const expected = createHash('sha256')
+  for (let i = 0; i < 48; i++) expected.update(Buffer.alloc(64 * 1024, 'fastify-streamline '))
+  t.equal(hash.digest('hex'), expected.digest('hex'), 'the bytes are the repeated pattern')
+  await log.waitFor(new RegExp(`download of ${3 * MB} bytes sent`))
+
+  const cut = await request(`${files.url}/download`)
+  t.equal(cut.headers['x-download-bytes'], String(256 * MB), 'DOWNLOAD_MB is the default size')
+  cut.body.destroy()
+  await log.waitFor(/download cut by the caller after \d+ of 268435456 bytes/)
+})
+
+test('files: /slow answers late, and stops at once when its caller leaves', async (t) => {
+  const { files, log, request } = await start(t)
+  const started = Date.now()
+  const quick = await request(`${files.url}/slow?ms=150`)
+  t.equal(quick.statusCode, 200)
+  const body = await quick.body.json() as { waitedMs: number }
+  t.ok(body.waitedMs >= 150 && Date.now() - started >= 150, 'it waited the requested time')
+
+  const controller = new AbortController()
+  const pending = request(`${files.url}/slow`, { signal: controller.signal })
+  pending.catch(() => {})
+  setTimeout(() => controller.abort(), 100)
+  const [, after] = await log.waitFor(/\/slow cancelled by the caller after (\d+) ms/)
+  t.ok(Number(after) < 2000, `noticed the abort after ${after} ms, long before its 5 s answer`)
+  await t.rejects(pending)
+})
+
+test('close() ends open SSE streams cleanly and closes WebSockets with 1001', async (t) => {
+  const { live, close, request } = await start(t)
+  const ticker = await request(`${live.url}/ticker`)
+  const sse = new SseReader(ticker.body)
+  await sse.waitForEvents(1)
+  const socket = new WebSocket(`${live.url.replace('http', 'ws')}/chat`, ['chat.v2'])
+  await once(socket, 'open')
+  const closed = once(socket, 'close')
+
+  const started = Date.now()
+  await close()
+  t.ok(Date.now() - started < 3000, 'close() did not wait on the open streams')
+  await sse.ended
+  t.pass('the SSE body ended cleanly (terminating chunk, no error)')
+  const [code, reason] = await closed as [number, Buffer]
+  t.equal(code, 1001)
+  t.equal(String(reason), 'server shutting down')
+})
