@@ -1,6 +1,6 @@
 // `npm run bench` runs every bench in sequence; `npm run bench -- proxy websocket` runs the named
-// ones; `--cpu-prof` also profiles the deadline plugin and the proxy plugin. Durations come from BENCH_* variables (see
-// helpers.js). Build first: the benches import the package from dist/.
+// ones; `--cpu-prof` also profiles the deadline and proxy plugins. Durations come from BENCH_*
+// variables (see helpers.js). Build first: the benches import the package from dist/.
 import { killAllServers, settings } from './helpers.js'
 
 const benches = {
