@@ -48,7 +48,9 @@ export class ActiveDeadline implements RequestDeadline {
     this.expiresAt = expiresAt
     this.lifetimeAt = settings.maxStreamDuration > 0 ? arrival + settings.maxStreamDuration : Infinity
     this.phase = settings.streaming ? 'stream' : 'response'
-    this.lastBytes = socketBytes(reply.raw)
+    // Only a streaming route needs the byte count from arrival (reading it walks the socket's
+    // buffer); other routes take it when their headers go out.
+    this.lastBytes = settings.streaming ? socketBytes(reply.raw) : 0
     this.lastProgressAt = arrival
   }
 

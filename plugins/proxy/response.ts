@@ -34,7 +34,16 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
 }
 
 function flushHead (this: ServerResponse): void {
-  this.flushHeaders()
+  // Not at once: the pipe starts flowing on the next tick, and a body that came in the same
+  // read as the upstream's head then goes out with our head in one write. Only a body that has
+  // not arrived by then (SSE, a slow upstream) makes the head go out alone.
+  setImmediate(flushUnsentHead, this)
+}
+
+function flushUnsentHead (res: ServerResponse): void {
+  // `_headerSent` (stable since Node 0.x) is the only sign the head reached the socket;
+  // `headersSent` turns true as soon as it is merely built.
+  if (!res.destroyed && (res as unknown as { _headerSent: boolean })._headerSent !== true) res.flushHeaders()
 }
 
 function forwardTrailers (call: ProxyCall, reply: FastifyReply, res: UpstreamResponse): void {
