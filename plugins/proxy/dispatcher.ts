@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { Agent, type Dispatcher } from 'undici'
 import type { ProxySettings } from './options.js'
 
@@ -7,11 +6,13 @@ import type { ProxySettings } from './options.js'
 // method. This file is that object: a thin wrapper around an undici Agent that adds, to
 // every request reply-from sends, the signal and timers of the Fastify request it serves.
 //
-// How the wrapper finds that request: the proxy's route handler calls `reply.from()` inside
-// `upstreamCalls.run(call, ...)`. reply-from calls `request()` synchronously from there, and
-// its retries run from a setTimeout created in the same context, so AsyncLocalStorage hands
-// every attempt the right `call`. Aborting the signal makes undici destroy the upstream
-// request (before headers) or its body stream (after): the upstream sees its socket close.
+// How the wrapper finds that request: the route's rewriteRequestHeaders hook leaves the call
+// on the headers object under a symbol key. reply-from copies the headers for each attempt
+// (retries included) with Object.assign, which copies own symbol keys too, and undici reads
+// only string keys. An AsyncLocalStorage would also work, but on Node 20 it turns on async
+// hooks for the whole process, which cost every proxied request measurable CPU.
+// Aborting the signal makes undici destroy the upstream request (before headers) or its body
+// stream (after): the upstream sees its socket close.
 
 /** One proxied request, as the dispatcher needs it. */
 export interface UpstreamCall {
@@ -22,7 +23,16 @@ export interface UpstreamCall {
   trailers: Record<string, string | string[] | undefined> | null
 }
 
-export const upstreamCalls = new AsyncLocalStorage<UpstreamCall>()
+const kUpstreamCall = Symbol('fastify-streamline.upstream-call')
+
+interface WithCall {
+  [kUpstreamCall]?: UpstreamCall
+}
+
+/** Marks upstream headers as belonging to `call`, for the dispatcher to find. */
+export function attachCall (headers: object, call: UpstreamCall): void {
+  (headers as WithCall)[kUpstreamCall] = call
+}
 
 type Callback = (err: Error | null, data: Dispatcher.ResponseData) => void
 
@@ -56,9 +66,9 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
 
   return {
     request (options, callback) {
-      const call = upstreamCalls.getStore()
+      const headers = options.headers as Record<string, string> & WithCall
+      const call = headers[kUpstreamCall]
       if (call === undefined) throw new Error('proxy dispatcher used outside a proxied request')
-      const headers = options.headers as Record<string, string>
       Object.assign(headers, call.budget())
       agent.request({ ...options, signal: call.signal, ...timers }, (err, data) => {
         if (err === null) call.trailers = data.trailers

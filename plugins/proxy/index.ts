@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type ProxySettings } from './options.js'
 import { compileTarget, upstreamUrl, type ProxyTarget } from './target.js'
-import { createDispatcher, upstreamCalls } from './dispatcher.js'
+import { attachCall, createDispatcher } from './dispatcher.js'
 import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
 import { stripHopByHop, stripRequestOnly } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
@@ -102,7 +102,7 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): F
   }
   const call = startCall(request, reply, proxy.budget)
   try {
-    upstreamCalls.run(call, () => reply.from(url.origin + url.pathname, fromOptions(proxy, call, request, reply, url)))
+    reply.from(url.origin + url.pathname, fromOptions(proxy, call, request, reply, url))
   } catch (err) {
     // reply-from refuses some paths we allow (e.g. a segment starting with `..`, like `..foo`).
     if ((err as { statusCode?: number }).statusCode !== 400) throw err
@@ -119,7 +119,7 @@ function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, re
     queryString: () => rawQuery,
     ...settings.replyOptions,
     // reply-from's header types are narrower than what it really passes (arrays, numbers).
-    rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
+    rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, call, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
     rewriteHeaders: (headers) => responseHeaders(settings, headers as OutgoingHttpHeaders, request) as IncomingHttpHeaders,
     onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse),
     onError: (_reply, { error }) => onUpstreamError(call, reply, error),
@@ -128,12 +128,14 @@ function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, re
   }
 }
 
-function requestHeaders (settings: ProxySettings, request: FastifyRequest, headers: UpstreamRequestHeaders): UpstreamRequestHeaders {
+function requestHeaders (settings: ProxySettings, call: ProxyCall, request: FastifyRequest, headers: UpstreamRequestHeaders): UpstreamRequestHeaders {
   stripHopByHop(headers, true)
   stripRequestOnly(headers, request.body !== undefined)
   setForwardedHeaders(request, headers)
   const rewrite = settings.rewriteRequestHeaders
-  return rewrite === null ? headers : rewrite(request, headers)
+  const rewritten = rewrite === null ? headers : rewrite(request, headers)
+  attachCall(rewritten, call)
+  return rewritten
 }
 
 function responseHeaders (settings: ProxySettings, headers: OutgoingHttpHeaders, request: FastifyRequest): OutgoingHttpHeaders {
