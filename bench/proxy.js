@@ -4,7 +4,7 @@
 // throughput and the proxy's peak RSS. With --cpu-prof, also profiles this proxy on the small GET.
 import { request } from 'node:http'
 import {
-  settings, startServer, stopServer, interleavedLoad, ratio, sampleRss, processMemory,
+  settings, startServer, stopServer, interleavedLoad, printProxyComparison, sampleRss, processMemory,
   percentile, nowMs, printTable, format
 } from './helpers.js'
 import { profileServer } from './cpu-profile.js'
@@ -40,18 +40,7 @@ async function smallGets (upstream) {
     { name: 'direct', url: `${upstream.url}/small`, pid: upstream.pid },
     ...proxies.map((server, i) => ({ name: PROXIES[i], url: `${server.url}/small`, pid: server.pid }))
   ]))
-  const direct = results[0]
-  const httpProxy = results.find((r) => r.name === 'http-proxy')
-  printTable(`proxy: small GET, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s ` +
-    '(CPU: the upstream for direct, else the proxy process alone)',
-  ['path', 'req/s', 'p99', 'vs direct', 'vs http-proxy', 'CPU/request', 'CPU vs http-proxy', 'rounds (req/s)', 'failures'],
-  results.map((r) => {
-    const proxied = r.name !== 'direct'
-    return [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
-      proxied ? format.ratio(ratio(r, httpProxy)) : '', format.us(r.cpuPerRequest),
-      proxied ? format.ratio(ratio(r, httpProxy, 'cpuPerRequest', true)) : '',
-      r.rounds.map(format.int).join(' / '), r.failures]
-  }))
+  printProxyComparison(`proxy: small GET, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s`, 'request', results)
 }
 
 /** GET `url` and hand each body chunk to onData; resolves with the response when the body has ended. */

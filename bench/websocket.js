@@ -4,7 +4,7 @@
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import {
-  settings, startServer, stopServer, interleavedLoad, ratio, ask, processCpuMs, processMemory, percentile,
+  settings, startServer, stopServer, interleavedLoad, printProxyComparison, ask, processCpuMs, processMemory, percentile,
   nowMs, wait, printTable, format
 } from './helpers.js'
 
@@ -76,18 +76,7 @@ async function echoes (upstream) {
   } finally {
     for (const server of proxies) await stopServer(server)
   }
-  const [direct] = results
-  const httpProxy = results.find((r) => r.name === 'http-proxy')
-  printTable(`websocket: 32-byte echo, ${settings.wsClients} clients, median of ${settings.rounds} x ${settings.seconds} s ` +
-    '(CPU: the upstream for direct, else the proxy process alone)',
-  ['path', 'round trips/s', 'p99', 'vs direct', 'vs http-proxy', 'CPU/round trip', 'CPU vs http-proxy', 'rounds', 'failures'],
-  results.map((r) => {
-    const proxied = r.name !== 'direct'
-    return [r.name, format.int(r.rps), format.ms(r.p99), format.ratio(ratio(r, direct)),
-      proxied ? format.ratio(ratio(r, httpProxy)) : '', format.us(r.cpuPerRequest),
-      proxied ? format.ratio(ratio(r, httpProxy, 'cpuPerRequest', true)) : '',
-      r.rounds.map(format.int).join(' / '), r.failures]
-  }))
+  printProxyComparison(`websocket: 32-byte echo, ${settings.wsClients} clients, median of ${settings.rounds} x ${settings.seconds} s`, 'round trip', results)
 }
 
 /** RSS growth of a fresh proxy process while settings.wsTunnels idle tunnels are open through it. */
