@@ -52,8 +52,11 @@ t.test('a handler that ignores the signal still gets the 504 on time, and its la
     await sleep(600)
     throw new Error('handler failed after the deadline')
   })
+  app.get('/rejects-with-abort', async (req) => {
+    await new Promise((_resolve, reject) => req.deadline.signal.addEventListener('abort', () => reject(req.deadline.signal.reason)))
+  })
   const base = await listen(app)
-  for (const path of ['/ignore', '/ignore-async', '/reject']) {
+  for (const path of ['/ignore', '/ignore-async', '/reject', '/rejects-with-abort']) {
     const res = await receive(`${base}${path}`)
     t.equal(res.status, 504, path)
     t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
@@ -61,6 +64,10 @@ t.test('a handler that ignores the signal still gets the 504 on time, and its la
   await sleep(800)
   t.ok(lateSendDone, 'the late send ran without throwing')
   t.notOk(logs.some((l) => /already sent|ERR_HTTP_HEADERS_SENT/i.test(JSON.stringify(l))), 'no warning for late sends')
+  const errors = logs.filter((l) => l.level >= 50)
+  t.equal(errors.length, 1, 'a rejection with the abort is not logged as an error')
+  t.match(errors[0], { err: { message: 'handler failed after the deadline' } }, 'a genuine late failure still is')
+  t.equal(logs.filter((l) => l.msg === 'deadline exceeded').length, 4, 'one warn line per expiry')
 })
 
 t.test('expiry right when the handler replies: exactly one well-formed response, 500 times', async (t) => {

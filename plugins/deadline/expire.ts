@@ -17,6 +17,7 @@ export function expire (deadline: ActiveDeadline, phase: DeadlinePhase, now: num
   const reason = new DeadlineExceededError(phase, elapsed)
   const { request, reply } = deadline
   request.log.warn({ route: request.routeOptions.url, phase, elapsed }, 'deadline exceeded')
+  quietLateRejection(reply, reason)
   const res = reply.raw
   if (!res.headersSent && !deadline.sending) {
     answerExpired(deadline, reason)
@@ -55,6 +56,26 @@ function answerExpired (deadline: ActiveDeadline, reason: DeadlineExceededError)
 
 function ignoreLateSend (this: FastifyReply): FastifyReply {
   return this
+}
+
+// Fastify's words when an async handler rejects after its reply was sent.
+const LATE_REJECTION = 'Promise errored, but reply.sent = true was set'
+
+/**
+ * A handler awaiting work with the signal rejects with the abort once we have answered, and
+ * Fastify would log that at error level: a second line for one expiry. On the expired reply
+ * only, that rejection is logged at debug; any other late error keeps its level.
+ */
+function quietLateRejection (reply: FastifyReply, reason: Error): void {
+  const log = reply.log.child({})
+  const error = log.error.bind(log)
+  log.error = function (this: unknown, obj: unknown, msg?: unknown, ...rest: unknown[]): void {
+    const err = (obj as { err?: { cause?: unknown, name?: string } } | null)?.err
+    const isAbort = err === reason || err?.cause === reason || err?.name === 'AbortError'
+    if (msg === LATE_REJECTION && isAbort) log.debug(obj, 'handler rejected with the deadline\'s abort after the deadline answered')
+    else error(obj as object, msg as string, ...rest)
+  } as typeof log.error
+  reply.log = log
 }
 
 /**
