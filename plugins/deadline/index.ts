@@ -5,6 +5,7 @@ import { resolvePluginOptions, resolveRouteOptions, type DeadlineSettings } from
 import { UNLIMITED } from './request-deadline.js'
 import type { DeadlineOptions, RequestDeadline } from './types.js'
 import { watch } from './watch.js'
+import { asArray } from '../../lib/as-array.js'
 
 export type { DeadlineOptions, RouteDeadlineOptions, RequestDeadline, DeadlinePhase } from './types.js'
 export { DeadlineExceededError, ClientDisconnectedError, InvalidDeadlineOptionError } from './errors.js'
@@ -41,11 +42,6 @@ function markSending (request: FastifyRequest, _reply: FastifyReply, payload: un
   const deadline = activeDeadline(request)
   if (deadline !== null) deadline.sending = true
   done(null, payload)
-}
-
-function asArray<T> (hooks: T | T[] | undefined): T[] {
-  if (hooks === undefined) return []
-  return Array.isArray(hooks) ? hooks : [hooks]
 }
 
 const deadline = fp(deadlinePlugin, { name: 'fastify-streamline-deadline', fastify: '5.x' })

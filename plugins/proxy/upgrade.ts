@@ -9,6 +9,7 @@ import { sendError } from './upstream-errors.js'
 import type { FastifyError } from '@fastify/error'
 import type { ProxySettings } from './options.js'
 import { compileTarget, upstreamUrl } from './target.js'
+import { asArray } from '../../lib/as-array.js'
 
 export interface UpgradeSettings extends HandshakeSettings {
   /** The upstream URL (http: or https:) for this request's handshake; throws (400/404) to refuse it. */
@@ -47,11 +48,6 @@ export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | nul
     onRequest: [...asArray(route.onRequest), hooks.onRequest],
     preHandler: [...asArray(route.preHandler), hooks.preHandler]
   }
-}
-
-function asArray<T> (value: T | T[] | undefined): T[] {
-  if (value === undefined) return []
-  return Array.isArray(value) ? value : [value]
 }
 
 /**
