@@ -2,9 +2,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import fp from 'fastify-plugin'
 import { activeDeadline, kDeadline, setActiveDeadline } from './access.js'
 import { resolvePluginOptions, resolveRouteOptions, type DeadlineSettings } from './options.js'
-import { UNLIMITED } from './request-deadline.js'
+import { UNLIMITED, type ActiveDeadline } from './request-deadline.js'
 import type { DeadlineOptions, RequestDeadline } from './types.js'
-import { watch } from './watch.js'
+import type { CheckQueue } from './check-queue.js'
+import { routeQueue, watch } from './watch.js'
 import { asArray } from '../../lib/as-array.js'
 
 export type { DeadlineOptions, RouteDeadlineOptions, RequestDeadline, DeadlinePhase } from './types.js'
@@ -19,19 +20,23 @@ async function deadlinePlugin (app: FastifyInstance, options: DeadlineOptions): 
       return activeDeadline(this) ?? UNLIMITED
     }
   })
+  // One first-check queue per distinct settings: routes without overrides share the plugin's.
+  const queues = new Map<DeadlineSettings, CheckQueue<ActiveDeadline> | null>()
+  app.addHook('onClose', async () => { for (const queue of queues.values()) queue?.close() })
   // Route-level hooks, added per route: an opted-out route gets none and pays nothing.
   app.addHook('onRoute', (route: RouteOptions) => {
     const config = route.config?.deadline
     if (config === false) return
     const settings = resolveRouteOptions(base, config)
-    route.onRequest = [startHook(settings), ...asArray(route.onRequest)]
+    if (!queues.has(settings)) queues.set(settings, routeQueue(settings))
+    route.onRequest = [startHook(settings, queues.get(settings) ?? null), ...asArray(route.onRequest)]
     route.onSend = [markSending, ...asArray(route.onSend)]
   })
 }
 
-function startHook (settings: DeadlineSettings) {
+function startHook (settings: DeadlineSettings, queue: CheckQueue<ActiveDeadline> | null) {
   return function startDeadline (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    setActiveDeadline(request, watch(request, reply, settings))
+    setActiveDeadline(request, watch(request, reply, settings, queue))
     done()
   }
 }

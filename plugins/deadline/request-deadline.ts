@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerResponse } from 'node:http'
+import type { CheckQueue, QueueEntry } from './check-queue.js'
 import type { DeadlineSettings } from './options.js'
 import type { RequestDeadline } from './types.js'
 
@@ -22,7 +23,7 @@ export const UNLIMITED: RequestDeadline = Object.freeze({
  * One request's deadline and the state its single timer needs. The AbortController is
  * created only when a handler reads `signal`: most in-app routes never do.
  */
-export class ActiveDeadline implements RequestDeadline {
+export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadline> {
   readonly request: FastifyRequest
   readonly reply: FastifyReply
   readonly settings: DeadlineSettings
@@ -31,7 +32,12 @@ export class ActiveDeadline implements RequestDeadline {
   /** Epoch ms at which the whole response must be over; Infinity when unlimited. */
   readonly lifetimeAt: number
   phase: WatchPhase
+  /** Its own timer, once the route's first-check queue has handed it over (or a caller shortened its budget). */
   timer: NodeJS.Timeout | null = null
+  checkAt = 0
+  queue: CheckQueue<ActiveDeadline> | null = null
+  prev: ActiveDeadline | null = null
+  next: ActiveDeadline | null = null
   /** Set by the route's onSend hook: headers are on their way, a 504 must not race them. */
   sending = false
   /** Socket byte count at the last check, and when it last moved: the idle clock without wrapping `write`. */
@@ -79,9 +85,10 @@ export class ActiveDeadline implements RequestDeadline {
     this.controller?.abort(reason)
   }
 
-  /** Stops watching: clears the timer; the signal stays as it is. */
+  /** Stops watching: leaves the queue, clears the timer; the signal stays as it is. */
   stop (): void {
     this.phase = 'done'
+    this.queue?.remove(this)
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
   }

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { CheckQueue } from './check-queue.js'
 import { ClientDisconnectedError } from './errors.js'
 import { expire } from './expire.js'
 import type { DeadlineSettings } from './options.js'
@@ -9,14 +10,30 @@ import { ActiveDeadline, socketBytes } from './request-deadline.js'
 // noticed between 1x and 1.25x the idle timeout, for 4 cheap timer runs per idle period.
 const IDLE_SAMPLES = 4
 
-/** Starts watching one request: one timer, re-armed as the request moves through its phases. */
-export function watch (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings): ActiveDeadline {
+/** The queue a route's requests wait in for their first check, or null when nothing is ever checked. */
+export function routeQueue (settings: DeadlineSettings): CheckQueue<ActiveDeadline> | null {
+  const idle = settings.streamIdleTimeout > 0 ? settings.streamIdleTimeout / IDLE_SAMPLES : Infinity
+  const lifetime = settings.maxStreamDuration > 0 ? settings.maxStreamDuration : Infinity
+  const timeout = !settings.streaming && settings.timeout > 0 ? settings.timeout : Infinity
+  const offset = Math.min(timeout, idle, lifetime)
+  return offset === Infinity ? null : new CheckQueue(offset, check)
+}
+
+/**
+ * Starts watching one request. Its first check waits in the route's queue (most requests end
+ * before it comes); after that, or when a caller shortened its budget, it has one timer of its
+ * own, re-armed as the request moves through its phases.
+ */
+export function watch (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings, queue: CheckQueue<ActiveDeadline> | null): ActiveDeadline {
   const now = Date.now()
   // Fastify stamped the arrival before the app's own onRequest hooks ran; count their time too.
   const arrival = Math.round(now - reply.elapsedTime)
   const deadline = new ActiveDeadline(request, reply, settings, arrival, responseDeadline(request, settings, arrival))
-  reply.raw.once('close', () => onClose(deadline))
-  schedule(deadline, now)
+  // `on`, not `once`: close fires once per response, and `once` costs a wrapper and a removal.
+  reply.raw.on('close', () => onClose(deadline))
+  const at = nextCheck(deadline, arrival)
+  if (queue !== null && at === arrival + queue.offset) queue.add(deadline, arrival)
+  else if (at !== Infinity) deadline.timer = setTimeout(check, Math.max(0, at - now), deadline)
   return deadline
 }
 
