@@ -17,6 +17,7 @@ export const settings = {
   seconds: envNumber('BENCH_SECONDS', 3), // one measured autocannon / echo run
   warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2),
   rounds: envNumber('BENCH_ROUNDS', 5), // interleaved rounds per variant; the median is reported
+  replicas: envNumber('BENCH_REPLICAS', 2), // server processes per variant, where a bench uses them
   connections: envNumber('BENCH_CONNECTIONS', 50),
   sseEvents: envNumber('BENCH_SSE_EVENTS', 200),
   streamMiB: envNumber('BENCH_STREAM_MIB', 1024),
@@ -154,6 +155,32 @@ export function ratio (result, base, field = 'rps', inverse = false) {
     const value = run[field] / base.runs[i][field]
     return inverse ? 1 / value : value
   }))
+}
+
+/**
+ * Joins the results of several processes of one variant (named `name#1`, `name#2`, ...) into one
+ * result per variant. Two processes of the same server can differ by 10-20 % for their whole
+ * life (V8 optimises each one its own way), which is as large as the costs being compared; the
+ * rounds of every replica together, paired replica by replica, even that out.
+ */
+export function mergeReplicas (results) {
+  const byName = new Map()
+  for (const result of results) {
+    const name = result.name.replace(/#\d+$/, '')
+    byName.set(name, [...(byName.get(name) ?? []), result])
+  }
+  return [...byName].map(([name, replicas]) => {
+    const runs = replicas.flatMap((replica) => replica.runs)
+    return {
+      name,
+      rps: median(runs.map((run) => run.rps)),
+      p99: median(runs.map((run) => run.p99)),
+      cpuPerRequest: median(runs.map((run) => run.cpuPerRequest ?? 0)),
+      failures: runs.reduce((sum, run) => sum + run.failures, 0),
+      rounds: runs.map((run) => run.rps),
+      runs
+    }
+  })
 }
 
 export function median (values) {

@@ -1,4 +1,5 @@
 // The response phase: from arrival until the headers are sent.
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import net from 'node:net'
 import t from 'tap'
@@ -33,6 +34,57 @@ t.test('a slow handler gets the 504 at the deadline and its signal aborts', asyn
   t.equal(expiries.length, 1, 'one log line per expiry')
   t.match(expiries[0], { level: 40, route: '/slow', phase: 'response', reqId: String })
   t.notOk(logs.some((l) => /already sent/i.test(JSON.stringify(l))), 'no "already sent" warning')
+})
+
+t.test('requests queued on one route each expire at their own deadline, whatever finished in between', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 400 })
+  const upstreamSaw: string[] = []
+  app.get('/slow/:n', async (req) => {
+    const { n } = req.params as { n: string }
+    await aborted(req.deadline.signal)
+    upstreamSaw.push(n)
+    return 'too late'
+  })
+  app.get('/fast', async () => 'ok')
+  const base = await listen(app)
+  // Five slow requests 100 ms apart, with quick ones finishing between them: the route's one
+  // timer must move on from each head to the next, and a head that left must not stall it.
+  const slow: Array<Promise<Awaited<ReturnType<typeof receive>>>> = []
+  const fast: Array<Promise<Awaited<ReturnType<typeof receive>>>> = []
+  for (let n = 0; n < 5; n++) {
+    slow.push(receive(`${base}/slow/${n}`))
+    fast.push(receive(`${base}/fast`))
+    await sleep(100)
+  }
+  for (const res of await Promise.all(fast)) t.equal(res.body, 'ok')
+  const answers = await Promise.all(slow)
+  answers.forEach((res, n) => {
+    t.equal(res.status, 504, `slow request ${n}`)
+    t.ok(res.headersAt >= 380 && res.headersAt < 400 + 400, `slow request ${n}: 504 after ${res.headersAt} ms of its own`)
+  })
+  t.same([...upstreamSaw].sort(), ['0', '1', '2', '3', '4'], 'every handler saw its signal abort')
+})
+
+t.test('abort listeners run in their own request\'s AsyncLocalStorage context', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 300 })
+  const als = new AsyncLocalStorage<string>()
+  const seen: Record<string, string | undefined> = {}
+  app.get('/slow/:id', async (req) => {
+    const { id } = req.params as { id: string }
+    return await als.run(id, async () => {
+      const signal = req.deadline.signal
+      signal.addEventListener('abort', () => { seen[id] = als.getStore() })
+      await aborted(signal)
+      return 'too late'
+    })
+  })
+  const base = await listen(app)
+  // b arrives while a is queued: the route's timer was armed inside a's request.
+  const a = receive(`${base}/slow/a`)
+  await sleep(50)
+  const b = receive(`${base}/slow/b`)
+  t.same([(await a).status, (await b).status], [504, 504], 'the client saw both 504s')
+  t.same(seen, { a: 'a', b: 'b' })
 })
 
 t.test('a handler that ignores the signal still gets the 504 on time, and its late reply is dropped', async (t) => {

@@ -1,3 +1,5 @@
+import { AsyncResource } from 'node:async_hooks'
+
 /** What a CheckQueue links: the entry carries its own links, so adding and removing allocate nothing. */
 export interface QueueEntry<T extends QueueEntry<T>> {
   checkAt: number
@@ -23,7 +25,9 @@ export class CheckQueue<T extends QueueEntry<T>> {
   private head: T | null = null
   private tail: T | null = null
   private timer: NodeJS.Timeout | null = null
-  private readonly fire = (): void => this.runDue()
+  // Bound to the context the route was set up in: the timer is armed while some request is
+  // running, and that request's AsyncLocalStorage must not leak into the checks of the others.
+  private readonly fire = AsyncResource.bind((): void => this.runDue())
 
   /** `offset`: ms from arrival to the first check; `due`: called for each entry whose time has come. */
   constructor (readonly offset: number, private readonly due: (entry: T) => void) {}

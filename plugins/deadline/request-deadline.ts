@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { AsyncResource } from 'node:async_hooks'
 import type { ServerResponse } from 'node:http'
 import type { CheckQueue, QueueEntry } from './check-queue.js'
 import type { DeadlineSettings } from './options.js'
@@ -44,6 +45,12 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
   lastBytes: number
   lastProgressAt: number
   reason: Error | null = null
+  /**
+   * The async context the signal was first read in. Checks run from a timer shared by the
+   * route's requests; code that listens to the signal gets its own request's context back
+   * (AsyncLocalStorage), at the cost of one object, only for requests that use the signal.
+   */
+  scope: AsyncResource | null = null
   private controller: AbortController | null = null
 
   constructor (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings, arrival: number, expiresAt: number) {
@@ -63,6 +70,7 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
   get signal (): AbortSignal {
     if (this.controller === null) {
       this.controller = new AbortController()
+      this.scope = new AsyncResource('fastify-streamline.deadline')
       if (this.reason !== null) this.controller.abort(this.reason)
     }
     return this.controller.signal

@@ -16,7 +16,7 @@ export function routeQueue (settings: DeadlineSettings): CheckQueue<ActiveDeadli
   const lifetime = settings.maxStreamDuration > 0 ? settings.maxStreamDuration : Infinity
   const timeout = !settings.streaming && settings.timeout > 0 ? settings.timeout : Infinity
   const offset = Math.min(timeout, idle, lifetime)
-  return offset === Infinity ? null : new CheckQueue(offset, check)
+  return offset === Infinity ? null : new CheckQueue(offset, checkInScope)
 }
 
 /**
@@ -92,6 +92,12 @@ function check (deadline: ActiveDeadline): void {
     return expire(deadline, 'idle', now)
   }
   schedule(deadline, now)
+}
+
+/** Runs a queued check in the request's own async context, where it has one (see ActiveDeadline.scope). */
+function checkInScope (deadline: ActiveDeadline): void {
+  if (deadline.scope === null) check(deadline)
+  else deadline.scope.runInAsyncScope(check, null, deadline)
 }
 
 /** `close` fires for every response: after `finish` when it completed, without it when the client left. */
