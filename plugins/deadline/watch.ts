@@ -6,8 +6,9 @@ import type { DeadlineSettings } from './options.js'
 import { incomingBudget } from './propagation.js'
 import { ActiveDeadline, socketBytes } from './request-deadline.js'
 
-// How often a flowing stream is sampled, as a fraction of streamIdleTimeout: a stall is
-// noticed between 1x and 1.25x the idle timeout, for 4 cheap timer runs per idle period.
+// How often a flowing stream is sampled, as a fraction of streamIdleTimeout: a stall is cut
+// between 1x and 1.5x the idle timeout (a write can land just after a sample, and the expiry
+// is seen at the next one), for 4 cheap timer runs per idle period.
 const IDLE_SAMPLES = 4
 
 /** The queue a route's requests wait in for their first check, or null when nothing is ever checked. */
@@ -31,9 +32,8 @@ export function watch (request: FastifyRequest, reply: FastifyReply, settings: D
   const deadline = new ActiveDeadline(request, reply, settings, arrival, responseDeadline(request, settings, arrival))
   // `on`, not `once`: close fires once per response, and `once` costs a wrapper and a removal.
   reply.raw.on('close', () => onClose(deadline))
-  const at = nextCheck(deadline, arrival)
-  if (queue !== null && at === arrival + queue.offset) queue.add(deadline, arrival)
-  else if (at !== Infinity) deadline.timer = setTimeout(check, Math.max(0, at - now), deadline)
+  if (queue !== null && nextCheck(deadline, arrival) === arrival + queue.offset) queue.add(deadline, arrival)
+  else schedule(deadline, now)
   return deadline
 }
 
