@@ -65,6 +65,24 @@ t.test('requests queued on one route each expire at their own deadline, whatever
   t.same([...upstreamSaw].sort(), ['0', '1', '2', '3', '4'], 'every handler saw its signal abort')
 })
 
+t.test('a request held up by an app hook still expires at its own deadline, not behind later arrivals', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 400 })
+  // An app-level hook that awaits: a request stamped at arrival reaches the route's queue late,
+  // behind requests that arrived after it. Its deadline still counts from its arrival.
+  app.addHook('onRequest', async (req) => { if (req.headers['x-hold'] !== undefined) await sleep(Number(req.headers['x-hold'])) })
+  let handled = 0
+  app.get('/slow', async (req) => { handled++; await aborted(req.deadline.signal); return 'too late' })
+  const base = await listen(app)
+  const held = receive(`${base}/slow`, { headers: { 'x-hold': '350' } })
+  await sleep(300)
+  const later = [receive(`${base}/slow`), receive(`${base}/slow`)]
+  const res = await held
+  t.equal(res.status, 504)
+  t.ok(res.headersAt >= 380 && res.headersAt < 600, `504 after ${res.headersAt} ms (deadline 400 ms; the later arrivals expire at about 700)`)
+  for (const other of await Promise.all(later)) t.equal(other.status, 504)
+  t.equal(handled, 3, 'all three reached the handler')
+})
+
 t.test('abort listeners run in their own request\'s AsyncLocalStorage context', async (t) => {
   const { app } = await deadlineApp(t, { timeout: 300 })
   const als = new AsyncLocalStorage<string>()

@@ -22,8 +22,8 @@ export function routeQueue (settings: DeadlineSettings): CheckQueue<ActiveDeadli
 
 /**
  * Starts watching one request. Its first check waits in the route's queue (most requests end
- * before it comes); after that, or when a caller shortened its budget, it has one timer of its
- * own, re-armed as the request moves through its phases.
+ * before it comes); after that, or when a caller shortened its budget, or when app hooks held it
+ * long before it got here, it has one timer of its own, re-armed as the request moves through its phases.
  */
 export function watch (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings, queue: CheckQueue<ActiveDeadline> | null): ActiveDeadline {
   const now = Date.now()
@@ -32,8 +32,8 @@ export function watch (request: FastifyRequest, reply: FastifyReply, settings: D
   const deadline = new ActiveDeadline(request, reply, settings, arrival, responseDeadline(request, settings, arrival))
   // `on`, not `once`: close fires once per response, and `once` costs a wrapper and a removal.
   reply.raw.on('close', () => onClose(deadline))
-  if (queue !== null && nextCheck(deadline, arrival) === arrival + queue.offset) queue.add(deadline, arrival)
-  else schedule(deadline, now)
+  const queued = queue !== null && nextCheck(deadline, arrival) === arrival + queue.offset && queue.add(deadline, arrival)
+  if (!queued) schedule(deadline, now)
   return deadline
 }
 
