@@ -7,7 +7,7 @@ import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type P
 import { compileTarget, upstreamUrl, type ProxyTarget } from './target.js'
 import { attachCall, createDispatcher } from './dispatcher.js'
 import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
-import { stripHopByHop, stripRequestOnly } from './hop-by-hop.js'
+import { stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
 import { relayResponse, type UpstreamResponse } from './response.js'
 import { retryPolicy } from './retry.js'
@@ -128,8 +128,8 @@ function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, re
   }
 }
 
-function requestHeaders (settings: ProxySettings, call: ProxyCall, request: FastifyRequest, headers: UpstreamRequestHeaders): UpstreamRequestHeaders {
-  stripHopByHop(headers, true)
+function requestHeaders (settings: ProxySettings, call: ProxyCall, request: FastifyRequest, received: UpstreamRequestHeaders): UpstreamRequestHeaders {
+  const headers = withoutHopByHop(received, true)
   stripRequestOnly(headers, request.body !== undefined)
   setForwardedHeaders(request, headers)
   const rewrite = settings.rewriteRequestHeaders
@@ -140,7 +140,7 @@ function requestHeaders (settings: ProxySettings, call: ProxyCall, request: Fast
 
 function responseHeaders (settings: ProxySettings, headers: OutgoingHttpHeaders, request: FastifyRequest): OutgoingHttpHeaders {
   // A copy: the upstream's own `Trailer` header is still needed when relaying the body.
-  const clean = stripHopByHop({ ...headers }, false)
+  const clean = withoutHopByHop(headers, false)
   const rewrite = settings.rewriteHeaders
   return rewrite === null ? clean : rewrite(clean, request)
 }

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import { deadlineHeaders } from '../deadline/index.js'
 import { setForwardedHeaders } from './forwarded.js'
-import { stripHopByHop, stripRequestOnly } from './hop-by-hop.js'
+import { stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
 import type { UpstreamRequestHeaders } from './types.js'
 
 export type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
@@ -15,9 +15,8 @@ export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: Fast
  * finally the user's rewriteRequestHeaders, as for plain HTTP.
  */
 export function handshakeHeaders (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null): UpstreamRequestHeaders {
-  const headers: UpstreamRequestHeaders = { ...request.headers }
   // Hop-by-hop removal first, so a client `Connection: x-forwarded-for` cannot remove ours.
-  stripHopByHop(headers, false)
+  const headers = withoutHopByHop(request.headers as UpstreamRequestHeaders, false)
   stripRequestOnly(headers, false)
   headers.host = target.host
   headers.connection = 'Upgrade'
@@ -29,6 +28,6 @@ export function handshakeHeaders (request: FastifyRequest, target: URL, rewrite:
 
 /** A refused handshake's response headers, as plain HTTP would relay them. */
 export function refusalHeaders (res: IncomingMessage, request: FastifyRequest, rewrite: ResponseHeaderRewrite | null): OutgoingHttpHeaders {
-  const headers = stripHopByHop({ ...res.headers } as OutgoingHttpHeaders, false)
+  const headers = withoutHopByHop(res.headers as OutgoingHttpHeaders, false)
   return rewrite === null ? headers : rewrite(headers, request)
 }
