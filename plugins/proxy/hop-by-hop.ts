@@ -37,21 +37,21 @@ export function acceptsTrailers (te: unknown): boolean {
  * request without a body to stream, its framing headers.
  */
 export function stripRequestOnly (headers: Headers, hasBody: boolean): void {
-  // Guarded: deleting an absent property is harmless, but these are rarely present.
+  // Guarded, so that the usual request, which has none of them, deletes nothing (see above).
   if (headers.expect !== undefined) delete headers.expect
   if (!hasBody && headers['content-length'] !== undefined) delete headers['content-length']
   if (!hasBody && headers['transfer-encoding'] !== undefined) delete headers['transfer-encoding']
 }
 
 /** The names listed in a response's `Trailer` header (lower-cased). */
-export function declaredTrailers (trailer: unknown): string[] {
+export function declaredTrailers (trailer: unknown): readonly string[] {
   return listValues(trailer)
 }
 
-const NO_VALUES: string[] = []
+const NO_VALUES: readonly string[] = Object.freeze([])
 
 /** The lower-cased tokens of a comma-separated header, repeated or not. */
-function listValues (value: unknown): string[] {
+function listValues (value: unknown): readonly string[] {
   if (value === undefined) return NO_VALUES
   if (typeof value === 'string' && !value.includes(',')) {
     const token = value.trim().toLowerCase()
