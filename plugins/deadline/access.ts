@@ -37,6 +37,19 @@ export function releaseDeadline (request: FastifyRequest): void {
 }
 
 /**
+ * Calls `listener` once when work done on behalf of this request should stop: the same events
+ * as `requestSignal`, without allocating an AbortController (for the proxy's upstream calls).
+ */
+export function onRequestAbort (request: FastifyRequest, reply: FastifyReply, listener: (reason: Error) => void): void {
+  const deadline = activeDeadline(request)
+  if (deadline !== null) return deadline.onAbort(listener)
+  const res = reply.raw
+  res.once('close', () => {
+    if (!res.writableFinished) listener(new ClientDisconnectedError())
+  })
+}
+
+/**
  * A signal for work done on behalf of this request: the deadline's own signal when the route
  * has one (expiry and disconnect), otherwise one that aborts only when the client leaves
  * before the response is complete (opted-out routes, or no deadline plugin registered).

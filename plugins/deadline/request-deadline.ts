@@ -52,6 +52,8 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
    */
   scope: AsyncResource | null = null
   private controller: AbortController | null = null
+  /** Internal listeners (the proxy's upstream call): told of the abort without an AbortController. */
+  private listeners: Array<(reason: Error) => void> | null = null
 
   constructor (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings, arrival: number, expiresAt: number) {
     this.request = request
@@ -86,11 +88,19 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     return res.headersSent && (isEventStream(res) || sentHeader(res, 'content-length') === undefined)
   }
 
+  /** Calls `listener` once with the reason when this deadline aborts (at once if it has). */
+  onAbort (listener: (reason: Error) => void): void {
+    if (this.reason !== null) listener(this.reason)
+    else (this.listeners ??= []).push(listener)
+  }
+
   /** Aborts the signal once; later calls keep the first reason. */
   abort (reason: Error): void {
     if (this.reason !== null) return
     this.reason = reason
     this.controller?.abort(reason)
+    if (this.listeners !== null) for (const listener of this.listeners) listener(reason)
+    this.listeners = null
   }
 
   /** Stops watching: leaves the queue, clears the timer; the signal stays as it is. */

@@ -1,5 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { requestSignal } from '../deadline/index.js'
+// From the deadline plugin's helpers rather than its index: an internal, allocation-free
+// variant of its public requestSignal.
+import { onRequestAbort } from '../deadline/access.js'
+import { CallSignal } from './call-signal.js'
 import type { UpstreamCall } from './dispatcher.js'
 
 /** A proxied request: what the dispatcher needs to send it upstream. */
@@ -8,10 +11,12 @@ export type ProxyCall = UpstreamCall
 export type BudgetHeaders = (request: FastifyRequest) => Record<string, string>
 
 /**
- * Creates the call for one request. Its signal is `requestSignal`'s: it aborts when the client
- * leaves (before upstream headers, mid-upload, mid-stream) and, when the route has a deadline,
- * when that passes; undici then cancels the upstream request.
+ * Creates the call for one request. Its signal aborts on the events `requestSignal` reports:
+ * when the client leaves (before upstream headers, mid-upload, mid-stream) and, when the route
+ * has a deadline, when that passes; undici then cancels the upstream request.
  */
 export function startCall (request: FastifyRequest, reply: FastifyReply, budget: BudgetHeaders): ProxyCall {
-  return { signal: requestSignal(request, reply), budget: () => budget(request), trailers: null }
+  const signal = new CallSignal()
+  onRequestAbort(request, reply, (reason) => signal.abort(reason))
+  return { signal, budget: () => budget(request), trailers: null }
 }

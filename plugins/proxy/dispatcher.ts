@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher } from 'undici'
+import type { CallSignal } from './call-signal.js'
 import type { ProxySettings } from './options.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
@@ -16,7 +17,7 @@ import type { ProxySettings } from './options.js'
 
 /** One proxied request, as the dispatcher needs it. */
 export interface UpstreamCall {
-  readonly signal: AbortSignal
+  readonly signal: CallSignal
   /** Headers stamped on each attempt when it is sent (the remaining deadline budget). */
   readonly budget: () => Record<string, string>
   /** The upstream's trailers; undici fills the object when the body ends. */
