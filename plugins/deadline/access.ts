@@ -58,9 +58,6 @@ export function requestSignal (request: FastifyRequest, reply: FastifyReply): Ab
   const deadline = activeDeadline(request)
   if (deadline !== null) return deadline.signal
   const controller = new AbortController()
-  const res = reply.raw
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort(new ClientDisconnectedError())
-  })
+  onRequestAbort(request, reply, (reason) => controller.abort(reason))
   return controller.signal
 }

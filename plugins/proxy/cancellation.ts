@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-// From the deadline plugin's helpers rather than its index: an internal, allocation-free
-// variant of its public requestSignal.
+// From the deadline plugin's helpers rather than its index: an internal variant of its public
+// requestSignal that needs no AbortController.
 import { onRequestAbort } from '../deadline/access.js'
 import { CallSignal } from './call-signal.js'
 import type { UpstreamCall } from './dispatcher.js'
