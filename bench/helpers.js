@@ -177,7 +177,6 @@ export function mergeReplicas (results) {
       p99: median(runs.map((run) => run.p99)),
       cpuPerRequest: median(runs.map((run) => run.cpuPerRequest ?? 0)),
       failures: runs.reduce((sum, run) => sum + run.failures, 0),
-      rounds: runs.map((run) => run.rps),
       runs
     }
   })

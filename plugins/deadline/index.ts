@@ -28,8 +28,9 @@ async function deadlinePlugin (app: FastifyInstance, options: DeadlineOptions): 
     const config = route.config?.deadline
     if (config === false) return
     const settings = resolveRouteOptions(base, config)
-    if (!queues.has(settings)) queues.set(settings, routeQueue(settings))
-    route.onRequest = [startHook(settings, queues.get(settings) ?? null), ...asArray(route.onRequest)]
+    let queue = queues.get(settings)
+    if (queue === undefined) queues.set(settings, queue = routeQueue(settings))
+    route.onRequest = [startHook(settings, queue), ...asArray(route.onRequest)]
     route.onSend = [markSending, ...asArray(route.onSend)]
   })
 }
