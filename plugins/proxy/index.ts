@@ -15,10 +15,10 @@ import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
 import { deadlineHeaders } from '../deadline/index.js'
 import type { ProxyOptions, UpstreamRequestHeaders } from './types.js'
-import { proxyUpgrade, withUpgradeHooks } from './upgrade.js'
+import { proxyUpgrade, withUpgradeHooks } from './websocket/index.js'
 
 export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './types.js'
-export type { WebSocketTimingOptions } from './ws-options.js'
+export type { WebSocketTimingOptions } from './websocket/options.js'
 export { compileTarget, upstreamUrl, type ProxyTarget, type TargetOptions } from './target.js'
 export * from './errors.js'
 

@@ -1,7 +1,7 @@
 import type { HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler } from 'fastify'
 import { InvalidProxyOptionError } from './errors.js'
 import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions } from './types.js'
-import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './ws-options.js'
+import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './websocket/options.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {

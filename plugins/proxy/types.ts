@@ -2,7 +2,7 @@ import type { FastifyRequest, HTTPMethods, onRequestHookHandler, preHandlerHookH
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { UpstreamOption } from './target.js'
-import type { WebSocketTimingOptions } from './ws-options.js'
+import type { WebSocketTimingOptions } from './websocket/options.js'
 
 export type { UpstreamOption } from './target.js'
 

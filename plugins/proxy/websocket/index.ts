@@ -1,15 +1,15 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import type { IncomingMessage } from 'node:http'
-import { errorBody } from '../../lib/error-body.js'
+import { errorBody } from '../../../lib/error-body.js'
 import { TunnelRegistry } from './tunnel.js'
-import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './ws-dispatch.js'
-import { InvalidUpgradeError } from './errors.js'
-import { Handshake, type HandshakeSettings } from './ws-handshake.js'
-import { sendError } from './upstream-errors.js'
+import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './dispatch.js'
+import { InvalidUpgradeError } from '../errors.js'
+import { Handshake, type HandshakeSettings } from './handshake.js'
+import { sendError } from '../upstream-errors.js'
 import type { FastifyError } from '@fastify/error'
-import type { ProxySettings } from './options.js'
-import { compileTarget, upstreamUrl } from './target.js'
-import { asArray } from '../../lib/as-array.js'
+import type { ProxySettings } from '../options.js'
+import { compileTarget, upstreamUrl } from '../target.js'
+import { asArray } from '../../../lib/as-array.js'
 
 export interface UpgradeSettings extends HandshakeSettings {
   /** The upstream URL (http: or https:) for this request's handshake; throws (400/404) to refuse it. */

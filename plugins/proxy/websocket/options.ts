@@ -1,4 +1,4 @@
-import { InvalidProxyOptionError } from './errors.js'
+import { InvalidProxyOptionError } from '../errors.js'
 
 /** The WebSocket tunnel's timing options of the proxy; every time is in milliseconds. */
 export interface WebSocketTimingOptions {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { errorBody } from '../../lib/error-body.js'
+import { errorBody } from '../../../lib/error-body.js'
 
 /**
  * The upstream's 101 head as it sent it: status text, header names, case, order and

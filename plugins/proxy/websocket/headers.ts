@@ -1,9 +1,9 @@
 import type { FastifyRequest } from 'fastify'
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
-import { deadlineHeaders } from '../deadline/index.js'
-import { setForwardedHeaders } from './forwarded.js'
-import { stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
-import type { UpstreamRequestHeaders } from './types.js'
+import { deadlineHeaders } from '../../deadline/index.js'
+import { setForwardedHeaders } from '../forwarded.js'
+import { stripRequestOnly, withoutHopByHop } from '../hop-by-hop.js'
+import type { UpstreamRequestHeaders } from '../types.js'
 
 export type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
 export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
