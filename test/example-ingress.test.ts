@@ -70,6 +70,8 @@ test('the example ingress, from the outside', async (t) => {
     const allowed = await request(`${app.ingress}/private/report`, { dispatcher: agent, headers: { authorization: 'Bearer demo-token' } })
     t.equal(allowed.statusCode, 200)
     t.match(await allowed.body.json(), { authorizationSeen: true })
+    // The upstream's log line travels through the child's stdout, maybe after the response.
+    await app.lines.waitFor(/\/private\/report served/)
     const served = app.lines.lines.filter(line => line.includes('/private/report served'))
     t.same(served, ['[files] /private/report served (authorization header present)'], 'only the authorized request reached the upstream')
   })
