@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ClientDisconnectedError } from './errors.js'
 import { budgetHeaders } from './propagation.js'
-import type { ActiveDeadline } from './request-deadline.js'
+import { closedByClient, type ActiveDeadline } from './request-deadline.js'
 
 /** Where a request keeps its ActiveDeadline; private to this plugin. */
 export const kDeadline = Symbol('fastify-streamline.deadline')
@@ -45,7 +45,7 @@ export function onRequestAbort (request: FastifyRequest, reply: FastifyReply, li
   if (deadline !== null) return deadline.onAbort(listener)
   const res = reply.raw
   res.once('close', () => {
-    if (!res.writableFinished) listener(new ClientDisconnectedError())
+    if (closedByClient(res)) listener(new ClientDisconnectedError())
   })
 }
 

@@ -1,7 +1,9 @@
 import type { FastifyReply } from 'fastify'
 import type { ServerResponse } from 'node:http'
+import { constants as h2 } from 'node:http2'
 import { errorBody } from '../../lib/error-body.js'
 import { DeadlineExceededError } from './errors.js'
+import { cutResponse, http2Stream } from '../../lib/http2-response.js'
 import { isEventStream, sentHeader, type ActiveDeadline } from './request-deadline.js'
 import type { DeadlinePhase } from './types.js'
 
@@ -37,21 +39,31 @@ function answerExpired (deadline: ActiveDeadline, reason: DeadlineExceededError)
   if (reply.sent) {
     // Hijacked: the handler owns reply.raw, so the answer is written on it directly, and the
     // connection closes after it: whatever the handler did with the socket, it is not reusable.
-    if (reply.raw.destroyed) return
-    reply.raw.writeHead(settings.statusCode, {
-      'content-type': JSON_TYPE,
-      'content-length': Buffer.byteLength(body),
-      connection: 'close'
-    })
-    reply.raw.end(body)
+    const res = reply.raw
+    if (res.destroyed) return
+    endConnectionAfter(res)
+    res.writeHead(settings.statusCode, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) })
+    res.end(body)
     return
   }
   reply.removeHeader('content-length')
   reply.removeHeader('content-encoding')
-  // An unread request body would be parsed as the next request: close instead.
-  if (!request.raw.complete) reply.header('connection', 'close')
+  // An unread request body would be parsed as the next request.
+  if (!request.raw.complete) endConnectionAfter(reply.raw)
   reply.code(settings.statusCode).type(JSON_TYPE).send(body)
   reply.send = ignoreLateSend as FastifyReply['send']
+}
+
+/**
+ * Nothing more may be read on this connection after this response. HTTP/1.1: `Connection:
+ * close`. HTTP/2 frames every stream on its own and forbids that header, so only the stream
+ * goes: reset with NO_ERROR once the answer is out, which tells the client to stop sending
+ * its body without an error (RFC 9113 §8.1).
+ */
+function endConnectionAfter (res: ServerResponse): void {
+  const stream = http2Stream(res)
+  if (stream === undefined) res.setHeader('connection', 'close')
+  else res.once('finish', () => { if (!stream.closed) stream.close(h2.NGHTTP2_NO_ERROR) })
 }
 
 function ignoreLateSend (this: FastifyReply): FastifyReply {
@@ -89,6 +101,6 @@ function endOrCut (res: ServerResponse): boolean {
     res.end()
     return true
   }
-  res.destroy()
+  cutResponse(res)
   return false
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AsyncResource } from 'node:async_hooks'
 import type { ServerResponse } from 'node:http'
+import { http2Stream } from '../../lib/http2-response.js'
 import type { CheckQueue, QueueEntry } from './check-queue.js'
 import type { DeadlineSettings } from './options.js'
 import type { RequestDeadline } from './types.js'
@@ -41,7 +42,7 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
   next: ActiveDeadline | null = null
   /** Set by the route's onSend hook: headers are on their way, a 504 must not race them. */
   sending = false
-  /** Socket byte count at the last check, and when it last moved: the idle clock without wrapping `write`. */
+  /** The response's write count (`bytesWritten`) at the last check, and when it last moved. */
   lastBytes: number
   lastProgressAt: number
   reason: Error | null = null
@@ -65,7 +66,7 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     this.phase = settings.streaming ? 'stream' : 'response'
     // Only a streaming route needs the byte count from arrival (reading it walks the socket's
     // buffer); other routes take it when their headers go out.
-    this.lastBytes = settings.streaming ? socketBytes(reply.raw) : 0
+    this.lastBytes = settings.streaming ? bytesWritten(reply.raw) : 0
     this.lastProgressAt = arrival
   }
 
@@ -112,8 +113,43 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
   }
 }
 
-export function socketBytes (res: ServerResponse): number {
-  return res.socket?.bytesWritten ?? 0
+/**
+ * A count that moves whenever the response writes: the idle clock's measure, read at each
+ * check rather than kept by wrapping every write. Over HTTP/1.1 it is the socket's own byte
+ * count (one connection, one response at a time). Over HTTP/2 the socket is the session's,
+ * shared by every stream, so a stalled stream would look busy while another one flows; Node's
+ * Http2Stream keeps no count of its own, so the response's writes are counted, by a wrapper
+ * installed the first time the count is asked for (only streams that reach the idle clock pay).
+ */
+export function bytesWritten (res: ServerResponse): number {
+  if (http2Stream(res) === undefined) return res.socket?.bytesWritten ?? 0
+  const counted = res as CountedResponse
+  if (counted[kWritten] === undefined) countWrites(counted)
+  return counted[kWritten] as number
+}
+
+const kWritten = Symbol('fastify-streamline.written')
+
+type CountedResponse = ServerResponse & { [kWritten]?: number }
+
+function countWrites (res: CountedResponse): void {
+  res[kWritten] = 0
+  const write = res.write
+  res.write = function countedWrite (this: CountedResponse, chunk: { length: number }, ...rest: unknown[]): boolean {
+    this[kWritten] = (this[kWritten] as number) + chunk.length
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest)
+  } as ServerResponse['write']
+}
+
+/**
+ * Whether a response that closed was cut short by its client. Over HTTP/2 a stream the
+ * client reset (RST_STREAM) still reports `writableFinished`; only a non-zero `rstCode`
+ * tells it from a stream that completed (NGHTTP2_NO_ERROR).
+ */
+export function closedByClient (res: ServerResponse): boolean {
+  if (!res.writableFinished) return true
+  const code = http2Stream(res)?.rstCode
+  return code !== undefined && code !== 0
 }
 
 export function isEventStream (res: ServerResponse): boolean {

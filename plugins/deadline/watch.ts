@@ -4,7 +4,7 @@ import { ClientDisconnectedError } from './errors.js'
 import { expire } from './expire.js'
 import type { DeadlineSettings } from './options.js'
 import { incomingBudget } from './propagation.js'
-import { ActiveDeadline, socketBytes } from './request-deadline.js'
+import { ActiveDeadline, bytesWritten, closedByClient } from './request-deadline.js'
 
 // How often a flowing stream is sampled, as a fraction of streamIdleTimeout: a stall is cut
 // between 1x and 1.5x the idle timeout (a write can land just after a sample, and the expiry
@@ -79,12 +79,12 @@ function check (deadline: ActiveDeadline): void {
     } else {
       // Headers are out: from now on only stalls count, however long the body takes.
       deadline.phase = 'stream'
-      deadline.lastBytes = socketBytes(res)
+      deadline.lastBytes = bytesWritten(res)
       deadline.lastProgressAt = now
     }
     return schedule(deadline, now)
   }
-  const bytes = socketBytes(res)
+  const bytes = bytesWritten(res)
   if (bytes !== deadline.lastBytes) {
     deadline.lastBytes = bytes
     deadline.lastProgressAt = now
@@ -104,5 +104,5 @@ function checkInScope (deadline: ActiveDeadline): void {
 function onClose (deadline: ActiveDeadline): void {
   if (deadline.phase === 'done') return
   deadline.stop()
-  if (!deadline.reply.raw.writableFinished) deadline.abort(new ClientDisconnectedError())
+  if (closedByClient(deadline.reply.raw)) deadline.abort(new ClientDisconnectedError())
 }

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ProxyCall } from './cancellation.js'
+import { cutResponse, http2Stream } from '../../lib/http2-response.js'
 import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
 
 /** What reply-from hands to `onResponse` (its type says ServerResponse, but undici gives this). */
@@ -25,12 +26,24 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
     res.stream.destroy()
     return
   }
-  if (request.raw.httpVersion === '1.1' && acceptsTrailers(request.headers.te)) forwardTrailers(call, reply, res)
+  if (trailersReachClient(request)) forwardTrailers(call, reply, res)
+  // Fastify destroys the response when the upstream body fails mid-way; over HTTP/2 that would
+  // read as a complete body, so the stream is reset with an error code first.
+  if (http2Stream(reply.raw) !== undefined) res.stream.once('error', () => cutResponse(reply.raw))
   // Node sends the head with the first body byte; an SSE client would see nothing until
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
   // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).
   reply.raw.once('pipe', flushHead)
   reply.send(res.stream)
+}
+
+/**
+ * HTTP/2 carries trailers in its framing to every client (gRPC-web and friends rely on them);
+ * HTTP/1.1 only in a chunked body, to a client that said it accepts them (`TE: trailers`).
+ */
+function trailersReachClient (request: FastifyRequest): boolean {
+  const version = request.raw.httpVersion
+  return version === '2.0' || (version === '1.1' && acceptsTrailers(request.headers.te))
 }
 
 function flushHead (this: ServerResponse): void {

@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import type { FastifyError } from '@fastify/error'
+import { cutResponse } from '../../lib/http2-response.js'
 import { errorBody } from '../../lib/error-body.js'
 import {
   UpstreamBadResponseError, UpstreamError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnavailableError
@@ -46,7 +47,7 @@ export function sendUpstreamError (reply: FastifyReply, error: Error): void {
   const clientError = classifyUpstreamError(error)
   reply.log.warn({ err: error, code: clientError.code }, 'upstream request failed')
   if (reply.raw.headersSent) {
-    reply.raw.destroy()
+    cutResponse(reply.raw)
     return
   }
   sendError(reply, clientError)

@@ -58,7 +58,8 @@ export async function proxyApp (t: Test, options: ProxyOptions | ProxyOptions[],
   if (extra.before !== undefined) await extra.before(app)
   for (const o of Array.isArray(options) ? options : [options]) await app.register(proxy, o)
   await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => { app.server.closeAllConnections(); await app.close() })
+  // An HTTP/2 server has no closeAllConnections: its sessions end with close().
+  t.teardown(async () => { (app.server as Partial<http.Server>).closeAllConnections?.(); await app.close() })
   return { app, url: `http://127.0.0.1:${port(app.server)}` }
 }
 

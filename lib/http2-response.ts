@@ -1,0 +1,19 @@
+import type { ServerResponse } from 'node:http'
+import { constants, type Http2Stream } from 'node:http2'
+
+/** The HTTP/2 stream behind a compatibility response (`reply.raw` over h2); undefined over HTTP/1.x. */
+export function http2Stream (res: ServerResponse): Http2Stream | undefined {
+  return (res as unknown as { stream?: Http2Stream }).stream
+}
+
+/**
+ * Ends a response so that the client cannot mistake what it got for a whole body. Over
+ * HTTP/1.1 that is destroying the connection. Over HTTP/2, `destroy()` resets the stream with
+ * NO_ERROR, which a client reads as a normal end; INTERNAL_ERROR is what it must see instead
+ * (nginx and Go's proxy send the same when an upstream fails mid-body). Only that stream goes.
+ */
+export function cutResponse (res: ServerResponse): void {
+  const stream = http2Stream(res)
+  if (stream === undefined) res.destroy()
+  else if (!stream.closed) stream.close(constants.NGHTTP2_INTERNAL_ERROR)
+}
