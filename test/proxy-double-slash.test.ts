@@ -2,7 +2,9 @@
 // its code (FST_STREAMLINE_PROXY_NOT_FOUND), never Fastify's default 404 without one; the app's
 // own routes and its own 404 handler keep everything else.
 import t, { type Test } from 'tap'
-import { proxyApp, rawRequest, upstream } from './helpers/proxy-servers.js'
+import Fastify from 'fastify'
+import proxy from '../plugins/proxy/index.js'
+import { port, proxyApp, rawRequest, upstream } from './helpers/proxy-servers.js'
 
 const NOT_FOUND = { statusCode: 404, code: 'FST_STREAMLINE_PROXY_NOT_FOUND', error: 'Not Found', message: 'No upstream for this path' }
 
@@ -75,4 +77,19 @@ t.test('a root prefix takes every path: no handler added, the app\'s own 404 sta
   await assertOurs(t, url, 'GET', '//x', 400, 'FST_STREAMLINE_PROXY_BAD_PATH')
   t.equal((await send(url, 'GET', '/x')).body, 'upstream /x')
   t.same(up.seen.map(r => r.url), ['/x'])
+})
+
+t.test('the app can still set its own 404 handler after registering the proxy', async (t) => {
+  const up = await upstream(t, (_req, res) => { res.end('upstream') })
+  const app = Fastify()
+  await app.register(proxy, { upstream: up.url, prefix: '/api' })
+  app.setNotFoundHandler((_request, reply) => { reply.code(404).type('text/plain').send('set later') })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const url = `http://127.0.0.1:${port(app.server)}`
+  t.same(await send(url, 'GET', '/other'), { status: 404, body: 'set later' })
+  const doubled = await send(url, 'GET', '//api/x')
+  t.same([doubled.status, JSON.parse(doubled.body)], [404, NOT_FOUND])
+  t.equal((await send(url, 'GET', '/api/x')).body, 'upstream')
+  t.equal(up.seen.length, 1)
 })
