@@ -2,6 +2,7 @@ import type { FastifyReply } from 'fastify'
 import type { ServerResponse } from 'node:http'
 import { constants as h2 } from 'node:http2'
 import { errorBody } from '../../lib/error-body.js'
+import { quietLine } from '../../lib/quiet-line.js'
 import { DeadlineExceededError } from './errors.js'
 import { cutResponse, http2Stream } from '../../lib/http2-response.js'
 import { isEventStream, sentHeader, type ActiveDeadline } from './request-deadline.js'
@@ -70,24 +71,25 @@ function ignoreLateSend (this: FastifyReply): FastifyReply {
   return this
 }
 
-// Fastify's words when an async handler rejects after its reply was sent.
+// Fastify's words when an async handler rejects after its reply was sent, and when the stream
+// it was piping errors after the headers went out.
 const LATE_REJECTION = 'Promise errored, but reply.sent = true was set'
+const STREAM_ERROR = 'response terminated with an error with headers already sent'
 
 /**
- * A handler awaiting work with the signal rejects with the abort once we have answered, and
- * Fastify would log that at error level: a second line for one expiry. On the expired reply
- * only, that rejection is logged at debug; any other late error keeps its level.
+ * One expiry, one `warn` line. A handler awaiting work with the signal rejects with the abort once
+ * we have answered, and Fastify would log that at error level; a body stream (a proxied upstream)
+ * errors once the expiry ends or cuts the response, and Fastify would log that at warn. On the
+ * expired reply only, the first is logged at debug when it is the abort, the second always (the
+ * expiry ended the response: whatever its source reports afterwards follows from that); any other
+ * late error keeps its level.
  */
 function quietLateRejection (reply: FastifyReply, reason: Error): void {
-  const log = reply.log.child({})
-  const error = log.error.bind(log)
-  log.error = function (this: unknown, obj: unknown, msg?: unknown, ...rest: unknown[]): void {
+  const isAbort = (obj: unknown): boolean => {
     const err = (obj as { err?: { cause?: unknown, name?: string } } | null)?.err
-    const isAbort = err === reason || err?.cause === reason || err?.name === 'AbortError'
-    if (msg === LATE_REJECTION && isAbort) log.debug(obj, 'handler rejected with the deadline\'s abort after the deadline answered')
-    else error(obj as object, msg as string, ...rest)
-  } as typeof log.error
-  reply.log = log
+    return err === reason || err?.cause === reason || err?.name === 'AbortError'
+  }
+  reply.log = quietLine(quietLine(reply.log, 'error', LATE_REJECTION, isAbort), 'warn', STREAM_ERROR, () => true)
 }
 
 /**

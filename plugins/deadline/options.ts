@@ -23,7 +23,15 @@ const DEFAULTS = {
 
 const always = (): boolean => true
 
+// Fastify's own register options (`logLevel`, `logSerializers`) arrive here too; anything else
+// unknown is a typo (`tmeout`) that would otherwise silently leave the default in force.
+const PLUGIN_OPTIONS = new Set(['timeout', 'streamIdleTimeout', 'maxStreamDuration', 'statusCode', 'trustIncoming',
+  'propagationHeader', 'logLevel', 'logSerializers'])
+const ROUTE_OPTIONS = new Set(['timeout', 'streamIdleTimeout', 'maxStreamDuration', 'streaming'])
+
 export function resolvePluginOptions (options: DeadlineOptions): DeadlineSettings {
+  if (typeof options !== 'object' || options === null) throw new InvalidDeadlineOptionError('options', 'expected an object')
+  rejectUnknown('', options, PLUGIN_OPTIONS)
   const settings: DeadlineSettings = {
     timeout: duration('timeout', options.timeout, DEFAULTS.timeout),
     streamIdleTimeout: duration('streamIdleTimeout', options.streamIdleTimeout, DEFAULTS.streamIdleTimeout),
@@ -42,11 +50,17 @@ export function resolvePluginOptions (options: DeadlineOptions): DeadlineSetting
   return settings
 }
 
-/** Applies a route's `config.deadline` object over the plugin settings. */
-export function resolveRouteOptions (base: DeadlineSettings, route: RouteDeadlineOptions | true | undefined): DeadlineSettings {
-  if (route === undefined || route === true) return base
-  if (typeof route !== 'object' || route === null) {
-    throw new InvalidDeadlineOptionError('config.deadline', 'expected false or an object')
+/** Applies a route's `config.deadline` object over the plugin settings (`false` never gets here). */
+export function resolveRouteOptions (base: DeadlineSettings, route: RouteDeadlineOptions | undefined): DeadlineSettings {
+  if (route === undefined) return base
+  // `true` included: it reads as "on, with defaults" but is not a value the README gives, and a
+  // route that omits `config.deadline` already gets the defaults.
+  if (typeof route !== 'object' || route === null || Array.isArray(route)) {
+    throw new InvalidDeadlineOptionError('config.deadline', `expected false or an object, got ${String(route)}`)
+  }
+  rejectUnknown('config.deadline.', route, ROUTE_OPTIONS)
+  if (route.streaming !== undefined && typeof route.streaming !== 'boolean') {
+    throw new InvalidDeadlineOptionError('config.deadline.streaming', `expected a boolean, got ${String(route.streaming)}`)
   }
   return {
     ...base,
@@ -54,6 +68,12 @@ export function resolveRouteOptions (base: DeadlineSettings, route: RouteDeadlin
     streamIdleTimeout: duration('config.deadline.streamIdleTimeout', route.streamIdleTimeout, base.streamIdleTimeout),
     maxStreamDuration: duration('config.deadline.maxStreamDuration', route.maxStreamDuration, base.maxStreamDuration),
     streaming: route.streaming ?? base.streaming
+  }
+}
+
+function rejectUnknown (path: string, options: object, known: Set<string>): void {
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) throw new InvalidDeadlineOptionError(path + key, 'unknown option')
   }
 }
 

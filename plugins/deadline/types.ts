@@ -44,7 +44,13 @@ declare module 'fastify' {
     deadline: RequestDeadline
   }
   interface FastifyContextConfig {
-    /** `false` opts the route out; an object overrides the plugin's options for it. */
-    deadline?: false | RouteDeadlineOptions
+    /**
+     * `false` opts the route out; an object overrides the plugin's options for it. `true` is not
+     * a value: a route without `config.deadline` already gets the plugin's options.
+     */
+    // `& object`: Fastify intersects this config with the literal type it infers from the route
+    // (`{ deadline: true }`), and an all-optional interface intersected with `true` accepts
+    // `true`; `object & true` is `never`, so the mistake is a type error there too.
+    deadline?: false | (RouteDeadlineOptions & object)
   }
 }

@@ -1,5 +1,7 @@
 import { Agent, type Dispatcher } from 'undici'
+import type { FastifyRequest } from 'fastify'
 import type { CallSignal } from './call-signal.js'
+import { quietLine } from '../../lib/quiet-line.js'
 import type { ProxySettings } from './options.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
@@ -17,6 +19,7 @@ import type { ProxySettings } from './options.js'
 
 /** One proxied request, as the dispatcher needs it. */
 export interface UpstreamCall {
+  readonly request: FastifyRequest
   readonly signal: CallSignal
   /** Headers stamped on each attempt when it is sent (the remaining deadline budget). */
   readonly budget: () => Record<string, string>
@@ -73,9 +76,19 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
       Object.assign(headers, call.budget())
       agent.request({ ...options, signal: call.signal, ...timers }, (err, data) => {
         if (err === null) call.trailers = data.trailers
+        else quietReplyFromFailure(call.request)
         callback(err, data)
       })
     },
     destroy: () => agent.destroy()
   }
+}
+
+/**
+ * reply-from logs every failed upstream call at warn ('response errored') before it answers. The
+ * failure is logged once already, with what the client was told: by the proxy's onError (an
+ * upstream fault at warn, a client that left at info) or by the deadline plugin (its expiry line).
+ */
+function quietReplyFromFailure (request: FastifyRequest): void {
+  request.log = quietLine(request.log, 'warn', 'response errored', () => true)
 }

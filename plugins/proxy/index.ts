@@ -16,6 +16,7 @@ import { BadPathError } from './errors.js'
 import { deadlineHeaders } from '../deadline/index.js'
 import type { ProxyOptions, UpstreamRequestHeaders } from './types.js'
 import { proxyUpgrade, withUpgradeHooks } from './websocket/index.js'
+import { answerNotFound } from './not-found.js'
 
 export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './types.js'
 export type { WebSocketTimingOptions } from './websocket/options.js'
@@ -59,6 +60,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
     const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
     for (const url of ['/', '/*']) instance.route(withUpgradeHooks(routeOptions(proxy, url), upgrade))
   }, { prefix: settings.prefix })
+  await answerNotFound(app, settings.prefix)
 }
 
 /** Bodies are not parsed: the request stream itself becomes `request.body` and is piped upstream. */

@@ -54,9 +54,19 @@ function flushHead (this: ServerResponse): void {
 }
 
 function flushUnsentHead (res: ServerResponse): void {
+  const internal = res as unknown as { _headerSent: boolean, _send: (data: string, encoding: BufferEncoding) => boolean }
   // `_headerSent` (stable since Node 0.x) is the only sign the head reached the socket;
   // `headersSent` turns true as soon as it is merely built.
-  if (!res.destroyed && (res as unknown as { _headerSent: boolean })._headerSent !== true) res.flushHeaders()
+  if (res.destroyed || internal._headerSent) return
+  // What flushHeaders() does, with the right encoding. It builds the head (Fastify only called
+  // setHeader; ServerResponse's `_implicitHeader` is this very writeHead call), then calls
+  // `_send('')`, which writes the head as a string in the default encoding, utf8: an upstream's
+  // latin1 byte in a header value (obs-text, `caf\xE9`) would leave as two UTF-8 bytes, whereas
+  // a head sent with the first body chunk leaves as latin1. `_send` is the internal method both
+  // paths use (Node 0.x to 24); writing an empty Buffer instead would throw on a HEAD response
+  // when the server has `rejectNonStandardBodyWrites`.
+  if (!res.headersSent) res.writeHead(res.statusCode)
+  internal._send('', 'latin1')
 }
 
 function forwardTrailers (call: ProxyCall, reply: FastifyReply, res: UpstreamResponse): void {

@@ -14,7 +14,13 @@ import {
 const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
   'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
 const TIMEOUT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'ETIMEDOUT', 'FST_STREAMLINE_DEADLINE_EXCEEDED'])
-const BAD_RESPONSE = new Set(['FST_REPLY_FROM_BAD_GATEWAY', 'UND_ERR_INFO', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE'])
+const BAD_RESPONSE = new Set(['FST_REPLY_FROM_BAD_GATEWAY', 'UND_ERR_INFO', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+  // undici's parser asserts, rather than reports, on a status its HTTP parser lets through but a
+  // client cannot use: below 100 (`000`, `099`), or a `101` to a request that asked for no upgrade.
+  'ERR_ASSERTION'])
+// undici's SocketError for a response it refuses (an unsolicited `101` with an Upgrade header, a
+// final `100`); the same code with other messages is a connection that went away.
+const REFUSED_RESPONSE = new Set(['bad upgrade', 'bad response'])
 
 type ErrorWithCode = Error & { code?: unknown, cause?: unknown, errors?: unknown[] }
 
@@ -23,6 +29,7 @@ export function classifyUpstreamError (error: Error): FastifyError {
   const cause = innermost(error)
   // undici's HTTPParserError has no code for some parse failures (e.g. a bad status line).
   const code = typeof cause.code === 'string' ? cause.code : cause.name === 'HTTPParserError' ? 'HPE_' : ''
+  if (code === 'UND_ERR_SOCKET' && REFUSED_RESPONSE.has(cause.message)) return new UpstreamBadResponseError()
   if (UNAVAILABLE.has(code)) return new UpstreamUnavailableError()
   if (TIMEOUT.has(code)) return new UpstreamTimeoutError()
   if (BAD_RESPONSE.has(code) || code.startsWith('HPE_')) return new UpstreamBadResponseError()

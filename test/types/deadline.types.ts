@@ -12,6 +12,10 @@ export async function register (): Promise<void> {
   await app.register(deadline, { timeout: '1s' })
   // @ts-expect-error unknown option
   await app.register(deadline, { deadline: 5 })
+  // @ts-expect-error a typo of an option is an unknown option
+  await app.register(deadline, { tmeout: 5 })
+  // Fastify's own register options are accepted
+  await app.register(deadline, { timeout: 5, logLevel: 'warn' })
 }
 
 app.get('/typed', { config: { deadline: { timeout: 10, streaming: true } } }, async (request) => {
@@ -31,6 +35,14 @@ app.get('/typed', { config: { deadline: { timeout: 10, streaming: true } } }, as
   return 'ok'
 })
 app.get('/out', { config: { deadline: false } }, async () => 'ok')
+app.get('/defaults', async () => 'ok')
+app.get('/empty', { config: { deadline: {} } }, async () => 'ok')
+// @ts-expect-error `true` is not a value of config.deadline (omit it for the plugin's options)
+app.get('/true', { config: { deadline: true } }, async () => 'ok')
+// @ts-expect-error the same through app.route
+app.route({ method: 'GET', url: '/true-route', config: { deadline: true }, handler: async () => 'ok' })
+// @ts-expect-error nor any other non-object
+app.get('/number', { config: { deadline: 5000 } }, async () => 'ok')
 expectType<FastifyContextConfig>({ deadline: { maxStreamDuration: 10 } })
 // @ts-expect-error config.deadline is false or an object, not true
 expectType<FastifyContextConfig>({ deadline: true })
