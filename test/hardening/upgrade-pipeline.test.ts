@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { WebSocketServer } from 'ws'
 import t from 'tap'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import { portOf, proxyApp, rawClient, upgradeRequest, type Teardown } from '../helpers/ws-servers.js'
 
 /** A masked text frame 'hello' (RFC 6455 5.7) and the upstream's unmasked echo of it. */
@@ -155,14 +155,16 @@ async function answersFor (client: Client, methods: string[], restBytes = 0): Pr
   for (;;) {
     const split = splitAnswers(client.received(), methods)
     if (split.answers.length === methods.length && split.rest.length >= restBytes) return split
-    if (client.socket.destroyed) throw new Error(`closed after ${split.answers.length} answers`)
+    if (client.socket.destroyed || client.socket.readableEnded) throw new Error(`closed after ${split.answers.length} answers`)
     await new Promise<void>(resolve => {
       const next = (): void => {
         client.socket.removeListener('data', next)
+        client.socket.removeListener('end', next)
         client.socket.removeListener('close', next)
         resolve()
       }
       client.socket.on('data', next)
+      client.socket.on('end', next)
       client.socket.on('close', next)
     })
   }
@@ -184,9 +186,9 @@ async function until (condition: () => boolean | Promise<boolean>): Promise<void
   }
 }
 
-async function setup (t: Teardown, before?: (app: FastifyInstance) => void): Promise<{ up: Awaited<ReturnType<typeof recordingUpstream>>, port: number, accepted: Socket[], idle: () => Promise<void>, alive: () => Promise<void> }> {
+async function setup (t: Teardown, before?: (app: FastifyInstance) => void, fastify?: FastifyServerOptions): Promise<{ up: Awaited<ReturnType<typeof recordingUpstream>>, port: number, accepted: Socket[], idle: () => Promise<void>, alive: () => Promise<void> }> {
   const up = await recordingUpstream(t)
-  const { app, port } = await proxyApp(t, { upstream: up.url, before })
+  const { app, port } = await proxyApp(t, { upstream: up.url, before, fastify })
   const accepted = serverSideSockets(app.server)
   const connections = async (): Promise<number> => await new Promise((resolve, reject) => {
     app.server.getConnections((err, count) => err === null ? resolve(count) : reject(err))
@@ -291,6 +293,24 @@ t.test('plain, h2c upgrade, plain: three answers in order, the connection stays 
     await idle()
     await alive()
   }
+})
+
+t.test('the keep-alive timeout armed by the answer before a re-parsed request does not cut it', async (t) => {
+  // Node arms keepAliveTimeout (+1 s) when the last pending answer is written; a request read
+  // from a connection disarms it. Here the request was read before and served after.
+  const { up, port, idle, alive } = await setup(t, undefined, { keepAliveTimeout: 100 })
+  const client = await rawClient(t, port)
+  client.socket.write(get('/ws/a') + H2C.replace('/ws/x', '/ws/slow'))
+  await up.slowArrived()
+  await answersFor(client, ['GET'])
+  // Longer than 100 ms + Node's 1 s margin: proving something does not happen takes time.
+  await new Promise(resolve => setTimeout(resolve, 2500))
+  up.release()
+  const { answers } = await answersFor(client, ['GET', 'GET'])
+  t.same(answers.map(a => a.body), ['answer GET /a', 'answer GET /slow'], 'the slow answer still arrived')
+  client.socket.destroy()
+  await idle()
+  await alive()
 })
 
 t.test('plain, POST with Upgrade: websocket and a body, plain: three answers in order', async (t) => {
