@@ -29,6 +29,8 @@ const EMPTY = Buffer.alloc(0)
  *   no keep-alive: a refused or plain answer is the connection's last). Any other upgrade
  *   (`Upgrade: h2c` from `curl --http2`, a POST with a body) goes back to Node's HTTP parser
  *   as a plain request without `Upgrade`, as it would be if no listener existed.
+ * Either way, an upgrade pipelined behind requests still being answered on the same
+ * keep-alive connection waits for their answers first (see afterPendingResponses).
  * The choice is made per event, so the registration order of the two plugins does not matter.
  */
 export function installUpgradeDispatch (app: FastifyInstance): void {
