@@ -113,7 +113,7 @@ t.test('HEAD, then a large streamed answer, then a WebSocket upgrade, in one wri
 
 t.test('plain, h2c upgrade, plain: three answers in order, the connection stays usable', async (t) => {
   for (const mode of ['one write', 'byte by byte'] as const) {
-    const { up, port, idle, alive } = await setup(t)
+    const { up, port, accepted, idle, alive } = await setup(t)
     const client = await rawClient(t, port)
     client.socket.setNoDelay(true)
     const bytes = Buffer.from(get('/ws/a') + H2C + get('/ws/c'))
@@ -127,6 +127,8 @@ t.test('plain, h2c upgrade, plain: three answers in order, the connection stays 
     t.same(answers.map(a => a.body), ['answer GET /a', 'answer GET /x', 'answer GET /c'], `${mode}: every answer, in order`)
     t.same(up.seen, ['GET /a', 'GET /x', 'GET /c'], `${mode}: the upstream got the h2c request as plain, without Upgrade`)
     t.same(up.upgrades, [], `${mode}: no upgrade reached the upstream`)
+    // Node's parser on the connection again, and none of the listeners that waited for it.
+    t.same(['drain', 'error', 'close', 'timeout'].map(name => accepted[0].listenerCount(name)), [1, 1, 1, 1], `${mode}: one listener of each kind on the socket, Node's`)
     client.socket.write(get('/ws/d', 'Connection: close\r\n'))
     await client.closed
     t.equal(splitAnswers(client.received(), ['GET', 'GET', 'GET', 'GET']).answers[3]?.body, 'answer GET /d', `${mode}: a later request on the connection is served`)
