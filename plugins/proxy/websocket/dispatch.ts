@@ -86,6 +86,8 @@ function afterPendingResponses (server: Server, socket: Duplex, next: () => void
     socket.removeListener('error', destroyOnError)
     socket.removeListener('close', stop)
   }
+  // What Node's own (removed) 'drain' listener does, minus resetting its private need-drain
+  // flag: a later socket 'drain' may repeat the event, which a piping writer ignores.
   const onDrain = (): void => {
     if (held._httpMessage?.writableNeedDrain === true) held._httpMessage.emit('drain')
   }
