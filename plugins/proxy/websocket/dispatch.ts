@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { TLSSocket } from 'node:tls'
+import { Server as TlsServer } from 'node:tls'
 
 const kUpgradeHead = Symbol('fastify-streamline.upgrade-head')
 const installed = new WeakSet<Server>()
@@ -143,10 +143,10 @@ function reparseAsPlainRequest (server: Server, raw: IncomingMessage, socket: Du
   }
   // Node decoded the head as latin1; encoding it back the same way restores the original bytes.
   socket.unshift(Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]))
-  // Over TLS, Node's HTTP parser is attached on 'secureConnection' (https, and http2's secure
-  // server with allowHTTP1, which picks HTTP/1.1 by the socket's ALPN result); 'connection'
-  // there means a raw TCP socket, and would start a second TLS handshake on this one.
-  server.emit((socket as TLSSocket).encrypted === true ? 'secureConnection' : 'connection', socket)
+  // A TLS server (https, and http2's secure server with allowHTTP1, which picks HTTP/1.1 by the
+  // socket's ALPN result) attaches Node's HTTP parser on 'secureConnection'; its 'connection'
+  // means a raw TCP socket, and would start a second TLS handshake on this decrypted one.
+  server.emit(server instanceof TlsServer ? 'secureConnection' : 'connection', socket)
 }
 
 /**
