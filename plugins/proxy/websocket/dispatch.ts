@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { Server as TlsServer } from 'node:tls'
 
 const kUpgradeHead = Symbol('fastify-streamline.upgrade-head')
 const installed = new WeakSet<Server>()
@@ -28,15 +29,15 @@ const EMPTY = Buffer.alloc(0)
  *   no keep-alive: a refused or plain answer is the connection's last). Any other upgrade
  *   (`Upgrade: h2c` from `curl --http2`, a POST with a body) goes back to Node's HTTP parser
  *   as a plain request without `Upgrade`, as it would be if no listener existed.
+ * Either way, an upgrade pipelined behind requests still being answered on the same
+ * keep-alive connection waits for their answers first (see afterPendingResponses).
  * The choice is made per event, so the registration order of the two plugins does not matter.
  */
 export function installUpgradeDispatch (app: FastifyInstance): void {
   const server = app.server
   if (installed.has(server)) return
   installed.add(server)
-  const onUpgrade = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    (raw as IncomingMessage & WithHead)[kUpgradeHead] = head
-    if (server.listenerCount('upgrade') > 1) return
+  const route = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (!isWebSocketUpgrade(raw)) return reparseAsPlainRequest(server, raw, socket, head)
     socket.on('error', destroyOnError)
     const res = new ServerResponse(raw)
@@ -45,12 +46,69 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
     res.once('finish', () => closeGracefully(socket))
     app.routing(raw, res)
   }
+  const onUpgrade = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    (raw as IncomingMessage & WithHead)[kUpgradeHead] = head
+    if (server.listenerCount('upgrade') > 1) return
+    if ((socket as HttpSocket)._httpMessage == null && socket.writable) return route(raw, socket, head)
+    afterPendingResponses(server, socket, () => route(raw, socket, head))
+  }
   server.prependListener('upgrade', onUpgrade)
   app.addHook('onClose', (_instance, done) => {
     server.removeListener('upgrade', onUpgrade)
     installed.delete(server)
     done()
   })
+}
+
+/** A socket of Node's HTTP server: the response being written on it, if any (Node's own field). */
+interface HttpSocket extends Duplex {
+  _httpMessage?: ServerResponse | null
+  setTimeout?: (ms: number) => void
+}
+
+/**
+ * Runs `next` once the requests pipelined before the upgrade on this keep-alive connection
+ * have all been answered, so that answers go out in order and the upgrade's own response can
+ * take the socket (binding one to a socket another response holds throws). Node keeps the
+ * head response in `socket._httpMessage` and the others in a private queue; the 'finish'
+ * listener Node adds to each response before any user code detaches it and binds the next,
+ * so ours, running after it, sees the next holder or none. Node took its own socket listeners
+ * away before 'upgrade', so until then this one forwards 'drain' (or a large pending response
+ * would stall), swallows errors, and drops the upgrade if the client goes away or the last
+ * answer closed the connection (`Connection: close`), as Node would drop a pipelined request.
+ */
+function afterPendingResponses (server: Server, socket: Duplex, next: () => void): void {
+  const held = socket as HttpSocket
+  let holder: ServerResponse | null = null
+  const stop = (): void => {
+    holder?.removeListener('finish', onFinish)
+    socket.removeListener('drain', onDrain)
+    socket.removeListener('error', destroyOnError)
+    socket.removeListener('close', stop)
+  }
+  // What Node's own (removed) 'drain' listener does, minus resetting its private need-drain
+  // flag: a later socket 'drain' may repeat the event, which a piping writer ignores.
+  const onDrain = (): void => {
+    if (held._httpMessage?.writableNeedDrain === true) held._httpMessage.emit('drain')
+  }
+  const onFinish = (): void => {
+    holder = held._httpMessage ?? null
+    if (holder !== null) {
+      holder.once('finish', onFinish)
+      return
+    }
+    stop()
+    if (!socket.writable) return closeGracefully(socket)
+    // Node armed its keep-alive timeout for an idle connection; this one has a request. Node
+    // would have reset it on reading the upgrade's bytes: the same, now that they are served.
+    held.setTimeout?.(server.timeout ?? 0)
+    next()
+  }
+  if (socket.destroyed) return
+  socket.on('error', destroyOnError)
+  socket.on('drain', onDrain)
+  socket.once('close', stop)
+  onFinish()
 }
 
 /** RFC 6455 4.1: a GET over HTTP/1.1 asking for exactly `websocket`, with no body. */
@@ -85,7 +143,10 @@ function reparseAsPlainRequest (server: Server, raw: IncomingMessage, socket: Du
   }
   // Node decoded the head as latin1; encoding it back the same way restores the original bytes.
   socket.unshift(Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]))
-  server.emit('connection', socket)
+  // A TLS server (https, and http2's secure server with allowHTTP1, which picks HTTP/1.1 by the
+  // socket's ALPN result) attaches Node's HTTP parser on 'secureConnection'; its 'connection'
+  // means a raw TCP socket, and would start a second TLS handshake on this decrypted one.
+  server.emit(server instanceof TlsServer ? 'secureConnection' : 'connection', socket)
 }
 
 /**
