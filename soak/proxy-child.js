@@ -1,0 +1,64 @@
+// The one proxy process the soak runs against (forked by soak/run.js with --expose-gc): the deadline
+// plugin and three proxy registrations in front of UPSTREAM:
+//   /api/*    plain proxy with WebSocket pass-through, deadline defaults
+//   /short/*  a short deadline (300 ms to the headers, 400 ms between body writes) to make expiries
+//   /held/*   a slow "auth" preHandler that tells the runner (IPC 'held') it holds the request and
+//             waits until the client leaves, so the client aborts before anything goes upstream
+// Besides bench/child.js's 'stop', it answers 'stats': what the process holds after a full GC.
+import Fastify from 'fastify'
+import { deadline, proxy } from 'fastify-streamline'
+import { serve, fastifyServer } from '../bench/child.js'
+
+const upstream = process.env.UPSTREAM
+const app = Fastify({ logger: false })
+
+await app.register(deadline, { timeout: 10_000, streamIdleTimeout: 10_000 })
+await app.register(proxy, { upstream, prefix: '/api', websocket: true })
+await app.register(proxy, {
+  upstream,
+  prefix: '/short',
+  config: { deadline: { timeout: 300, streamIdleTimeout: 400 } }
+})
+await app.register(proxy, {
+  upstream,
+  prefix: '/held',
+  preHandler: async (request) => {
+    process.send({ type: 'held', id: request.headers['x-soak-id'] })
+    // capped, so that a runner bug cannot hold a request (and its socket) forever
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, 5000)
+      request.raw.socket.once('close', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+})
+
+function count (names) {
+  const counts = {}
+  for (const name of names) counts[name] = (counts[name] ?? 0) + 1
+  return counts
+}
+
+async function stats () {
+  // a few collections, a turn of the loop apart, so weak callbacks and finalizers have run
+  for (let i = 0; i < 4; i++) {
+    globalThis.gc()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  const connections = await new Promise((resolve, reject) => {
+    app.server.getConnections((err, n) => err ? reject(err) : resolve(n))
+  })
+  return {
+    heapUsed: process.memoryUsage().heapUsed,
+    handles: count(process.getActiveResourcesInfo()),
+    connections
+  }
+}
+
+process.on('message', async (message) => {
+  if (message.type === 'stats') process.send({ type: 'stats', ...await stats() })
+})
+
+await serve(...fastifyServer(app))
