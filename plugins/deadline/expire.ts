@@ -67,8 +67,11 @@ const LATE_REJECTION = 'Promise errored, but reply.sent = true was set'
  * only, that rejection is logged at debug; any other late error keeps its level.
  */
 function quietLateRejection (reply: FastifyReply, reason: Error): void {
-  const log = reply.log.child({})
-  const error = log.error.bind(log)
+  // A view of the reply's logger (what pino's child() is without bindings), never the logger
+  // itself: child() may return a shared instance (Fastify's `logger: false` does, for every
+  // request), and patching that would chain one wrapper per expiry onto it, forever.
+  const log: FastifyReply['log'] = Object.create(reply.log)
+  const error = reply.log.error.bind(reply.log)
   log.error = function (this: unknown, obj: unknown, msg?: unknown, ...rest: unknown[]): void {
     const err = (obj as { err?: { cause?: unknown, name?: string } } | null)?.err
     const isAbort = err === reason || err?.cause === reason || err?.name === 'AbortError'
