@@ -5,6 +5,8 @@
 //   /held/*   a slow "auth" preHandler that tells the runner (IPC 'held') it holds the request and
 //             waits until the client leaves, so the client aborts before anything goes upstream
 // Besides bench/child.js's 'stop', it answers 'stats': what the process holds after a full GC.
+// SOAK_HEAP_SNAPSHOTS=<dir> also writes a heap snapshot there at each 'stats', to diff a leak.
+import { writeHeapSnapshot } from 'node:v8'
 import Fastify from 'fastify'
 import { deadline, proxy } from 'fastify-streamline'
 import { serve, fastifyServer } from '../bench/child.js'
@@ -50,8 +52,10 @@ async function stats () {
   const connections = await new Promise((resolve, reject) => {
     app.server.getConnections((err, n) => err ? reject(err) : resolve(n))
   })
+  const heapUsed = process.memoryUsage().heapUsed
+  if (process.env.SOAK_HEAP_SNAPSHOTS) writeHeapSnapshot(`${process.env.SOAK_HEAP_SNAPSHOTS}/soak-${Date.now()}.heapsnapshot`)
   return {
-    heapUsed: process.memoryUsage().heapUsed,
+    heapUsed,
     handles: count(process.getActiveResourcesInfo()),
     connections
   }
