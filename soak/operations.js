@@ -92,10 +92,15 @@ export const KINDS = {
   'upstream reset mid-body': {
     weight: 8,
     async run (ctx, id) {
-      const res = await exchange(ctx.port, head('GET', '/api/reset-mid', id, ['Connection: close']))
+      const connection = await connect(ctx.port)
+      connection.socket.write(head('GET', '/api/reset-mid', id))
+      await receivedAtLeast(connection, CHUNK.length)
+      ctx.up.reset(id)
+      await connection.closed
+      const res = parse(connection.received())
       check(res.status === 200 && res.head.includes(`content-length: ${CHUNK.length * 4}`), `got ${res.status}`)
       check(res.body.length < CHUNK.length * 4, `a cut body must arrive short, got ${res.body.length} bytes`)
-      await ctx.up.when(id, 'request')
+      await ctx.up.when(id, 'cut')
     }
   },
   'WebSocket upgrade refused (403)': {

@@ -25,17 +25,18 @@ const routes = {
     res.writeHead(200, { 'content-type': 'application/octet-stream' })
     res.write(CHUNK)
   },
-  upload (req, res, mark) {
-    req.once('data', () => mark('data'))
+  upload (req, res, id, up) {
+    req.once('data', () => up.mark(id, 'data'))
     req.on('end', () => res.writeHead(200, { 'content-length': 0 }).end())
   },
   reset (req) {
     req.socket.resetAndDestroy()
   },
-  /** A Content-Length head and a quarter of the body, then a TCP reset. */
-  'reset-mid' (req, res) {
+  /** A Content-Length head and a quarter of the body; the runner resets it (`reset(id)`) once its client has them. */
+  'reset-mid' (req, res, id, up) {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': CHUNK.length * 4 })
-    res.write(CHUNK, () => req.socket.resetAndDestroy())
+    res.write(CHUNK)
+    up.held.set(id, req.socket)
   }
 }
 
@@ -50,6 +51,7 @@ export async function startUpstream () {
     if (entry === undefined) records.set(id, (entry = { events: new Set(), waiters: new Map() }))
     return entry
   }
+  const held = new Map() // id -> socket of a 'reset-mid' response
   const mark = (id, event) => {
     const entry = record(id)
     entry.events.add(event)
@@ -64,7 +66,7 @@ export async function startUpstream () {
     res.once('close', () => mark(id, res.writableFinished ? 'finished' : 'cut'))
     const route = routes[req.url.slice(req.url.lastIndexOf('/') + 1)]
     if (route === undefined) res.writeHead(404, { 'content-length': 0 }).end()
-    else route(req, res, (event) => mark(id, event))
+    else route(req, res, id, { mark, held })
   })
   // Idle keep-alive connections from the proxy's pool close ~1 s after their last response
   // (undici keeps a socket for the hinted 3 s minus its 2 s margin), so the upstream's
@@ -110,6 +112,11 @@ export async function startUpstream () {
     forget: (id) => records.delete(id),
     reached: (id) => reached.has(id),
     killTunnel: (id) => tunnels.get(id)?.terminate(),
+    /** A TCP reset on a 'reset-mid' response (reset right after writing, the proxy could lose the head unread). */
+    reset (id) {
+      held.get(id)?.resetAndDestroy()
+      held.delete(id)
+    },
     connections: () => sockets.size,
     async close () {
       for (const socket of sockets) socket.destroy()
