@@ -21,12 +21,30 @@ export function within (promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
+// Client connections still open, so that an operation that failed (timed out) does not leave
+// its connection for the proxy to hold: the failure is counted once, as an unexpected outcome.
+const open = new Set()
+
+function track (emitter, destroy) {
+  open.add(destroy)
+  emitter.once('close', () => open.delete(destroy))
+}
+
+/** Closes the connections failed operations left open; returns how many there were. */
+export function closeLeftovers () {
+  const count = open.size
+  for (const destroy of open) destroy()
+  open.clear()
+  return count
+}
+
 /** A raw connection to the proxy; `received()` is everything read so far, `closed` resolves on close. */
 export async function connect (port) {
   const socket = net.connect(port, '127.0.0.1')
   const chunks = []
   socket.on('data', (chunk) => chunks.push(chunk))
   socket.on('error', () => {})
+  track(socket, () => socket.destroy())
   const closed = once(socket, 'close')
   await once(socket, 'connect')
   return { socket, closed, received: () => Buffer.concat(chunks) }
@@ -79,6 +97,7 @@ export function request (agent, port, method, path, id, body) {
 export async function openTunnel (port, id) {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/api/ws/echo`, { headers: { 'x-soak-id': id }, perMessageDeflate: false })
   ws.on('error', () => {})
+  track(ws, () => ws.terminate())
   const closed = once(ws, 'close')
   await Promise.race([once(ws, 'open'), closed.then(() => { throw new Unexpected('tunnel closed before it opened') })])
   ws.send(`ping ${id}`)

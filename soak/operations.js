@@ -116,14 +116,16 @@ export const KINDS = {
     async run (ctx, id) {
       const res = await exchange(ctx.port, head('GET', '/short/hang', id, ['Connection: close']))
       check(res.status === 504 && res.body.includes('FST_STREAMLINE_DEADLINE_EXCEEDED'), `got ${res.status} ${res.body}`)
-      await ctx.up.when(id, 'cut')
+      // On a loaded machine the deadline can pass before the request reaches the upstream; one
+      // that arrives later and is never cancelled stays open, and the connection count shows it.
+      if (ctx.up.seen(id, 'request')) await ctx.up.when(id, 'cut')
     }
   },
   'deadline: stream cut when idle': {
     weight: 4,
     async run (ctx, id) {
       const connection = await connect(ctx.port)
-      connection.socket.write(head('GET', '/short/stream', id))
+      connection.socket.write(head('GET', '/idle/stream', id))
       await receivedAtLeast(connection, CHUNK.length)
       await connection.closed
       const res = parse(connection.received())

@@ -9,7 +9,7 @@ import http from 'node:http'
 import { startServer, stopServer, killAllServers, printTable, format } from '../bench/helpers.js'
 import { startUpstream } from './upstream.js'
 import { KINDS } from './operations.js'
-import { within } from './clients.js'
+import { closeLeftovers, within } from './clients.js'
 import { settle, snapshot, compare } from './measure.js'
 
 function envInteger (name, fallback) {
@@ -92,6 +92,8 @@ async function phase (ctx, server, count, name, targetFds) {
   ctx.agent = new http.Agent({ keepAlive: true, maxSockets: 16 })
   const outcome = await runPlan(ctx, plan(count, settings.seed + (name === 'soak' ? 1 : 0)), name)
   ctx.agent.destroy()
+  const leftovers = closeLeftovers()
+  if (leftovers > 0) console.log(`${name}: closed ${leftovers} client connections left open by failed operations`)
   await settle(server, ctx.up, targetFds)
   checkNeverReached(ctx.up, outcome)
   return outcome.results

@@ -109,6 +109,7 @@ export async function startUpstream () {
         entry.waiters.set(event, [...(entry.waiters.get(event) ?? []), resolve])
       })
     },
+    seen: (id, event) => records.get(id)?.events.has(event) === true,
     forget: (id) => records.delete(id),
     reached: (id) => reached.has(id),
     killTunnel: (id) => tunnels.get(id)?.terminate(),
