@@ -21,6 +21,7 @@ interface SoakResult {
   alive: boolean
   leaked: boolean
   unexpected: number
+  skipped: number
   heapGrowth: number
   before: Snapshot
   after: Snapshot
@@ -50,6 +51,7 @@ t.test('600 mixed failures against one proxy process leave nothing behind', asyn
   }
   const result = JSON.parse(line.slice('SOAK_RESULT '.length)) as SoakResult
   t.ok(result.alive, 'the proxy process survived')
+  t.equal(result.skipped, 0, 'every operation ran within the time budget')
   for (const [kind, r] of Object.entries(result.results)) {
     t.ok(r.ran > 0, `${kind}: ran ${r.ran} times`)
     t.same(r.errors, {}, `${kind}: every client and upstream outcome as expected`)
