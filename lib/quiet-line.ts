@@ -7,8 +7,11 @@ import type { FastifyBaseLogger } from 'fastify'
  * Called on that failure path only: the child and its closure cost nothing on other requests.
  */
 export function quietLine (log: FastifyBaseLogger, level: 'warn' | 'error', msg: string, when: (obj: unknown) => boolean): FastifyBaseLogger {
-  const child = log.child({})
-  const write = child[level].bind(child)
+  // A view of `log` (what pino's child() is without bindings), never `log.child({})`: that may
+  // return a shared instance (Fastify's `logger: false` does, for every request), and patching
+  // it would chain one wrapper per call onto it, forever.
+  const child: FastifyBaseLogger = Object.create(log)
+  const write = log[level].bind(log)
   child[level] = function (this: unknown, obj: unknown, message?: unknown, ...rest: unknown[]): void {
     if (message === msg && when(obj)) child.debug(obj as object, msg)
     else write(obj as object, message as string, ...rest)

@@ -2,7 +2,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Pool } from 'undici'
-import { deadlineApp, listen } from './helpers/deadline-app.js'
+import Fastify from 'fastify'
+import deadline from '../plugins/deadline/index.js'
+import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
 
 function timers (): number {
   return process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
@@ -41,4 +43,29 @@ t.test('after 10,000 requests the active handles are back to baseline', async (t
   t.equal(timers(), baseline.timers, 'no deadline timer left behind')
   t.ok(process.getActiveResourcesInfo().length <= baseline.handles, 'handles back to baseline')
   t.equal(app.server.listenerCount('request'), 1)
+})
+
+// With `logger: false` every request shares Fastify's one null logger (its child() returns
+// itself). An expiry must not patch it: a wrapper per expiry would chain onto the app-wide
+// logger forever (found by `npm run soak`: one closure chain link per expiry, never freed).
+t.test('expiries leave a shared logger as it was (logger: false)', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(deadline, { timeout: 50 })
+  t.teardown(() => app.close())
+  let aborted = 0
+  app.get('/slow', async (req) => {
+    await new Promise((_resolve, reject) => req.deadline.signal.addEventListener('abort', () => { aborted++; reject(req.deadline.signal.reason) }))
+  })
+  const base = await listen(app)
+  const { error, child } = app.log
+  for (let i = 0; i < 20; i++) {
+    const res = await receive(`${base}/slow`)
+    t.equal(res.status, 504)
+    t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
+  }
+  t.equal(aborted, 20, 'every handler saw its signal abort')
+  t.equal(app.log.error, error, 'the shared logger\'s error is the one it had')
+  t.equal(app.log.child({}), app.log, 'and child() still returns that same logger')
+  t.equal(child, app.log.child)
+  t.equal(Object.keys(app.log).includes('error'), false, 'no own error property was added')
 })

@@ -1,0 +1,127 @@
+// The soak's upstream, in the runner's process so that it can count its own sockets and record
+// what each operation did on its side. Every request (and upgrade) carries an `x-soak-id`
+// header; the runner awaits events per id ('request', 'data', 'finished', 'cut', 'upgrade',
+// 'ws-closed'). The route is the path's last segment, so the proxy's prefix does not matter.
+import { createServer } from 'node:http'
+import { once } from 'node:events'
+import { WebSocketServer } from 'ws'
+
+export const CHUNK = Buffer.alloc(16 * 1024, 'u')
+
+const REFUSAL = 'HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 7\r\nConnection: close\r\n\r\nrefused'
+
+const routes = {
+  ok (req, res) {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 3 }).end('ok\n')
+  },
+  echo (req, res) {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    req.pipe(res)
+  },
+  /** Never answers: the proxy (client abort, deadline) has to cancel it. */
+  hang () {},
+  /** A head and one chunk, then silence: an endless download. */
+  stream (req, res) {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    res.write(CHUNK)
+  },
+  upload (req, res, id, up) {
+    req.once('data', () => up.mark(id, 'data'))
+    req.on('end', () => res.writeHead(200, { 'content-length': 0 }).end())
+  },
+  reset (req) {
+    req.socket.resetAndDestroy()
+  },
+  /** A Content-Length head and a quarter of the body; the runner resets it (`reset(id)`) once its client has them. */
+  'reset-mid' (req, res, id, up) {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': CHUNK.length * 4 })
+    res.write(CHUNK)
+    up.held.set(id, req.socket)
+  }
+}
+
+export async function startUpstream () {
+  const records = new Map() // id -> { events: Set, waiters: Map<event, resolve[]> }
+  const reached = new Set() // every id that reached the upstream, kept for the whole run
+  const sockets = new Set()
+  const tunnels = new Map()
+
+  const record = (id) => {
+    let entry = records.get(id)
+    if (entry === undefined) records.set(id, (entry = { events: new Set(), waiters: new Map() }))
+    return entry
+  }
+  const held = new Map() // id -> socket of a 'reset-mid' response
+  const mark = (id, event) => {
+    const entry = record(id)
+    entry.events.add(event)
+    for (const resolve of entry.waiters.get(event) ?? []) resolve()
+    entry.waiters.delete(event)
+  }
+
+  const server = createServer((req, res) => {
+    const id = req.headers['x-soak-id']
+    reached.add(id)
+    mark(id, 'request')
+    res.once('close', () => mark(id, res.writableFinished ? 'finished' : 'cut'))
+    const route = routes[req.url.slice(req.url.lastIndexOf('/') + 1)]
+    if (route === undefined) res.writeHead(404, { 'content-length': 0 }).end()
+    else route(req, res, id, { mark, held })
+  })
+  // Idle keep-alive connections from the proxy's pool close ~1 s after their last response
+  // (undici keeps a socket for the hinted 3 s minus its 2 s margin), so the upstream's
+  // connection count returns to exactly 0 between phases instead of counting pooled sockets.
+  server.keepAliveTimeout = 3000
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false })
+  server.on('upgrade', (req, socket, head) => {
+    const id = req.headers['x-soak-id']
+    reached.add(id)
+    mark(id, 'upgrade')
+    socket.on('error', () => {})
+    if (req.url.endsWith('/refuse')) {
+      socket.end(REFUSAL)
+      return
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      tunnels.set(id, ws)
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }))
+      ws.on('error', () => {})
+      ws.once('close', () => {
+        tunnels.delete(id)
+        mark(id, 'ws-closed')
+      })
+    })
+  })
+
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    /** Resolves when `event` has happened (or happens) for `id`. */
+    when (id, event) {
+      const entry = record(id)
+      if (entry.events.has(event)) return Promise.resolve()
+      return new Promise((resolve) => {
+        entry.waiters.set(event, [...(entry.waiters.get(event) ?? []), resolve])
+      })
+    },
+    seen: (id, event) => records.get(id)?.events.has(event) === true,
+    forget: (id) => records.delete(id),
+    reached: (id) => reached.has(id),
+    killTunnel: (id) => tunnels.get(id)?.terminate(),
+    /** A TCP reset on a 'reset-mid' response (reset right after writing, the proxy could lose the head unread). */
+    reset (id) {
+      held.get(id)?.resetAndDestroy()
+      held.delete(id)
+    },
+    connections: () => sockets.size,
+    async close () {
+      for (const socket of sockets) socket.destroy()
+      server.close()
+    }
+  }
+}
