@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ClientDisconnectedError } from './errors.js'
 import { budgetHeaders } from './propagation.js'
-import { closedByClient, type ActiveDeadline } from './request-deadline.js'
+import { closedByClient } from '../../lib/http2-response.js'
+import type { ActiveDeadline } from './request-deadline.js'
 
 /** Where a request keeps its ActiveDeadline; private to this plugin. */
 export const kDeadline = Symbol('fastify-streamline.deadline')

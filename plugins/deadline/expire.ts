@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import type { ServerResponse } from 'node:http'
 import { constants as h2 } from 'node:http2'
+import { deadlineExpired, type DeadlineExpiredMessage } from '../../lib/diagnostics.js'
 import { errorBody } from '../../lib/error-body.js'
 import { quietLine } from '../../lib/quiet-line.js'
 import { DeadlineExceededError } from './errors.js'
@@ -24,13 +25,26 @@ export function expire (deadline: ActiveDeadline, phase: DeadlinePhase, now: num
   const res = reply.raw
   if (!res.headersSent && !deadline.sending) {
     answerExpired(deadline, reason)
-  } else if (!res.writableEnded && endOrCut(res)) {
+    publishExpiry(deadline, phase, elapsed, '504')
+  } else if (res.writableEnded) {
+    publishExpiry(deadline, phase, elapsed, 'clean-end')
+  } else if (endOrCut(res)) {
+    publishExpiry(deadline, phase, elapsed, 'clean-end')
     // A clean end is only clean once flushed: a piped source aborted now would make Fastify
     // destroy the socket under the final chunk. `close` follows `finish`, or a lost client.
     res.once('close', () => deadline.abort(reason))
     return
+  } else {
+    publishExpiry(deadline, phase, elapsed, 'cut')
   }
   deadline.abort(reason)
+}
+
+function publishExpiry (deadline: ActiveDeadline, phase: DeadlinePhase, elapsed: number, outcome: DeadlineExpiredMessage['outcome']): void {
+  if (!deadlineExpired.hasSubscribers) return
+  const { request, reply } = deadline
+  const message: DeadlineExpiredMessage = { request, reply, route: request.routeOptions.url ?? request.url, phase, elapsed, outcome }
+  deadlineExpired.publish(message)
 }
 
 /** Before headers: one well-formed error response, then later sends from the handler are ignored. */

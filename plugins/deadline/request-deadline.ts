@@ -141,17 +141,6 @@ function countWrites (res: CountedResponse): void {
   } as ServerResponse['write']
 }
 
-/**
- * Whether a response that closed was cut short by its client. Over HTTP/2 a stream the
- * client reset (RST_STREAM) still reports `writableFinished`; only a non-zero `rstCode`
- * tells it from a stream that completed (NGHTTP2_NO_ERROR).
- */
-export function closedByClient (res: ServerResponse): boolean {
-  if (!res.writableFinished) return true
-  const code = http2Stream(res)?.rstCode
-  return code !== undefined && code !== 0
-}
-
 export function isEventStream (res: ServerResponse): boolean {
   const type = sentHeader(res, 'content-type')
   return type !== undefined && type.trimStart().slice(0, 17).toLowerCase() === 'text/event-stream'

@@ -1,10 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { clientDisconnected, type ClientDisconnectedMessage } from '../../lib/diagnostics.js'
 import { CheckQueue } from './check-queue.js'
 import { ClientDisconnectedError } from './errors.js'
 import { expire } from './expire.js'
 import type { DeadlineSettings } from './options.js'
 import { incomingBudget } from './propagation.js'
-import { ActiveDeadline, bytesWritten, closedByClient } from './request-deadline.js'
+import { closedByClient } from '../../lib/http2-response.js'
+import { ActiveDeadline, bytesWritten } from './request-deadline.js'
 
 // How often a flowing stream is sampled, as a fraction of streamIdleTimeout: a stall is cut
 // between 1x and 1.5x the idle timeout (a write can land just after a sample, and the expiry
@@ -104,5 +106,11 @@ function checkInScope (deadline: ActiveDeadline): void {
 function onClose (deadline: ActiveDeadline): void {
   if (deadline.phase === 'done') return
   deadline.stop()
-  if (closedByClient(deadline.reply.raw)) deadline.abort(new ClientDisconnectedError())
+  const res = deadline.reply.raw
+  if (!closedByClient(res)) return
+  deadline.abort(new ClientDisconnectedError())
+  if (clientDisconnected.hasSubscribers) {
+    const message: ClientDisconnectedMessage = { request: deadline.request, phase: res.headersSent ? 'stream' : 'response', elapsed: Date.now() - deadline.arrival }
+    clientDisconnected.publish(message)
+  }
 }

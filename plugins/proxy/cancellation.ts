@@ -18,5 +18,5 @@ export type BudgetHeaders = (request: FastifyRequest) => Record<string, string>
 export function startCall (request: FastifyRequest, reply: FastifyReply, budget: BudgetHeaders): ProxyCall {
   const signal = new CallSignal()
   onRequestAbort(request, reply, (reason) => signal.abort(reason))
-  return { request, signal, budget: () => budget(request), trailers: null }
+  return { request, signal, budget: () => budget(request), trailers: null, sentAt: 0 }
 }

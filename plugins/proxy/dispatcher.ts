@@ -25,6 +25,8 @@ export interface UpstreamCall {
   readonly budget: () => Record<string, string>
   /** The upstream's trailers; undici fills the object when the body ends. */
   trailers: Record<string, string | string[] | undefined> | null
+  /** When the latest attempt was sent upstream (performance.now()), for head latency. */
+  sentAt: number
 }
 
 const kUpstreamCall = Symbol('fastify-streamline.upstream-call')
@@ -74,6 +76,7 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
       const call = headers[kUpstreamCall]
       if (call === undefined) throw new Error('proxy dispatcher used outside a proxied request')
       Object.assign(headers, call.budget())
+      call.sentAt = performance.now()
       agent.request({ ...options, signal: call.signal, ...timers }, (err, data) => {
         if (err === null) call.trailers = data.trailers
         else quietReplyFromFailure(call.request)

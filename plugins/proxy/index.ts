@@ -11,6 +11,7 @@ import { stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
 import { relayResponse, type UpstreamResponse } from './response.js'
 import { retryPolicy } from './retry.js'
+import { addServerTiming } from './server-timing.js'
 import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
 import { deadlineHeaders } from '../deadline/index.js'
@@ -122,7 +123,7 @@ function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, re
     ...settings.replyOptions,
     // reply-from's header types are narrower than what it really passes (arrays, numbers).
     rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, call, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
-    rewriteHeaders: (headers) => responseHeaders(settings, headers as OutgoingHttpHeaders, request) as IncomingHttpHeaders,
+    rewriteHeaders: (headers) => responseHeaders(proxy, call, headers as OutgoingHttpHeaders, request) as IncomingHttpHeaders,
     onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse),
     onError: (_reply, { error }) => onUpstreamError(call, reply, error),
     // reply-from's types call the details Fastify objects; they are its own request options and undici's response.
@@ -140,10 +141,11 @@ function requestHeaders (settings: ProxySettings, call: ProxyCall, request: Fast
   return rewritten
 }
 
-function responseHeaders (settings: ProxySettings, headers: OutgoingHttpHeaders, request: FastifyRequest): OutgoingHttpHeaders {
+function responseHeaders (proxy: Proxy, call: ProxyCall, headers: OutgoingHttpHeaders, request: FastifyRequest): OutgoingHttpHeaders {
   // A copy: the upstream's own `Trailer` header is still needed when relaying the body.
   const clean = withoutHopByHop(headers, false)
-  const rewrite = settings.rewriteHeaders
+  if (proxy.settings.serverTiming) addServerTiming(clean, call, request, proxy.withDeadline)
+  const rewrite = proxy.settings.rewriteHeaders
   return rewrite === null ? clean : rewrite(clean, request)
 }
 

@@ -25,6 +25,7 @@ export interface ProxySettings {
   tls: Required<Pick<ProxyTlsOptions, 'rejectUnauthorized'>> & ProxyTlsOptions
   retries: number
   websocket: boolean
+  serverTiming: boolean
   wsUpstream: ProxyOptions['upstream'] | undefined
   wsTimings: TunnelTimings
 }
@@ -37,7 +38,7 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 // Fastify's own register options (`logLevel`, ...) arrive here too; anything else unknown is a typo.
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
-  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'wsUpstream', ...WS_TIMING_OPTIONS, 'logLevel', 'logSerializers'])
+  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS, 'logLevel', 'logSerializers'])
 const REPLY_OPTIONS = new Set(['queryString', 'method'])
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
@@ -67,6 +68,7 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
     tls: tls(options.tls),
     retries: integer('retries', options.retries, 0, 0) ?? 0,
     websocket: bool('websocket', options.websocket),
+    serverTiming: bool('serverTiming', options.serverTiming),
     wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false),
     wsTimings: resolveTunnelTimings(options)
   }

@@ -2,7 +2,8 @@ import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ProxyCall } from './cancellation.js'
-import { cutResponse, http2Stream } from '../../lib/http2-response.js'
+import { cutResponse } from '../../lib/http2-response.js'
+import { reportResponse } from './stream-report.js'
 import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
 
 /** What reply-from hands to `onResponse` (its type says ServerResponse, but undici gives this). */
@@ -26,10 +27,11 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
     res.stream.destroy()
     return
   }
+  reportResponse(call, request, reply, res.statusCode)
   if (trailersReachClient(request)) forwardTrailers(call, reply, res)
   // Fastify destroys the response when the upstream body fails mid-way; over HTTP/2 that would
-  // read as a complete body, so the stream is reset with an error code first.
-  if (http2Stream(reply.raw) !== undefined) res.stream.once('error', () => cutResponse(reply.raw))
+  // read as a complete body, and either way the close would look like the client's doing.
+  res.stream.once('error', () => cutResponse(reply.raw))
   // Node sends the head with the first body byte; an SSE client would see nothing until
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
   // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).

@@ -61,6 +61,11 @@ export interface ProxyOptions extends WebSocketTimingOptions {
   websocket?: boolean
   /** Upstream for WebSocket upgrades (ws:, wss:, http:, https:), same forms as `upstream`. Default: `upstream`. */
   wsUpstream?: UpstreamOption
+  /**
+   * Add `Server-Timing: upstream;dur=<ms to the upstream's head>` (and `budget;dur=<ms of
+   * deadline left>` when the request has one) after any the upstream sent. Default false.
+   */
+  serverTiming?: boolean
 }
 
 export interface ProxyTlsOptions {

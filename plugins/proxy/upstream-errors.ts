@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import type { FastifyError } from '@fastify/error'
 import { cutResponse } from '../../lib/http2-response.js'
+import { upstreamError, type UpstreamErrorMessage } from '../../lib/diagnostics.js'
 import { errorBody } from '../../lib/error-body.js'
 import {
   UpstreamBadResponseError, UpstreamError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnavailableError
@@ -53,11 +54,14 @@ function innermost (error: ErrorWithCode): ErrorWithCode {
 export function sendUpstreamError (reply: FastifyReply, error: Error): void {
   const clientError = classifyUpstreamError(error)
   reply.log.warn({ err: error, code: clientError.code }, 'upstream request failed')
-  if (reply.raw.headersSent) {
-    cutResponse(reply.raw)
-    return
+  const cut = reply.raw.headersSent
+  if (cut) cutResponse(reply.raw)
+  else sendError(reply, clientError)
+  if (upstreamError.hasSubscribers) {
+    const statusCode = cut ? reply.raw.statusCode : clientError.statusCode ?? 502
+    const message: UpstreamErrorMessage = { request: reply.request, error, code: clientError.code, statusCode }
+    upstreamError.publish(message)
   }
-  sendError(reply, clientError)
 }
 
 /** Sends `{ statusCode, code, error, message }` for one of our errors, replacing any header set so far. */

@@ -1,0 +1,83 @@
+import diagnostics from 'node:diagnostics_channel'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+// The plugins' public events, on node:diagnostics_channel (named like undici's). Each is
+// published only when a channel has subscribers: the message is never built otherwise.
+
+/** `fastify-streamline:deadline:expired`: a deadline passed and the plugin answered. */
+export interface DeadlineExpiredMessage {
+  request: FastifyRequest
+  reply: FastifyReply
+  /** The route's URL pattern, e.g. `/live/*`. */
+  route: string
+  phase: 'response' | 'idle' | 'lifetime'
+  /** ms from arrival to expiry. */
+  elapsed: number
+  /** What the client saw: a 504 before headers, a clean end of an event stream, or a cut. */
+  outcome: '504' | 'clean-end' | 'cut'
+}
+
+/** `fastify-streamline:deadline:client-disconnected`: the client left before its response was complete. */
+export interface ClientDisconnectedMessage {
+  request: FastifyRequest
+  /** `response` before the headers went out, `stream` after. */
+  phase: 'response' | 'stream'
+  elapsed: number
+}
+
+/** `fastify-streamline:proxy:upstream-error`: an upstream call failed; what the client got. */
+export interface UpstreamErrorMessage {
+  request: FastifyRequest
+  error: Error
+  /** The stable code of the answer, e.g. `FST_STREAMLINE_UPSTREAM_UNAVAILABLE`. */
+  code: string
+  /** The status the client got: the error's, or the one already sent when the body was cut. */
+  statusCode: number
+}
+
+/** `fastify-streamline:proxy:response`: the upstream's response head arrived. */
+export interface ProxyResponseMessage {
+  request: FastifyRequest
+  statusCode: number
+  /** ms from sending the request upstream (this attempt) to its response head. */
+  upstreamHeadersMs: number
+}
+
+/** Who ended a proxied body or a tunnel. */
+export type StreamEndCause = 'upstream' | 'client' | 'idle' | 'lifetime' | 'drain'
+
+/** `fastify-streamline:stream:end`: a proxied response body ended, however it ended. */
+export interface StreamEndMessage {
+  request: FastifyRequest
+  /** Body bytes relayed to the client. */
+  bytes: number
+  /** ms from the upstream's head to the end. */
+  durationMs: number
+  endedBy: StreamEndCause
+}
+
+/** `fastify-streamline:tunnel:closed`: a WebSocket tunnel closed. */
+export interface TunnelClosedMessage {
+  request: FastifyRequest
+  closedBy: 'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'
+  /** Bytes written to the upstream and to the client, handshakes included. */
+  bytesIn: number
+  bytesOut: number
+  durationMs: number
+}
+
+export const CHANNELS = {
+  deadlineExpired: 'fastify-streamline:deadline:expired',
+  clientDisconnected: 'fastify-streamline:deadline:client-disconnected',
+  upstreamError: 'fastify-streamline:proxy:upstream-error',
+  proxyResponse: 'fastify-streamline:proxy:response',
+  streamEnd: 'fastify-streamline:stream:end',
+  tunnelClosed: 'fastify-streamline:tunnel:closed'
+} as const
+
+export const deadlineExpired = diagnostics.channel(CHANNELS.deadlineExpired)
+export const clientDisconnected = diagnostics.channel(CHANNELS.clientDisconnected)
+export const upstreamError = diagnostics.channel(CHANNELS.upstreamError)
+export const proxyResponse = diagnostics.channel(CHANNELS.proxyResponse)
+export const streamEnd = diagnostics.channel(CHANNELS.streamEnd)
+export const tunnelClosed = diagnostics.channel(CHANNELS.tunnelClosed)

@@ -1,0 +1,44 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Readable } from 'node:stream'
+import { proxyResponse, streamEnd, type ProxyResponseMessage, type StreamEndCause, type StreamEndMessage } from '../../lib/diagnostics.js'
+import type { ProxyCall } from './cancellation.js'
+
+/**
+ * The diagnostics channels' view of a relayed response: `proxy:response` when the upstream's
+ * head arrives, `stream:end` when the body is over, however it ended. Nothing is done for a
+ * channel without subscribers.
+ */
+export function reportResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, statusCode: number): void {
+  const now = performance.now()
+  if (proxyResponse.hasSubscribers) {
+    const message: ProxyResponseMessage = { request, statusCode, upstreamHeadersMs: now - call.sentAt }
+    proxyResponse.publish(message)
+  }
+  if (streamEnd.hasSubscribers) watchStreamEnd(call, request, reply, now)
+}
+
+function watchStreamEnd (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, startedAt: number): void {
+  let bytes = 0
+  // Counted from the moment Fastify pipes the body: a 'data' listener added earlier would
+  // start the flow before the pipe exists, and those bytes would never reach the client.
+  reply.raw.once('pipe', (body: Readable) => body.on('data', (chunk: Buffer) => { bytes += chunk.length }))
+  reply.raw.once('close', () => {
+    // The deadline aborts the call from its own 'close' listener after a clean end at expiry,
+    // which runs after this one: the cause is read once the current listeners are done.
+    queueMicrotask(() => {
+      const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy: endCause(call) }
+      streamEnd.publish(message)
+    })
+  })
+}
+
+/**
+ * The call's abort reason says who ended it: the deadline (its phase), or the client (the
+ * close listeners saw it leave). Without one, the upstream ended the body, whole or failed.
+ */
+function endCause (call: ProxyCall): StreamEndCause {
+  const reason = call.signal.reason as { code?: string, phase?: string } | undefined
+  if (reason?.code === 'FST_STREAMLINE_DEADLINE_EXCEEDED' && (reason.phase === 'idle' || reason.phase === 'lifetime')) return reason.phase
+  if (reason?.code === 'FST_STREAMLINE_CLIENT_DISCONNECTED') return 'client'
+  return 'upstream'
+}
