@@ -81,6 +81,21 @@ for (const mode of H2_MODES) {
     t.equal(again.status, 200, 'the session still serves new streams')
   })
 
+  t.test(`${mode}: an SSE head reaches the client before the first event`, async (t) => {
+    const up = await upstream(t, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.flushHeaders()
+      setTimeout(() => res.end('data: late\n\n'), 1500)
+    })
+    const { session } = await h2Proxy(t, mode, up)
+    const start = Date.now()
+    const { stream, done } = h2Request(session, '/events')
+    await once(stream, 'response')
+    const headAfter = Date.now() - start
+    t.ok(headAfter < 1200, `head after ${headAfter} ms, before the event at 1500 ms`)
+    t.equal((await done).body, 'data: late\n\n')
+  })
+
   t.test(`${mode}: upstream trailers reach an h2 client`, async (t) => {
     const up = await upstream(t, sse)
     const { session } = await h2Proxy(t, mode, up)

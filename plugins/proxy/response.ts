@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ProxyCall } from './cancellation.js'
-import { cutResponse } from '../../lib/http2-response.js'
+import { cutResponse, http2Stream } from '../../lib/http2-response.js'
 import { reportResponse } from './stream-report.js'
 import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
 
@@ -56,6 +56,11 @@ function flushHead (this: ServerResponse): void {
 }
 
 function flushUnsentHead (res: ServerResponse): void {
+  // HTTP/2 sends the head as its own HEADERS frame, with no encoding question.
+  if (http2Stream(res) !== undefined) {
+    if (!res.headersSent && !res.destroyed) res.flushHeaders()
+    return
+  }
   const internal = res as unknown as { _headerSent: boolean, _send: (data: string, encoding: BufferEncoding) => boolean }
   // `_headerSent` (stable since Node 0.x) is the only sign the head reached the socket;
   // `headersSent` turns true as soon as it is merely built.
