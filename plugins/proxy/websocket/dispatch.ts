@@ -20,11 +20,13 @@ const EMPTY = Buffer.alloc(0)
 /**
  * Makes upgrade requests reach Fastify's router, once per server. Node hands an upgrade to
  * `server.on('upgrade')` listeners only, with the socket detached from the HTTP parser and
- * the bytes after the handshake in `head`. Two cases:
- * - another listener routes upgrades (@fastify/websocket does): a second router would answer
- *   the same socket twice, so this listener only records `head`, which that listener keeps
- *   under a private symbol, and lets it route;
- * - none does: this listener routes a WebSocket upgrade itself, the same way, on a response
+ * the bytes after the handshake in `head`. This listener runs first and records `head`; the
+ * decision waits until every other listener has run, and is made per upgrade:
+ * - another listener took the socket (@fastify/websocket routes every upgrade; an app's own
+ *   handler takes its paths): a second answer on the same socket would corrupt it, so it is
+ *   left alone. @fastify/websocket keeps `head` under a private symbol; ours is the copy here;
+ * - none did (there is none, or they only watch): this listener routes a WebSocket upgrade
+ *   itself, the same way, on a response
  *   bound to the socket that closes the connection once it is done (the parser is gone, so
  *   no keep-alive: a refused or plain answer is the connection's last). Any other upgrade
  *   (`Upgrade: h2c` from `curl --http2`, a POST with a body) goes back to Node's HTTP parser
@@ -46,11 +48,19 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
     res.once('finish', () => closeGracefully(socket))
     app.routing(raw, res)
   }
-  const onUpgrade = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    (raw as IncomingMessage & WithHead)[kUpgradeHead] = head
-    if (server.listenerCount('upgrade') > 1) return
+  const dispatch = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if ((socket as HttpSocket)._httpMessage == null && socket.writable) return route(raw, socket, head)
     afterPendingResponses(server, socket, () => route(raw, socket, head))
+  }
+  const onUpgrade = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    (raw as IncomingMessage & WithHead)[kUpgradeHead] = head
+    if (server.listenerCount('upgrade') === 1) return dispatch(raw, socket, head)
+    // The other listeners run after this one in the same emit: what they did is known once it
+    // returns, at the microtask queued now.
+    const untouched = socketUse(socket)
+    queueMicrotask(() => {
+      if (socketUse(socket) === untouched && (socket as HttpSocket)._httpMessage == null) dispatch(raw, socket, head)
+    })
   }
   server.prependListener('upgrade', onUpgrade)
   app.addHook('onClose', (_instance, done) => {
@@ -58,6 +68,18 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
     installed.delete(server)
     done()
   })
+}
+
+/**
+ * A fingerprint of what has been done with an upgraded socket: the listeners on it, bytes
+ * written, whether it flows or is gone. A listener that takes the socket (ws's handleUpgrade,
+ * a tunnel, a refusal) changes it at once; one that only looks at the request does not.
+ */
+function socketUse (socket: Duplex): string {
+  let listeners = 0
+  for (const name of socket.eventNames()) listeners += socket.listenerCount(name)
+  const written = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0
+  return `${listeners}:${written + socket.writableLength}:${String(socket.readableFlowing)}:${String(socket.destroyed)}`
 }
 
 /** A socket of Node's HTTP server: the response being written on it, if any (Node's own field). */
