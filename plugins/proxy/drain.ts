@@ -1,6 +1,6 @@
-import type { Server, ServerResponse } from 'node:http'
-import type { Readable } from 'node:stream'
-import type { FastifyBaseLogger, FastifyReply } from 'fastify'
+import type { Server } from 'node:http'
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import type { FastifyBaseLogger } from 'fastify'
 import { EventBoundary } from './sse-boundary.js'
 
 // What `app.close()` does to proxied traffic. Fastify alone only closes idle connections, so
@@ -15,51 +15,64 @@ import { EventBoundary } from './sse-boundary.js'
 /** How often idle keep-alive connections are looked for: Node closes them only once, in server.close(). */
 const IDLE_POLL_MS = 250
 
-/** One proxied event stream, followed from the moment Fastify pipes it to the client. */
-class EventStreamRelay {
+/**
+ * One proxied event stream, relayed through this stream so that a drain can end it at an event
+ * boundary as a complete response (Fastify sees its payload end, not an error).
+ */
+class EventStreamRelay extends Transform {
   private readonly boundary = new EventBoundary()
   private ending = false
+  private finished = false
 
-  constructor (private readonly body: Readable, private readonly res: ServerResponse, private readonly retry: Buffer | null) {
-    this.onData = this.onData.bind(this)
-    // Added after Fastify's pipe listener (this runs on 'pipe'), so it sees each chunk just after it was written.
-    body.on('data', this.onData)
+  constructor (private readonly body: Readable, private readonly retry: Buffer | null) {
+    super()
+    this.onBodyError = this.onBodyError.bind(this)
+    body.on('error', this.onBodyError)
+    body.pipe(this)
+    // The client left, or the upstream failed: the upstream request goes too.
+    this.once('close', () => body.destroy())
   }
 
   /** Ends the stream at the current boundary, or at the next one the upstream sends. */
   drain (): void {
-    // Already finished or cut (its 'close' has not fired yet).
-    if (this.ending || this.res.writableEnded || this.res.destroyed) return
+    if (this.ending) return
     this.ending = true
-    // From here on the chunks are written here, so that a chunk can be cut at an event's end.
-    this.body.unpipe(this.res)
-    if (this.boundary.atBoundary) this.finish(null)
-    else this.body.resume()
+    if (this.boundary.atBoundary) this.finish()
   }
 
-  private onData (chunk: Buffer): void {
-    if (!this.ending) {
+  override _transform (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    // Written before the drain ended the stream (it was waiting behind backpressure): dropped.
+    if (this.finished) return callback()
+    const end = this.ending ? this.boundary.endIn(chunk) : -1
+    if (end === -1) {
       this.boundary.pass(chunk)
+      callback(null, chunk)
       return
     }
-    const end = this.boundary.endIn(chunk)
-    if (end === -1) {
-      this.res.write(chunk)
-      this.boundary.pass(chunk)
-    } else {
-      this.finish(chunk.subarray(0, end))
-    }
+    this.push(chunk.subarray(0, end))
+    this.finish()
+    callback()
   }
 
-  private finish (last: Buffer | null): void {
-    this.body.off('data', this.onData)
-    this.body.pause()
-    if (last !== null) this.res.write(last)
-    if (this.retry !== null) this.res.write(this.retry)
-    // A complete response: Fastify then destroys the upstream body, which closes the upstream request.
-    this.res.end()
+  private finish (): void {
+    this.finished = true
+    // The upstream request is closed; its body's abort error is expected, not a failure to relay.
+    this.body.unpipe(this)
+    this.body.off('error', this.onBodyError)
+    this.body.on('error', ignore)
+    this.body.destroy()
+    if (this.retry !== null) this.push(this.retry)
+    this.push(null)
+    this.end()
+  }
+
+  private onBodyError (err: Error): void {
+    // A visible cut for the client, as for any other upstream failure mid-body.
+    this.destroy(err)
   }
 }
+
+function ignore (): void {}
 
 /** The proxied event streams of one registration; nothing is tracked for other responses. */
 export class ProxyDrain {
@@ -71,15 +84,17 @@ export class ProxyDrain {
     this.retry = retryMs === false ? null : Buffer.from(`retry: ${retryMs}\n\n`)
   }
 
-  /** Follows an event-stream body once it is piped to the client (Fastify may run onSend hooks first). */
-  watchEventStream (reply: FastifyReply, body: Readable): void {
-    reply.raw.once('pipe', () => {
-      const relay = new EventStreamRelay(body, reply.raw, this.retry)
-      // Answered during the drain (a request that was already waiting for its upstream).
-      if (this.draining) return relay.drain()
-      this.streams.add(relay)
-      reply.raw.once('close', () => this.streams.delete(relay))
-    })
+  /** The stream to send in place of an event-stream body. */
+  relayEventStream (body: Readable): Readable {
+    const relay = new EventStreamRelay(body, this.retry)
+    // Answered during the drain (its request was waiting for the upstream when it started).
+    if (this.draining) {
+      relay.drain()
+      return relay
+    }
+    this.streams.add(relay)
+    relay.once('close', () => this.streams.delete(relay))
+    return relay
   }
 
   start (): void {

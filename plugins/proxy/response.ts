@@ -34,8 +34,7 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
   // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).
   reply.raw.once('pipe', flushHead)
-  if (isEventStream(res.headers['content-type'])) drain.watchEventStream(reply, res.stream)
-  reply.send(res.stream)
+  reply.send(isEventStream(res.headers['content-type']) ? drain.relayEventStream(res.stream) : res.stream)
 }
 
 function flushHead (this: ServerResponse): void {

@@ -3,12 +3,12 @@
 // download is cut at drainTimeout, an ordinary request in flight finishes, keep-alive
 // connections are closed, and close() resolves within drainTimeout + 1 s.
 import Fastify, { type FastifyInstance } from 'fastify'
-import http from 'node:http'
 import net from 'node:net'
-import { EventEmitter, once } from 'node:events'
+import { once } from 'node:events'
 import { test, type Test } from 'tap'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { childUpstream } from '../helpers/child-upstream.js'
+import { refused, Stream } from '../helpers/stream-client.js'
 
 interface Ingress {
   app: FastifyInstance
@@ -27,50 +27,6 @@ async function ingress (t: Test, options: ProxyOptions): Promise<Ingress> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { app.server.closeAllConnections(); await app.close() })
   return { app, url: `http://127.0.0.1:${(app.server.address() as net.AddressInfo).port}`, drainStarted }
-}
-
-/** A streaming GET on its own connection: the body so far, an event per chunk, and how it ended. */
-class Stream extends EventEmitter {
-  body = ''
-  status = 0
-  ending: 'end' | 'cut' | null = null
-  endedAt = 0
-  readonly done: Promise<'end' | 'cut'>
-
-  constructor (url: string) {
-    super()
-    this.done = new Promise((resolve, reject) => {
-      const req = http.get(url, { agent: false }, (res) => {
-        this.status = res.statusCode ?? 0
-        res.setEncoding('latin1')
-        res.on('data', (data: string) => { this.body += data; this.emit('data') })
-        res.on('end', () => { this.ending = 'end' })
-        res.on('error', () => {})
-        res.on('close', () => {
-          this.ending ??= 'cut'
-          this.endedAt = Date.now()
-          resolve(this.ending)
-        })
-      })
-      req.on('error', reject)
-    })
-  }
-
-  /** Resolves once the body so far satisfies `check`. */
-  async until (check: (body: string) => boolean): Promise<void> {
-    while (!check(this.body)) {
-      if (this.ending !== null) throw new Error(`stream ended (${this.ending}) before the expected bytes; got ${JSON.stringify(this.body.slice(-200))}`)
-      await Promise.race([once(this, 'data'), this.done])
-    }
-  }
-}
-
-function refused (url: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
-    socket.on('connect', () => { socket.destroy(); resolve('connected') })
-    socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
-  })
 }
 
 test('an event stream mid-event ends at the next event boundary, after a retry field', async (t) => {
