@@ -35,7 +35,8 @@ class EventStreamRelay extends Transform {
 
   /** Ends the stream at the current boundary, or at the next one the upstream sends. */
   drain (): void {
-    if (this.ending) return
+    // Already complete (the upstream ended it) or failed, but not closed yet.
+    if (this.ending || this.writableEnded || this.destroyed) return
     this.ending = true
     if (this.boundary.atBoundary) this.finish()
   }
