@@ -1,7 +1,8 @@
 // app.close() on an ingress whose upstream (another process) never ends its streams: the
 // listener closes at once, an event stream ends at an event boundary with a retry field, a
-// download is cut at drainTimeout, an ordinary request in flight finishes, keep-alive
-// connections are closed, and close() resolves within drainTimeout + 1 s.
+// download and a request its upstream never answers are cut at drainTimeout, an ordinary
+// request in flight finishes, keep-alive connections are closed, and close() resolves within
+// drainTimeout + 1 s.
 import Fastify, { type FastifyInstance } from 'fastify'
 import net from 'node:net'
 import { once } from 'node:events'
@@ -55,20 +56,24 @@ test('an event stream mid-event ends at the next event boundary, after a retry f
 })
 
 test('close() with a never-ending event stream, download, a request in flight and keep-alive clients', async (t) => {
-  const DRAIN = 1500
+  const DRAIN = 3000
   const upstream = await childUpstream(t)
   const { app, url, drainStarted } = await ingress(t, { upstream: upstream.url, prefix: '/up', drainTimeout: DRAIN, drainRetry: 250 })
 
   const sse = new Stream(`${url}/up/sse`)
   const download = new Stream(`${url}/up/download`)
   await Promise.all([sse.until(body => (body.match(/\n\n/g) ?? []).length >= 5), download.until(body => body.length >= 64 * 1024)])
+  // A request whose upstream will not answer before drainTimeout.
+  const stuck = new Stream(`${url}/up/slow?ms=60000`)
+  const stuckDone = stuck.done.catch((err: NodeJS.ErrnoException) => err.code)
+  await upstream.lines.waitFor(/^open \/slow$/)
   // A keep-alive connection with a request in flight, and an idle one.
   const busy = net.connect(Number(new URL(url).port), '127.0.0.1')
   let busyBytes = ''
   busy.setEncoding('latin1').on('data', (data: string) => { busyBytes += data })
   const busyClosed = once(busy, 'close')
-  busy.write('GET /up/slow?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n')
-  await upstream.lines.waitFor(/^open \/slow$/)
+  busy.write('GET /up/slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n')
+  await upstream.lines.waitForCount(/^open \/slow$/, 2)
   const idle = net.connect(Number(new URL(url).port), '127.0.0.1')
   const idleClosed = once(idle, 'close')
   idle.write('GET /up/slow?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n')
@@ -99,14 +104,16 @@ test('close() with a never-ending event stream, download, a request in flight an
 
   t.equal(await download.done, 'cut', 'the download was cut, never ended as if complete')
   t.ok(download.endedAt - started >= DRAIN - 50, `the download ran until drainTimeout (${download.endedAt - started} ms)`)
+  t.equal(await stuckDone, 'ECONNRESET', 'a request still waiting for its upstream at drainTimeout was cut (no answer, connection reset)')
   await closing
   const elapsed = Date.now() - started
   t.ok(elapsed >= DRAIN - 50 && elapsed < DRAIN + 1000, `close() resolved ${elapsed} ms after it was called (drainTimeout ${DRAIN} ms)`)
 
   await upstream.lines.waitFor(/^closed \/sse after \d+ writes$/)
   await upstream.lines.waitFor(/^closed \/download after \d+ writes$/)
-  t.equal(upstream.lines.lines.filter(line => /^finished \/slow/.test(line)).length, 2, 'the upstream answered both ordinary requests in full')
-  t.equal(upstream.lines.lines.filter(line => line === 'open /slow').length, 2, 'the request answered 503 never reached it')
+  await upstream.lines.waitFor(/^closed \/slow after 0 writes$/)
+  t.equal(upstream.lines.lines.filter(line => /^finished \/slow/.test(line)).length, 2, 'the upstream answered both ordinary requests in full, and saw the stuck one closed')
+  t.equal(upstream.lines.lines.filter(line => line === 'open /slow').length, 3, 'the request answered 503 never reached it')
   t.equal(upstream.child.exitCode, null, 'the upstream is still running: the ingress did not wait for it')
 })
 
