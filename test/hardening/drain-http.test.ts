@@ -6,6 +6,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import net from 'node:net'
 import { once } from 'node:events'
+import { readdirSync } from 'node:fs'
 import { test, type Test } from 'tap'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { childUpstream } from '../helpers/child-upstream.js'
@@ -28,6 +29,21 @@ async function ingress (t: Test, options: ProxyOptions): Promise<Ingress> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { app.server.closeAllConnections(); await app.close() })
   return { app, url: `http://127.0.0.1:${(app.server.address() as net.AddressInfo).port}`, drainStarted }
+}
+
+/** Open file descriptors and active timers of this process. */
+function resources (): { fds: number, timers: number } {
+  return { fds: readdirSync('/proc/self/fd').length, timers: process.getActiveResourcesInfo().filter(name => name === 'Timeout').length }
+}
+
+/** The resources once back to `baseline`, or as they are after a bounded number of event-loop turns (closing sockets take a few). */
+async function settled (baseline: { fds: number, timers: number }): Promise<{ fds: number, timers: number }> {
+  let now = resources()
+  for (let turn = 0; turn < 200 && (now.fds > baseline.fds || now.timers > baseline.timers); turn++) {
+    await new Promise(resolve => setTimeout(resolve, 10))
+    now = resources()
+  }
+  return now
 }
 
 test('an event stream mid-event ends at the next event boundary, after a retry field', async (t) => {
@@ -58,6 +74,7 @@ test('an event stream mid-event ends at the next event boundary, after a retry f
 test('close() with a never-ending event stream, download, a request in flight and keep-alive clients', async (t) => {
   const DRAIN = 3000
   const upstream = await childUpstream(t)
+  const before = resources()
   const { app, url, drainStarted } = await ingress(t, { upstream: upstream.url, prefix: '/up', drainTimeout: DRAIN, drainRetry: 250 })
 
   const sse = new Stream(`${url}/up/sse`)
@@ -115,6 +132,7 @@ test('close() with a never-ending event stream, download, a request in flight an
   t.equal(upstream.lines.lines.filter(line => /^finished \/slow/.test(line)).length, 2, 'the upstream answered both ordinary requests in full, and saw the stuck one closed')
   t.equal(upstream.lines.lines.filter(line => line === 'open /slow').length, 3, 'the request answered 503 never reached it')
   t.equal(upstream.child.exitCode, null, 'the upstream is still running: the ingress did not wait for it')
+  t.same(await settled(before), before, 'file descriptors and timers back to where they were before the ingress started')
 })
 
 test('drainRetry: false ends an event stream without a retry field; the options are validated', async (t) => {
