@@ -1,19 +1,8 @@
-import type { Server } from 'node:http'
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
-import type { FastifyBaseLogger } from 'fastify'
 import { EventBoundary } from './sse-boundary.js'
 
-// What `app.close()` does to proxied traffic. Fastify alone only closes idle connections, so
-// a stream from an upstream that never ends would keep close() pending forever:
-// - the listening socket closes at once, before any other preClose hook can delay it;
-// - keep-alive connections are closed as soon as they are idle (Fastify answers a request that
-//   arrives meanwhile with `Connection: close`);
-// - proxied event streams end at the next event boundary, after an optional `retry:` field;
-// - whatever is still open `drainTimeout` after the start (downloads, slow answers, the app's
-//   own streams) is cut: its socket is destroyed, so no client mistakes it for a complete body.
-
-/** How often idle keep-alive connections are looked for: Node closes them only once, in server.close(). */
-const IDLE_POLL_MS = 250
+// What `app.close()` does to proxied event streams: each one ends at the next event boundary,
+// after an optional `retry:` field. The connections themselves are drained in connections.ts.
 
 /**
  * One proxied event stream, relayed through this stream so that a drain can end it at an event
@@ -103,49 +92,4 @@ export class ProxyDrain {
     for (const relay of this.streams) relay.drain()
     this.streams.clear()
   }
-}
-
-interface ServerDrain {
-  until: number
-  cut: NodeJS.Timeout | undefined
-}
-
-// One per server, shared by every proxy registration: the longest drainTimeout wins.
-const serverDrains = new WeakMap<Server, ServerDrain>()
-
-/** Stops accepting, closes keep-alive connections as they go idle, cuts the rest after `timeout` ms. */
-export function drainServer (server: Server, timeout: number, log: FastifyBaseLogger): void {
-  let drain = serverDrains.get(server)
-  if (drain === undefined) {
-    drain = startServerDrain(server)
-    serverDrains.set(server, drain)
-  }
-  const until = Date.now() + timeout
-  if (until <= drain.until) return
-  drain.until = until
-  clearTimeout(drain.cut)
-  drain.cut = setTimeout(cutConnections, timeout, server, timeout, log).unref()
-}
-
-function startServerDrain (server: Server): ServerDrain {
-  const drain: ServerDrain = { until: 0, cut: undefined }
-  // Fastify closes the server only after every preClose hook, some of which may wait; closing
-  // it here refuses new connections at once. Fastify's own close() call later still gets its
-  // callback when the last connection ends.
-  if (server.listening) server.close()
-  // HTTP/2 servers have no idle HTTP/1 connections to close.
-  const poll = typeof server.closeIdleConnections === 'function'
-    ? setInterval(() => server.closeIdleConnections(), IDLE_POLL_MS).unref()
-    : undefined
-  server.once('close', () => {
-    clearInterval(poll)
-    clearTimeout(drain.cut)
-  })
-  return drain
-}
-
-function cutConnections (server: Server, timeout: number, log: FastifyBaseLogger): void {
-  if (typeof server.closeAllConnections !== 'function') return
-  log.warn({ drainTimeout: timeout }, 'drain timeout reached: cutting the connections still open')
-  server.closeAllConnections()
 }

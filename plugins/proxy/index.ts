@@ -11,7 +11,8 @@ import { stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
 import { relayResponse, type UpstreamResponse } from './response.js'
 import { retryPolicy } from './retry.js'
-import { drainServer, ProxyDrain } from './drain.js'
+import { ProxyDrain } from './drain.js'
+import { drainConnections, trackConnections } from './connections.js'
 import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
 import { deadlineHeaders } from '../deadline/index.js'
@@ -37,6 +38,7 @@ interface Proxy {
 
 async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
   const settings = resolveOptions(options)
+  trackConnections(app.server, app.initialConfig.http2 === true)
   const withDeadline = app.hasRequestDecorator('deadline')
   // With the deadline plugin its phases rule and undici's timers are off; without it the
   // fallbacks never cut a quiet SSE stream before 5 minutes. Explicit options always win.
@@ -58,9 +60,9 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
     instance.removeAllContentTypeParsers()
     instance.addContentTypeParser('*', passRequestStream)
     await instance.register(replyFrom, { undici: dispatcher as unknown as { request: never }, disableCache: true, disableRequestLogging: true })
-    // Not awaited: the server's close, which Fastify runs after every preClose hook, waits for the drained connections.
+    // Nothing awaited: the server's close, which Fastify runs after every preClose hook, waits for the drained connections.
     instance.addHook('preClose', function drainProxy (done) {
-      drainServer(instance.server, settings.drainTimeout, instance.log)
+      drainConnections(instance.server, settings.drainTimeout, instance.log)
       proxy.drain.start()
       done()
     })

@@ -102,8 +102,6 @@ test('close() with a never-ending event stream, download, a request in flight an
   t.equal(await refused(url), 'ECONNREFUSED', 'new connections are refused at once')
   await idleClosed
   t.pass('the idle keep-alive connection was closed')
-  // The next request on the busy connection, while its first one is still being answered.
-  busy.write('GET /up/slow?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n')
 
   t.equal(await sse.done, 'end', 'the event stream ended cleanly')
   t.ok(sse.endedAt - started < DRAIN, 'and at once, not at drainTimeout')
@@ -114,10 +112,8 @@ test('close() with a never-ending event stream, download, a request in flight an
   t.same(events.map(e => Number(wellFormed.exec(e)?.[1])), events.map((_e, i) => i + 1), 'consecutive ids from 1')
 
   await busyClosed
-  const responses = busyBytes.split(/(?=HTTP\/1\.1 )/)
-  t.equal(responses.length, 2, 'two answers on the busy connection, then the server closed it')
-  t.match(responses[0], /^HTTP\/1\.1 200 [^]*\r\n\r\ndone$/, 'the request in flight finished normally')
-  t.match(responses[1], /^HTTP\/1\.1 503 [^]*\r\nConnection: close\r\n/i, 'the next one got Connection: close (Fastify\'s 503 while closing)')
+  t.match(busyBytes, /^HTTP\/1\.1 200 [^]*\r\nConnection: close\r\n(?:[^\r]+\r\n)*\r\ndone$/i,
+    'the request in flight got its complete answer, with Connection: close, then the server closed the connection')
 
   t.equal(await download.done, 'cut', 'the download was cut, never ended as if complete')
   t.ok(download.endedAt - started >= DRAIN - 50, `the download ran until drainTimeout (${download.endedAt - started} ms)`)
@@ -130,7 +126,6 @@ test('close() with a never-ending event stream, download, a request in flight an
   await upstream.lines.waitFor(/^closed \/download after \d+ writes$/)
   await upstream.lines.waitFor(/^closed \/slow after 0 writes$/)
   t.equal(upstream.lines.lines.filter(line => /^finished \/slow/.test(line)).length, 2, 'the upstream answered both ordinary requests in full, and saw the stuck one closed')
-  t.equal(upstream.lines.lines.filter(line => line === 'open /slow').length, 3, 'the request answered 503 never reached it')
   t.equal(upstream.child.exitCode, null, 'the upstream is still running: the ingress did not wait for it')
   t.same(await settled(before), before, 'file descriptors and timers back to where they were before the ingress started')
 })
