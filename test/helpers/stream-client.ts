@@ -1,4 +1,5 @@
 import http from 'node:http'
+import https from 'node:https'
 import net from 'node:net'
 import { EventEmitter, once } from 'node:events'
 
@@ -10,10 +11,12 @@ export class Stream extends EventEmitter {
   endedAt = 0
   readonly done: Promise<'end' | 'cut'>
 
-  constructor (url: string) {
+  /** `options`: e.g. `{ ca }` for an https: URL. */
+  constructor (url: string, options: https.RequestOptions = {}) {
     super()
     this.done = new Promise((resolve, reject) => {
-      const req = http.get(url, { agent: false }, (res) => {
+      const get = url.startsWith('https:') ? https.get : http.get
+      const req = get(url, { agent: false, ...options }, (res) => {
         this.status = res.statusCode ?? 0
         res.setEncoding('latin1')
         res.on('data', (data: string) => { this.body += data; this.emit('data') })
