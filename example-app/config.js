@@ -19,6 +19,8 @@ export function readConfig (env = process.env) {
     clockDelayMs: integer(env, 'CLOCK_DELAY_MS', 3000, 0),
     slowMs: integer(env, 'SLOW_MS', 5000, 0),
     downloadMb: integer(env, 'DOWNLOAD_MB', 256, 1, 4096),
+    // The proxy's drainTimeout: inside close-with-grace's 10 s in start.js, with room to spare.
+    drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 5000, 0, 8000),
     logLevel: env.LOG_LEVEL || 'warn'
   }
 }

@@ -4,13 +4,21 @@ import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import fastifyStatic from '@fastify/static'
 import { deadline, proxy } from 'fastify-streamline'
+import { readConfig } from './config.js'
 
 // The demo's bearer token; the page sends it from its "with token" button.
 const DEMO_TOKEN = 'demo-token'
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }
 
-export async function buildIngress (config, upstreams) {
+/**
+ * The whole ingress, not listening yet. Without arguments (as in the README's `node:cluster`
+ * recipe) it reads the environment and expects the demo services on their ports (LIVE_PORT,
+ * FILES_PORT), e.g. started by `npm start` in another terminal.
+ */
+export async function buildIngress (config = readConfig(), upstreams = demoServices(config)) {
   const app = Fastify({ logger: { level: config.logLevel } })
+  // On close(), proxied event streams end at an event boundary and downloads get this long.
+  const drainTimeout = config.drainTimeoutMs
 
   // First, so that it covers every route registered after it (proxied ones included).
   await app.register(deadline, config.deadline)
@@ -31,17 +39,25 @@ export async function buildIngress (config, upstreams) {
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('./public/', import.meta.url)) })
 
   // Prefix routing to two services. /live carries SSE and WebSocket upgrades.
-  await app.register(proxy, { upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true })
-  await app.register(proxy, { upstream: upstreams.files.url, prefix: '/files', rewritePrefix: '' })
+  await app.register(proxy, { upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout })
+  await app.register(proxy, { upstream: upstreams.files.url, prefix: '/files', rewritePrefix: '', drainTimeout })
   // Same service, guarded prefix: the hook answers 401 before any upstream contact.
   await app.register(proxy, {
     upstream: upstreams.files.url,
     prefix: '/private',
     rewritePrefix: '/private',
-    preHandler: requireToken(DEMO_TOKEN)
+    preHandler: requireToken(DEMO_TOKEN),
+    drainTimeout
   })
 
   return app
+}
+
+function demoServices (config) {
+  return {
+    live: { url: `http://${config.host}:${config.livePort}` },
+    files: { url: `http://${config.host}:${config.filesPort}` }
+  }
 }
 
 function publicSettings (config) {

@@ -1,5 +1,6 @@
 // `npm start`: the demo services and the ingress in one process. Ctrl-C (or SIGTERM) closes
-// them all, open streams and WebSockets included.
+// them all, open streams and WebSockets included: the ingress first, while the demo services
+// still stream, as it would be with real upstreams that do not stop with it.
 import closeWithGrace from 'close-with-grace'
 import { readConfig } from './config.js'
 import { startUpstreams } from './upstreams.js'
@@ -14,10 +15,12 @@ let ingress = null
 // Registered first, so that a failed start also closes whatever did start.
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   if (err) console.error(err)
-  log(`shutting down${signal ? ` on ${signal}` : ''}: ending open streams`)
-  // In parallel: the upstreams end their streams, which ends the proxied responses cleanly,
-  // while the ingress stops accepting and ends its own stream.
-  await Promise.all([ingress?.close(), upstreams?.close()])
+  log(`shutting down${signal ? ` on ${signal}` : ''}: draining the ingress`)
+  // The ingress drains on its own (event streams end at an event boundary, downloads are cut
+  // after DRAIN_TIMEOUT_MS); only then do the demo services stop.
+  await ingress?.close()
+  log('ingress stopped')
+  await upstreams?.close()
   log('stopped')
 })
 

@@ -12,6 +12,8 @@ import { setForwardedHeaders } from './forwarded.js'
 import { relayResponse, type UpstreamResponse } from './response.js'
 import { retryPolicy } from './retry.js'
 import { addServerTiming } from './server-timing.js'
+import { ProxyDrain } from './drain.js'
+import { drainConnections, trackConnections } from './connections.js'
 import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
 import { deadlineHeaders } from '../deadline/index.js'
@@ -33,10 +35,12 @@ interface Proxy {
   target: ProxyTarget
   withDeadline: boolean
   budget: BudgetHeaders
+  drain: ProxyDrain
 }
 
 async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
   const settings = resolveOptions(options)
+  trackConnections(app.server, app.initialConfig.http2 === true)
   const withDeadline = app.hasRequestDecorator('deadline')
   // With the deadline plugin its phases rule and undici's timers are off; without it the
   // fallbacks never cut a quiet SSE stream before 5 minutes. Explicit options always win.
@@ -52,11 +56,19 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       settings,
       target: compileTarget({ upstream: settings.upstream, prefix: instance.prefix, rewritePrefix: settings.rewritePrefix }),
       withDeadline,
-      budget: withDeadline ? deadlineHeaders : noBudget
+      budget: withDeadline ? deadlineHeaders : noBudget,
+      drain: new ProxyDrain(settings.drainRetry)
     }
     instance.removeAllContentTypeParsers()
     instance.addContentTypeParser('*', passRequestStream)
     await instance.register(replyFrom, { undici: dispatcher as unknown as { request: never }, disableCache: true, disableRequestLogging: true })
+    // Nothing awaited: the server's close, which Fastify runs after every preClose hook, waits for the drained connections.
+    instance.addHook('preClose', function drainProxy (done) {
+      drainConnections(instance.server, settings.drainTimeout, instance.log)
+      proxy.drain.start()
+      done()
+    })
+    // After the server closed, so after the drain: destroying the pool earlier would cut the streams.
     instance.addHook('onClose', async () => { await dispatcher.destroy() })
     const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
     for (const url of ['/', '/*']) instance.route(withUpgradeHooks(routeOptions(proxy, url), upgrade))
@@ -124,7 +136,7 @@ function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, re
     // reply-from's header types are narrower than what it really passes (arrays, numbers).
     rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, call, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
     rewriteHeaders: (headers) => responseHeaders(proxy, call, headers as OutgoingHttpHeaders, request) as IncomingHttpHeaders,
-    onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse),
+    onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse, proxy.drain),
     onError: (_reply, { error }) => onUpstreamError(call, reply, error),
     // reply-from's types call the details Fastify objects; they are its own request options and undici's response.
     retryDelay: retryPolicy(call, request, settings.retries, remaining) as unknown as FastifyReplyFromHooks['retryDelay']

@@ -28,6 +28,9 @@ export interface ProxySettings {
   serverTiming: boolean
   wsUpstream: ProxyOptions['upstream'] | undefined
   wsTimings: TunnelTimings
+  drainTimeout: number
+  /** The `retry:` value (ms) written to an event stream ended by a drain; false: none. */
+  drainRetry: number | false
 }
 
 export const DEFAULT_METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']
@@ -38,7 +41,8 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 // Fastify's own register options (`logLevel`, ...) arrive here too; anything else unknown is a typo.
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
-  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS, 'logLevel', 'logSerializers'])
+  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS,
+  'drainTimeout', 'drainRetry', 'logLevel', 'logSerializers'])
 const REPLY_OPTIONS = new Set(['queryString', 'method'])
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
@@ -70,7 +74,9 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
     websocket: bool('websocket', options.websocket),
     serverTiming: bool('serverTiming', options.serverTiming),
     wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false),
-    wsTimings: resolveTunnelTimings(options)
+    wsTimings: resolveTunnelTimings(options),
+    drainTimeout: integer('drainTimeout', options.drainTimeout, 10_000, 0),
+    drainRetry: options.drainRetry === false ? false : integer('drainRetry', options.drainRetry, 1000, 0)
   }
 }
 

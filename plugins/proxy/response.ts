@@ -5,6 +5,7 @@ import type { ProxyCall } from './cancellation.js'
 import { cutResponse, http2Stream } from '../../lib/http2-response.js'
 import { reportResponse } from './stream-report.js'
 import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
+import type { ProxyDrain } from './drain.js'
 
 /** What reply-from hands to `onResponse` (its type says ServerResponse, but undici gives this). */
 export interface UpstreamResponse {
@@ -13,15 +14,18 @@ export interface UpstreamResponse {
   stream: Readable
 }
 
+const EVENT_STREAM = /^\s*text\/event-stream\s*(;|$)/i
+
 // Fields that must not be sent as trailers (RFC 9110 §6.5.1); Fastify refuses them too.
 const FORBIDDEN_TRAILERS = new Set(['transfer-encoding', 'content-length', 'host', 'cache-control', 'max-forwards', 'te',
   'authorization', 'set-cookie', 'content-encoding', 'content-type', 'content-range', 'trailer'])
 
 /**
  * Relays the upstream's response: the head leaves as soon as it is known, the body streams
- * with backpressure (Fastify pipes it), trailers pass when the client asked for them.
+ * with backpressure (Fastify pipes it), trailers pass when the client asked for them. Event
+ * streams are followed by the drain, to end them at an event boundary on `app.close()`.
  */
-export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): void {
+export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, drain: ProxyDrain): void {
   if (reply.sent) {
     // reply-from already answered (it got a status code Fastify refuses): drop the body.
     res.stream.destroy()
@@ -36,7 +40,7 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
   // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).
   reply.raw.once('pipe', flushHead)
-  reply.send(res.stream)
+  reply.send(isEventStream(res.headers['content-type']) ? drain.relayEventStream(res.stream) : res.stream)
 }
 
 /**
@@ -74,6 +78,10 @@ function flushUnsentHead (res: ServerResponse): void {
   // when the server has `rejectNonStandardBodyWrites`.
   if (!res.headersSent) res.writeHead(res.statusCode)
   internal._send('', 'latin1')
+}
+
+function isEventStream (type: string | string[] | undefined): boolean {
+  return typeof type === 'string' && EVENT_STREAM.test(type)
 }
 
 function forwardTrailers (call: ProxyCall, reply: FastifyReply, res: UpstreamResponse): void {

@@ -66,6 +66,17 @@ export interface ProxyOptions extends WebSocketTimingOptions {
    * deadline left>` when the request has one) after any the upstream sent. Default false.
    */
   serverTiming?: boolean
+  /**
+   * On `app.close()`, how long open proxied responses (downloads, slow answers) may take to
+   * finish before every connection still open on the server is cut; with several registrations
+   * the longest applies. Event streams end at once, at an event boundary. Default 10000.
+   */
+  drainTimeout?: number
+  /**
+   * The `retry:` field (ms) written to a proxied event stream before a drain ends it, so that
+   * `EventSource` clients reconnect (to another replica) after that delay. `false`: none. Default 1000.
+   */
+  drainRetry?: number | false
 }
 
 export interface ProxyTlsOptions {

@@ -37,4 +37,26 @@ export class ExampleLines {
       this.#added.on('line', onLine)
     })
   }
+
+  /** Resolves with the matching lines once there are `count` of them (seen or to come); rejects after `ms`. */
+  async waitForCount (pattern: RegExp, count: number, ms = 10_000): Promise<string[]> {
+    const matching = (): string[] => this.lines.filter(line => pattern.test(line))
+    if (matching().length >= count) return matching()
+    return await new Promise((resolve, reject) => {
+      const onLine = (line: string): void => {
+        if (!pattern.test(line) || matching().length < count) return
+        stop()
+        resolve(matching())
+      }
+      const timer = setTimeout(() => {
+        stop()
+        reject(new Error(`fewer than ${count} lines matching ${pattern} within ${ms} ms; lines so far:\n${this.lines.join('\n')}`))
+      }, ms)
+      const stop = (): void => {
+        clearTimeout(timer)
+        this.#added.off('line', onLine)
+      }
+      this.#added.on('line', onLine)
+    })
+  }
 }
