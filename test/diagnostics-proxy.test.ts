@@ -87,3 +87,22 @@ t.test('proxy:upstream-error gives the code and status the client got', async (t
   t.match(errors.messages[0], { code: 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', statusCode: 502, request: { url: '/anything' } })
   t.ok(errors.messages[0].error instanceof Error, 'with the underlying error')
 })
+
+t.test('stream:end says "drain" for streams that app.close() ended or cut', async (t) => {
+  const ends = subscribe<StreamEndMessage>(t, CHANNELS.streamEnd)
+  const up = await upstream(t, upstreamRoutes)
+  const { app, url } = await proxyApp(t, { upstream: up.url, drainTimeout: 300 })
+  const opened = ['/quiet-events', '/quiet-download'].map(async (path) => {
+    const client = http.get(`${url}${path}`, { agent: false })
+    client.on('error', () => {})
+    const [res] = await once(client, 'response') as [http.IncomingMessage]
+    res.on('error', () => {})
+    await once(res, 'data')
+    return client
+  })
+  const clients = await Promise.all(opened)
+  await app.close()
+  await ends.waitFor(2)
+  t.same(ends.messages.map(m => m.endedBy).sort(), ['drain', 'drain'], 'both the event stream (ended) and the download (cut)')
+  for (const client of clients) client.destroy()
+})

@@ -20,6 +20,8 @@ interface Connections {
   draining: boolean
   deadline: number
   cut: NodeJS.Timeout | undefined
+  /** When the deadline cut the connections still open; 0 before. */
+  cutAt: number
 }
 
 const servers = new WeakMap<Server, Connections>()
@@ -31,7 +33,7 @@ export function trackConnections (server: Server, http2: boolean): void {
   // Over cleartext, a connection is an HTTP/1 connection from the start, unless the server
   // speaks HTTP/2 (then every connection is a session).
   const http1 = server instanceof TlsServer || http2 ? new Set<Socket>() : sockets
-  const connections: Connections = { sockets, http1, sessions: new Set(), draining: false, deadline: 0, cut: undefined }
+  const connections: Connections = { sockets, http1, sessions: new Set(), draining: false, deadline: 0, cut: undefined, cutAt: 0 }
   servers.set(server, connections)
   server.on('connection', (socket: Socket) => add(sockets, socket))
   if (server instanceof TlsServer) {
@@ -98,8 +100,14 @@ function retire (socket: Socket): void {
 function cut (connections: Connections, timeout: number, log: FastifyBaseLogger): void {
   if (connections.sockets.size === 0 && connections.sessions.size === 0) return
   log.warn({ drainTimeout: timeout, connections: connections.sockets.size }, 'drain timeout reached: cutting the connections still open')
+  connections.cutAt = Date.now()
   for (const session of connections.sessions) session.destroy()
   for (const socket of connections.sockets) socket.destroy()
+}
+
+/** Whether the drain's deadline has cut this server's connections (for the stream:end channel). */
+export function cutByDrain (server: Server): boolean {
+  return (servers.get(server)?.cutAt ?? 0) > 0
 }
 
 function noop (): void {}

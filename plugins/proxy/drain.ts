@@ -13,6 +13,10 @@ class EventStreamRelay extends Transform {
   private ending = false
   private finished = false
 
+  get drained (): boolean {
+    return this.finished
+  }
+
   constructor (private readonly body: Readable, private readonly retry: Buffer | null) {
     super()
     this.onBodyError = this.onBodyError.bind(this)
@@ -63,6 +67,11 @@ class EventStreamRelay extends Transform {
 }
 
 function ignore (): void {}
+
+/** Whether `body` is an event stream that a drain ended (for the stream:end channel). */
+export function endedByDrain (body: Readable): boolean {
+  return body instanceof EventStreamRelay && body.drained
+}
 
 /** The proxied event streams of one registration; nothing is tracked for other responses. */
 export class ProxyDrain {

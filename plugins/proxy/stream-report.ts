@@ -2,6 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import { proxyResponse, streamEnd, type ProxyResponseMessage, type StreamEndCause, type StreamEndMessage } from '../../lib/diagnostics.js'
 import type { ProxyCall } from './cancellation.js'
+import { cutByDrain } from './connections.js'
+import { endedByDrain } from './drain.js'
 
 /**
  * The diagnostics channels' view of a relayed response: `proxy:response` when the upstream's
@@ -19,14 +21,20 @@ export function reportResponse (call: ProxyCall, request: FastifyRequest, reply:
 
 function watchStreamEnd (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, startedAt: number): void {
   let bytes = 0
+  let piped: Readable | null = null
   // Counted from the moment Fastify pipes the body: a 'data' listener added earlier would
   // start the flow before the pipe exists, and those bytes would never reach the client.
-  reply.raw.once('pipe', (body: Readable) => body.on('data', (chunk: Buffer) => { bytes += chunk.length }))
+  reply.raw.once('pipe', (body: Readable) => {
+    piped = body
+    body.on('data', (chunk: Buffer) => { bytes += chunk.length })
+  })
   reply.raw.once('close', () => {
     // The deadline aborts the call from its own 'close' listener after a clean end at expiry,
     // which runs after this one: the cause is read once the current listeners are done.
     queueMicrotask(() => {
-      const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy: endCause(call) }
+      const drained = (piped !== null && endedByDrain(piped)) || cutByDrain(request.server.server)
+      const endedBy = drained ? 'drain' : endCause(call)
+      const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy }
       streamEnd.publish(message)
     })
   })
