@@ -94,12 +94,17 @@ for (const [path, ending] of [['/sse', 'end'], ['/download', 'cut']] as const) {
     t.equal(res.ending, ending)
     t.equal(res.body, path === '/sse' ? 'data: first\n\n' : 'partial', 'what the upstream sent before going quiet')
     const id = await reqIdOf(log, path)
-    // Fastify reports the body stream the expiry cancelled; wait for that line, at whatever level.
-    const streamLine = await log.waitFor(l => l.reqId === id && l.msg === 'response terminated with an error with headers already sent')
-    t.equal(streamLine.level, 20, 'Fastify\'s line about the cancelled body stream is debug')
-    t.same(warnings(log, id), ['deadline exceeded'], 'one warn line for one expiry')
+    if (ending === 'cut') {
+      // Fastify reports the body stream the expiry cancelled; wait for that line, at whatever level.
+      const streamLine = await log.waitFor(l => l.reqId === id && l.msg === 'response terminated with an error with headers already sent')
+      t.equal(streamLine.level, 20, 'Fastify\'s line about the cancelled body stream is debug')
+    }
     t.equal(up.seen.length, 1)
     await closed(up.seen[0].socket)
+    // An event stream ends before its upstream call is cancelled: whatever that reports comes
+    // with the upstream connection's close, handled by the next turn of the event loop.
+    await new Promise(resolve => setImmediate(resolve))
+    t.same(warnings(log, id), ['deadline exceeded'], 'one warn line for one expiry')
   })
 }
 

@@ -52,6 +52,8 @@ export function trackConnections (server: Server, http2: boolean): void {
 }
 
 function add<T extends EventEmitter> (set: Set<T>, item: T): void {
+  // A socket the upgrade dispatch hands back to the HTTP parser is emitted again.
+  if (set.has(item)) return
   set.add(item)
   item.once('close', () => set.delete(item))
 }

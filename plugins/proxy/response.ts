@@ -33,14 +33,17 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   }
   reportResponse(call, request, reply, res.statusCode)
   if (trailersReachClient(request)) forwardTrailers(call, reply, res)
-  // Fastify destroys the response when the upstream body fails mid-way; over HTTP/2 that would
-  // read as a complete body, and either way the close would look like the client's doing.
-  res.stream.once('error', () => cutResponse(reply.raw))
+
   // Node sends the head with the first body byte; an SSE client would see nothing until
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
   // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).
   reply.raw.once('pipe', flushHead)
-  reply.send(isEventStream(res.headers['content-type']) ? drain.relayEventStream(res.stream) : res.stream)
+  const body = isEventStream(res.headers['content-type']) ? drain.relayEventStream(res.stream) : res.stream
+  // Fastify destroys the response when the body fails mid-way; over HTTP/2 that would read as a
+  // complete body, and either way the close would look like the client's doing. (A drain ending
+  // an event stream destroys the upstream body, not the relay: no error here.)
+  body.once('error', () => cutResponse(reply.raw))
+  reply.send(body)
 }
 
 /**

@@ -128,7 +128,7 @@ t.test('plain, h2c upgrade, plain: three answers in order, the connection stays 
     t.same(up.seen, ['GET /a', 'GET /x', 'GET /c'], `${mode}: the upstream got the h2c request as plain, without Upgrade`)
     t.same(up.upgrades, [], `${mode}: no upgrade reached the upstream`)
     // Node's parser on the connection again, and none of the listeners that waited for it.
-    t.same(['drain', 'error', 'close', 'timeout'].map(name => accepted[0].listenerCount(name)), [1, 1, 1, 1], `${mode}: one listener of each kind on the socket, Node's`)
+    t.same(['drain', 'error', 'close', 'timeout'].map(name => accepted[0].listenerCount(name)), [1, 1, 2, 1], `${mode}: one listener of each kind on the socket, Node's (and the drain's connection tracker on 'close')`)
     client.socket.write(get('/ws/d', 'Connection: close\r\n'))
     await client.closed
     t.equal(splitAnswers(client.received(), ['GET', 'GET', 'GET', 'GET']).answers[3]?.body, 'answer GET /d', `${mode}: a later request on the connection is served`)
