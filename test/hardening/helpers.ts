@@ -30,6 +30,8 @@ export interface RecordingUpstream {
   sockets: Set<net.Socket>
   /** Everything received on every connection, joined. */
   all: () => string
+  /** Called as soon as a request head is complete, before its body has arrived. */
+  onHead: ((socket: net.Socket, head: string) => void) | null
 }
 
 export const OK = 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok'
@@ -40,20 +42,26 @@ export const OK = 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length
  * Each complete request is answered by `respond` (200 "ok" by default).
  */
 export async function recordingUpstream (t: Test, respond: Responder = () => OK): Promise<RecordingUpstream> {
-  const up: RecordingUpstream = { url: '', bytes: [], requests: [], sockets: new Set(), all: () => up.bytes.join('') }
+  const up: RecordingUpstream = { url: '', bytes: [], requests: [], sockets: new Set(), all: () => up.bytes.join(''), onHead: null }
   const server = net.createServer((socket) => {
     const slot = up.bytes.push('') - 1
     up.sockets.add(socket)
     socket.on('error', () => {})
     socket.on('close', () => up.sockets.delete(socket))
     let pending = ''
+    let headSeen = false
     socket.on('data', (data: Buffer) => {
       const text = data.toString('latin1')
       up.bytes[slot] += text
       pending += text
+      if (!headSeen && pending.includes('\r\n\r\n')) {
+        headSeen = true
+        up.onHead?.(socket, pending)
+      }
       let request: { request: SeenRequest, rest: string } | null
       while ((request = frameRequest(pending)) !== null) {
         pending = request.rest
+        headSeen = false
         const index = up.requests.push(request.request) - 1
         const answer = respond(request.request, socket, index)
         if (answer !== null && socket.writable) socket.write(answer, 'latin1')
@@ -200,4 +208,22 @@ export async function checkHealthy (t: Test, server: Ingress, up: RecordingUpstr
   for (const socket of up.sockets) socket.destroy()
   const fds = await fdsSettle(baseline)
   t.ok(fds <= baseline + 2, `file descriptors back to baseline (${fds} open, baseline ${baseline})`)
+}
+
+/** The first response in a raw answer: status, lower-cased headers, and the bytes after the head. */
+export interface RawResponse {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+export function parseResponse (text: string): RawResponse {
+  const end = text.indexOf('\r\n\r\n')
+  const lines = text.slice(0, end === -1 ? text.length : end).split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  return { status: Number(lines[0]?.slice(9, 12)), headers, body: end === -1 ? '' : text.slice(end + 4) }
 }
