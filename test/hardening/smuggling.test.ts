@@ -3,7 +3,7 @@
 // sent upstream) or read it one way only, and the proxy must forward exactly that reading:
 // never a second request hidden in a body or in ambiguous framing.
 import t from 'tap'
-import { checkHealthy, ingress, openFds, rawExchange, recordingUpstream, requestLines, statusLines } from './helpers.js'
+import { checkHealthy, ingress, openFds, rawExchange, recordingUpstream, requestLines, statusLines } from '../helpers/hostile.js'
 
 const H = 'host: ingress.test\r\n'
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nhost: ingress.test\r\n\r\n'

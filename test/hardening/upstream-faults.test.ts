@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   checkHealthy, ingress, OK, openFds, parseResponse, rawExchange, recordingUpstream, requestLines,
   type RawResponse, type SeenRequest
-} from './helpers.js'
+} from '../helpers/hostile.js'
 
 const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nhost: ingress.test\r\nconnection: close\r\n\r\n`
 const HEAD_CL = 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n'

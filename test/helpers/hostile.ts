@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import deadline from '../../plugins/deadline/index.js'
 import proxy from '../../plugins/proxy/index.js'
-import { port } from '../helpers/proxy-servers.js'
+import { port } from './proxy-servers.js'
 
 /** One request as the raw upstream framed it: head text, body payload (de-chunked) as latin1. */
 export interface SeenRequest {
@@ -120,10 +120,20 @@ export interface Ingress {
   port: number
 }
 
+export interface IngressOptions {
+  /** Fastify's constructor options (server timeouts, `http` options). */
+  fastify?: FastifyServerOptions
+  /** The deadline plugin's `timeout`; 2 s as in the example. */
+  timeout?: number
+  /** Routes of the app's own, added beside the proxy. */
+  routes?: (app: FastifyInstance) => void
+}
+
 /** Deadline first, then the proxy with WebSocket pass-through on: as the example ingress is built. */
-export async function ingress (t: Test, upstream: string, fastify: FastifyServerOptions = {}, timeout = 2000): Promise<Ingress> {
-  const app = Fastify({ logger: false, ...fastify })
-  await app.register(deadline, { timeout, streamIdleTimeout: 15_000 })
+export async function ingress (t: Test, upstream: string, options: IngressOptions = {}): Promise<Ingress> {
+  const app = Fastify({ logger: false, ...options.fastify })
+  await app.register(deadline, { timeout: options.timeout ?? 2000, streamIdleTimeout: 15_000 })
+  options.routes?.(app)
   await app.register(proxy, { upstream, prefix: '/', websocket: true })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { app.server.closeAllConnections(); await app.close() })
