@@ -1,7 +1,8 @@
 // Shared pieces of the hostile-input suite: an ingress built like the example's (deadline
 // first, then the proxy), a raw upstream that records every byte it receives, raw clients,
 // and the checks every test ends with (the process still answers, file descriptors are back).
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance } from 'fastify'
+import type http from 'node:http'
 import net from 'node:net'
 import { readdirSync } from 'node:fs'
 import { once } from 'node:events'
@@ -122,7 +123,7 @@ export interface Ingress {
 
 export interface IngressOptions {
   /** Fastify's constructor options (server timeouts, `http` options). */
-  fastify?: FastifyServerOptions
+  fastify?: FastifyHttpOptions<http.Server>
   /** The deadline plugin's `timeout`; 2 s as in the example. */
   timeout?: number
   /** Routes of the app's own, added beside the proxy. */
@@ -236,4 +237,10 @@ export function parseResponse (text: string): RawResponse {
     headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
   }
   return { status: Number(lines[0]?.slice(9, 12)), headers, body: end === -1 ? '' : text.slice(end + 4) }
+}
+
+/** The value at percentile `p` (0..100) of a list of numbers. */
+export function percentile (values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
 }
