@@ -3,7 +3,7 @@
 // own process: a piece every TRICKLE_MS, reconnecting when dropped, as an attacker would) while
 // a healthy client measures its latency, on a new connection per request and on one keep-alive
 // connection. Prints the healthy p50/p99 unloaded and under attack, when and how the slow ones
-// were dropped, and the ingress's open file descriptors. Bounded (about 30 s with the defaults);
+// were dropped, and the ingress's open file descriptors. Bounded (about 35 s with the defaults);
 // asserts nothing. Env: SLOW_HEADS, SLOW_BODIES, TRICKLE_MS, MEASURE_SECONDS, and the example's
 // HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, DEADLINE_TIMEOUT_MS (read by the ingress too);
 // SETTLE_SECONDS (10) bounds the wait for descriptors to come back; DEBUG_FDS=1 lists leftovers.
@@ -65,13 +65,13 @@ async function healthy (url, seconds) {
   }
 }
 
-function dropSummary (drops, kind) {
+function dropSummary (drops, kind, label) {
   const list = drops.filter((d) => d.kind === kind)
-  if (list.length === 0) return `${kind}: none dropped`
+  if (list.length === 0) return `${label}: none dropped`
   const after = list.map((d) => d.closedAt - d.connectedAt)
   const statuses = {}
   for (const d of list) statuses[d.status] = (statuses[d.status] ?? 0) + 1
-  return `slow ${kind}s: ${list.length} dropped (${list.filter((d) => d.byServer).length} by the server) after ` +
+  return `${label}: ${list.length} dropped (${list.filter((d) => d.byServer).length} by the server) after ` +
     `${Math.min(...after)}..${Math.max(...after)} ms (median ${percentile(after, 50)} ms); first status: ${JSON.stringify(statuses)}`
 }
 
@@ -86,17 +86,20 @@ try {
 
   const started = Date.now()
   const attack = await startAttack(ingress.port)
-  console.log(`${attack.open} slow connections open after ${Date.now() - started} ms; ingress fds ${fdsBefore} -> ${fds(ingress.pid)}`)
+  const opened = Date.now()
+  console.log(`${attack.open} slow connections open after ${opened - started} ms; ingress fds ${fdsBefore} -> ${fds(ingress.pid)}`)
   const loaded = await healthy(ingress.url, MEASURE_SECONDS)
   console.log(`healthy, under attack: ${loaded.text}`)
   console.log(`p99 under attack / unloaded: new connection ${(loaded.fresh / unloaded.fresh).toFixed(2)}x, keep-alive ${(loaded.kept / unloaded.kept).toFixed(2)}x`)
 
-  // Keep the attack on until every first-wave head has met the header timeout, then stop it.
-  await wait(Math.max(0, started + config.server.http.headersTimeout + 2000 - Date.now()))
+  // Keep the attack on until every first-wave head has met the header timeout (checked every
+  // connectionsCheckingInterval), with a margin for a loaded machine, then stop it.
+  const { headersTimeout, connectionsCheckingInterval } = config.server.http
+  await wait(Math.max(0, opened + headersTimeout + connectionsCheckingInterval + 3000 - Date.now()))
   const fdsPeak = fds(ingress.pid)
   const drops = await stopAttack(attack)
-  console.log(dropSummary(drops, 'head'))
-  console.log(dropSummary(drops, 'body'))
+  console.log(dropSummary(drops, 'head', 'slow heads'))
+  console.log(dropSummary(drops, 'body', 'slow bodies'))
   const settleBy = Date.now() + Number(env('SETTLE_SECONDS', 10)) * 1000
   while (fds(ingress.pid) > fdsBefore + 2 && Date.now() < settleBy) await wait(50)
   console.log(`ingress fds: ${fdsBefore} before, ${fdsPeak} at the end of the attack, ${fds(ingress.pid)} after`)
