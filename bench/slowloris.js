@@ -86,6 +86,10 @@ try {
 
   const started = Date.now()
   const attack = await startAttack(ingress.port)
+  // The attacker's 'connect' comes before the ingress accepts: wait until it holds them all, or the
+  // first healthy requests would time the kernel's accept queue rather than the ingress.
+  const acceptBy = Date.now() + 10_000
+  while (fds(ingress.pid) < fdsBefore + attack.open && Date.now() < acceptBy) await wait(20)
   const opened = Date.now()
   console.log(`${attack.open} slow connections open after ${opened - started} ms; ingress fds ${fdsBefore} -> ${fds(ingress.pid)}`)
   const loaded = await healthy(ingress.url, MEASURE_SECONDS)

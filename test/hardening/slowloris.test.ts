@@ -45,6 +45,13 @@ async function slowClient (port: number, kind: string, first: string, drip: stri
   return slow
 }
 
+/** Resolves once `server` holds at least `count` connections (bounded: the assertions report a shortfall). */
+async function accepted (server: net.Server, count: number): Promise<void> {
+  const stop = Date.now() + 5000
+  const connections = (): Promise<number> => new Promise(resolve => server.getConnections((_err, n) => resolve(n)))
+  while (await connections() < count && Date.now() < stop) await new Promise(resolve => setTimeout(resolve, 20))
+}
+
 /** `count` sequential healthy GETs on fresh connections; their latencies in ms. */
 async function healthyLatencies (port: number, count: number): Promise<number[]> {
   const latencies: number[] = []
@@ -87,9 +94,13 @@ t.test('slow heads, silent connections and slow bodies are dropped while a healt
     opening.push(slowClient(server.port, 'answered body', 'POST /early HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\n', 'b'))
   }
   const slow = await Promise.all(opening)
+  // A client's 'connect' comes when the kernel completes the handshake, the server's accept later:
+  // measuring before the server took them all would time the kernel's accept queue, not the ingress.
+  await accepted(server.app.server, slow.length)
   const loaded = await healthyLatencies(server.port, 50)
   const p99 = { unloaded: percentile(unloaded, 99), loaded: percentile(loaded, 99) }
-  t.comment(`healthy p99: ${p99.unloaded.toFixed(1)} ms unloaded, ${p99.loaded.toFixed(1)} ms with ${slow.length} slow clients`)
+  const slowest = [...loaded].sort((a, b) => b - a).slice(0, 3).map(ms => ms.toFixed(0))
+  t.comment(`healthy p99: ${p99.unloaded.toFixed(1)} ms unloaded, ${p99.loaded.toFixed(1)} ms with ${slow.length} slow clients (slowest ${slowest.join(', ')} ms)`)
   // Generous: this catches a stalled server, not a slower one.
   t.ok(p99.loaded < Math.max(1000, 10 * p99.unloaded), 'the healthy client is served promptly under the slow ones')
 
@@ -109,7 +120,7 @@ t.test('slow heads, silent connections and slow bodies are dropped while a healt
   const answered = slow.filter(s => s.kind === 'answered body')
   t.ok(answered.every(s => s.closedByServer && parseResponse(s.text).status === 200 && parseResponse(s.text).headers.connection === 'close'),
     'a slow body the upstream answered early gets that answer with connection: close, then is closed')
-  t.ok(answered.every(s => (s.closedAfter ?? Infinity) < DEADLINE), `well before any timeout (${Math.max(...answered.map(s => s.closedAfter ?? Infinity))} ms)`)
+  t.ok(answered.every(s => (s.closedAfter ?? Infinity) < REQUEST_TIMEOUT), `not held until the request timeout (${Math.max(...answered.map(s => s.closedAfter ?? Infinity))} ms)`)
   const proxiedBodies = slow.filter(s => s.kind === 'proxied body').map(s => JSON.parse(parseResponse(s.text).body).code)
   t.ok(proxiedBodies.every(code => code === 'FST_STREAMLINE_DEADLINE_EXCEEDED'), 'the deadline answered each slow proxied body')
 
