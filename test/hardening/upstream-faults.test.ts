@@ -130,10 +130,15 @@ for (const when of ['in the same write', 'a moment later']) {
   })
 }
 
-/** Uploads `total` bytes as a real client would (with backpressure), reading the answer meanwhile. */
-function upload (port: number, total: number): Promise<string> {
+/**
+ * Uploads `total` bytes as a real client would (with backpressure), reading the answer meanwhile,
+ * until the ingress closes the connection; after `maxMs` the client gives up (`stuck`).
+ */
+function upload (port: number, total: number, maxMs = 15_000): Promise<{ answer: string, stuck: boolean }> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1')
+    let stuck = false
+    const giveUp = setTimeout(() => { stuck = true; socket.destroy() }, maxMs)
     const piece = 'u'.repeat(65536)
     let answer = ''
     let sent = 0
@@ -146,7 +151,7 @@ function upload (port: number, total: number): Promise<string> {
     socket.setEncoding('latin1')
     socket.on('data', (data: string) => { answer += data })
     socket.on('error', () => {}) // EPIPE once the ingress closes: expected
-    socket.on('close', () => resolve(answer))
+    socket.on('close', () => { clearTimeout(giveUp); resolve({ answer, stuck }) })
     socket.write(`POST /upload HTTP/1.1\r\nhost: ingress.test\r\ncontent-type: application/octet-stream\r\ncontent-length: ${total}\r\n\r\n`)
     pump()
   })
@@ -167,8 +172,11 @@ for (const close of ['resets', 'half-closes and reads on']) {
     }
     const server = await ingress(t, up.url)
     const baseline = openFds()
-    const answer = await upload(server.port, total)
+    const { answer, stuck } = await upload(server.port, total)
     const response = parseResponse(answer)
+    // Nobody reads the rest of the upload: the ingress must say so and close, not leave the client blocked.
+    t.notOk(stuck, 'the ingress closed the connection instead of leaving the upload blocked')
+    t.equal(response.headers.connection, 'close', 'announced with connection: close')
     t.comment(`client got: ${JSON.stringify(answer.slice(0, 300))}; upstream read ${up.bytes[0].length} bytes`)
     if (close !== 'resets') {
       t.equal(response.status, 413, 'the client gets the upstream\'s 413')
