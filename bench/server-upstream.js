@@ -3,6 +3,7 @@
 //   GET /small            12-byte text body
 //   GET /sse?n=&every=    n SSE events, one every `every` ms, each carrying its write time
 //   GET /big?mib=         a Content-Length body of `mib` MiB, written with backpressure
+//   POST /upload          reads the whole body, then answers its length
 //   upgrade /ws           WebSocket echo
 import { createServer } from 'node:http'
 import { Readable, pipeline } from 'node:stream'
@@ -30,6 +31,11 @@ const routes = {
       res.write(`data: ${Number(process.hrtime.bigint()) / 1e6}\n\n`)
     }
     res.end()
+  },
+  '/upload' (req, res) {
+    let length = 0
+    req.on('data', (data) => { length += data.length })
+    req.on('end', () => res.end(String(length)))
   },
   '/big' (req, res, query) {
     const chunks = Number(query.get('mib') ?? 1024) * 16

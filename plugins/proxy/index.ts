@@ -167,6 +167,9 @@ function onUpstreamError (call: ProxyCall, reply: FastifyReply, error: Error): v
     reply.log.info('client disconnected; upstream request aborted')
     return
   }
+  // The rest of a request body the upstream stopped reading is read by nobody: kept alive, the
+  // connection would hang the uploading client. Close it after the answer, as the deadline does.
+  if (!reply.request.raw.complete) reply.raw.shouldKeepAlive = false
   sendUpstreamError(reply, error)
 }
 
