@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
+import { closeGracefully } from './dispatch.js'
+import { Direction } from './direction.js'
 
 /** Why a tunnel ended, for its log line. */
 export type TunnelEnd = 'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'
@@ -17,55 +18,22 @@ export interface TunnelLimits {
   maxStreamDuration: number
 }
 
-/**
- * The hijacked connections of one proxy registration, from hijack to close, so `app.close()`
- * can end them: Node's server keeps counting an upgraded socket until it closes, and
- * Fastify no longer knows about it.
- */
-export class TunnelRegistry {
-  private readonly open = new Map<Duplex, () => void>()
-
-  /** Tracks a connection until `client` closes; `cut` destroys it and everything tied to it. */
-  add (client: Duplex, cut: () => void): void {
-    this.open.set(client, cut)
-    client.once('close', () => this.open.delete(client))
-  }
-
-  get size (): number {
-    return this.open.size
-  }
-
-  /** Lets open connections finish for up to `grace` ms, then cuts the rest. */
-  async drain (grace: number): Promise<void> {
-    if (this.open.size === 0) return
-    await new Promise<void>(resolve => {
-      const timer = setTimeout(() => {
-        for (const cut of this.open.values()) cut()
-        resolve()
-      }, grace)
-      let waiting = this.open.size
-      for (const client of this.open.keys()) {
-        client.once('close', () => {
-          if (--waiting === 0) {
-            clearTimeout(timer)
-            resolve()
-          }
-        })
-      }
-    })
-  }
+/** What each side sent before the tunnel opened, still to be delivered to the other. */
+export interface EarlyBytes {
+  toClient: readonly Buffer[]
+  toUpstream: readonly Buffer[]
 }
 
 /**
- * Pipes two sockets both ways until both are done, without parsing a byte. `pipe` gives
- * backpressure in both directions and passes a half-close (FIN) on; a side that closes
- * abruptly (reset, error, or closed before it finished reading) takes the other down at
- * once. One timer at most enforces `idleTimeout` and `maxStreamDuration`.
+ * Pipes two sockets both ways until both are done. `pipe` gives backpressure in both
+ * directions and passes a half-close (FIN) on; a side that closes abruptly (reset, error, or
+ * closed before it finished reading) takes the other down at once. Frame boundaries are
+ * followed (frame headers only) so that `goAway` can close both sides cleanly on shutdown.
+ * One timer at most enforces `idleTimeout` and `maxStreamDuration`.
  */
-export function openTunnel (client: Socket, upstream: Socket, limits: TunnelLimits, onEnd: (stats: TunnelStats) => void): Tunnel {
+export function openTunnel (client: Socket, upstream: Socket, limits: TunnelLimits, early: EarlyBytes, onEnd: (stats: TunnelStats) => void): Tunnel {
   const tunnel = new Tunnel(client, upstream, limits, onEnd)
-  client.pipe(upstream)
-  upstream.pipe(client)
+  tunnel.start(early)
   return tunnel
 }
 
@@ -75,6 +43,11 @@ export class Tunnel {
   private timer: NodeJS.Timeout | null = null
   private closedBy: TunnelEnd | null = null
   private closedSides = 0
+  private readonly toUpstream: Direction
+  private readonly toClient: Direction
+  private draining = false
+  private clientEnded = false
+  private upstreamEnded = false
 
   constructor (
     private readonly client: Socket,
@@ -85,6 +58,8 @@ export class Tunnel {
     client.setTimeout(0)
     client.setNoDelay(true)
     upstream.setNoDelay(true)
+    this.toUpstream = new Direction(client, upstream, true, this.onDrainProgress)
+    this.toClient = new Direction(upstream, client, false, this.onDrainProgress)
     client.on('close', (hadError: boolean) => this.sideClosed(client, upstream, 'client', hadError))
     upstream.on('close', (hadError: boolean) => this.sideClosed(upstream, client, 'upstream', hadError))
     if (limits.idleTimeout > 0) {
@@ -93,6 +68,36 @@ export class Tunnel {
       upstream.on('data', touch)
     }
     this.schedule(this.startedAt)
+  }
+
+  start (early: EarlyBytes): void {
+    this.toClient.start(early.toClient)
+    this.toUpstream.start(early.toUpstream)
+  }
+
+  /**
+   * Shutdown: a `1001 Going Away` close frame to each side at the next frame boundary in its
+   * direction, then each connection ends once its side answered with its own close frame
+   * (or hung up). A side that never gets there is left to the registry's grace and `cut`.
+   */
+  goAway (): void {
+    if (this.draining) return
+    this.draining = true
+    this.closedBy ??= 'shutdown'
+    this.toClient.goAway()
+    this.toUpstream.goAway()
+  }
+
+  private readonly onDrainProgress = (): void => {
+    if (!this.draining) return
+    if (!this.clientEnded && this.toClient.closeSent && this.toUpstream.peerDone) {
+      this.clientEnded = true
+      closeGracefully(this.client)
+    }
+    if (!this.upstreamEnded && this.toUpstream.closeSent && this.toClient.peerDone) {
+      this.upstreamEnded = true
+      closeGracefully(this.upstream)
+    }
   }
 
   /** Ends the tunnel now, e.g. on shutdown. */
@@ -105,7 +110,8 @@ export class Tunnel {
   private sideClosed (side: Socket, other: Socket, name: TunnelEnd, hadError: boolean): void {
     // A side that read its peer's FIN and finished writing closed cleanly: `pipe` has ended
     // the other side, which may still be flushing to a slow reader. Anything else is abrupt.
-    if (hadError || !side.readableEnded) {
+    // During a shutdown each side closes on its own once its close handshake is done.
+    if (!this.draining && (hadError || !side.readableEnded)) {
       this.closedBy ??= name
       other.destroy()
     }

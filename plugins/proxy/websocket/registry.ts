@@ -1,0 +1,54 @@
+/** An upgrade from hijack until everything it opened is closed. */
+export interface Drainable {
+  /** Shutdown: end cleanly (refuse a pending handshake, close a tunnel's WebSocket sessions). */
+  goAway: () => void
+  /** Grace is over: destroy everything now. */
+  cut: () => void
+}
+
+/**
+ * The hijacked connections of one proxy registration, so `app.close()` can end them: Node's
+ * server keeps counting an upgraded socket until it closes, and Fastify no longer knows about
+ * it. Each entry removes itself (`delete`) once all it opened has closed.
+ */
+export class TunnelRegistry {
+  private readonly open = new Set<Drainable>()
+  private closing = false
+  private onEmpty: (() => void) | null = null
+
+  /** An upgrade whose hooks were still running when the drain began is sent away at once. */
+  add (entry: Drainable): void {
+    this.open.add(entry)
+    if (this.closing) entry.goAway()
+  }
+
+  delete (entry: Drainable): void {
+    if (this.open.delete(entry) && this.open.size === 0) this.onEmpty?.()
+  }
+
+  get size (): number {
+    return this.open.size
+  }
+
+  /**
+   * Asks every open upgrade to go away, resolves as soon as all have closed, and cuts
+   * whatever is still open after `grace` ms (a tunnel mid-frame, a side that does not answer).
+   */
+  async drain (grace: number): Promise<void> {
+    this.closing = true
+    if (this.open.size === 0) return
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(() => {
+        this.onEmpty = null
+        for (const entry of [...this.open]) entry.cut()
+        resolve()
+      }, grace)
+      this.onEmpty = () => {
+        this.onEmpty = null
+        clearTimeout(timer)
+        resolve()
+      }
+      for (const entry of [...this.open]) entry.goAway()
+    })
+  }
+}
