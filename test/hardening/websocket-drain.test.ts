@@ -208,6 +208,9 @@ t.test('a frame that never ends is cut at the grace, without a close frame insid
   const closing = app.close()
   await upstreamGot(8)
   t.equal(closeCode(parseFrames(fromClient()).frames[0]), 1001, 'the upstream got 1001 at once')
+  // While the drain waits, the server still accepts connections: a new upgrade is refused.
+  await t.rejects(openClient(`ws://127.0.0.1:${port}/ws/late`), /unexpected response 503/, 'an upgrade during the drain gets 503')
+  t.equal(up.connections.length, 1, 'and never reaches the upstream')
   await closing
   const took = Date.now() - started
   t.ok(took >= grace - 50 && took < grace + 2000, `close() returned after ${took} ms (grace ${grace} ms)`)

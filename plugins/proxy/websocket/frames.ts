@@ -21,6 +21,11 @@ export class FrameCursor {
   private partial: Buffer | null = null
   private partialLength = 0
 
+  /** The 'data' listener beside a pipe: the hot path, one subtraction for most chunks. */
+  readonly follow = (chunk: Buffer): void => {
+    this.advance(chunk, 0, false)
+  }
+
   /** Between two frames: a close frame written now would not cut one. */
   get atBoundary (): boolean {
     return this.remaining === 0 && this.partialLength === 0

@@ -30,8 +30,9 @@ export interface HandshakeSettings {
  */
 export class Handshake {
   private readonly client: Socket
-  private readonly held: HeldBytes
-  private readonly watch = new HandshakeWatch(() => this.fail(new UpstreamTimeoutError()), reason => this.onDeadline(reason))
+  // Both dropped once the handshake is settled: an idle tunnel should hold as little as possible.
+  private held: HeldBytes | null
+  private watch: HandshakeWatch | null = null
   private upstreamReq: ClientRequest | null = null
   private tunnel: Tunnel | null = null
   private settled = false
@@ -52,11 +53,12 @@ export class Handshake {
     // Whatever answer goes out on reply.raw (ours or the deadline plugin's 504) is the last.
     reply.raw.shouldKeepAlive = false
     reply.raw.once('finish', () => closeGracefully(client))
-    this.held.listen()
+    this.held?.listen()
     client.once('end', this.onClientGone)
     client.once('close', this.onClientGone)
-    client.once('close', this.onClientClosed)
+    client.on('close', this.onClientClosed)
     client.on('error', this.onClientError)
+    this.watch = new HandshakeWatch(() => this.fail(new UpstreamTimeoutError()), reason => this.onDeadline(reason))
     this.watch.start(this.request, this.settings.timings.handshakeTimeout)
     const upstreamReq = requestUpgrade(this.request, target, this.settings.tls, this.settings.rewriteRequestHeaders)
     this.upstreamReq = upstreamReq
@@ -100,7 +102,8 @@ export class Handshake {
     releaseDeadline(this.request)
     this.client.write(switchingProtocolsHead(res))
     upstream.on('error', this.onUpstreamSocketError)
-    const early = { toClient: upstreamHead.length > 0 ? [upstreamHead] : [], toUpstream: this.held.take() }
+    const early = { toClient: upstreamHead.length > 0 ? [upstreamHead] : [], toUpstream: this.held?.take() ?? [] }
+    this.held = null
     this.tunnel = openTunnel(this.client, upstream, this.settings.timings, early, this.onTunnelEnd)
   }
 
@@ -112,7 +115,7 @@ export class Handshake {
       return this.fail(new UpstreamBadResponseError())
     }
     this.settle()
-    this.held.drop()
+    this.held = null
     relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), this.reply.raw, this.client)
     this.request.log.info({ res: { statusCode: res.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket upgrade refused by upstream')
   }
@@ -155,7 +158,7 @@ export class Handshake {
     if (reason instanceof DeadlineExceededError) {
       // The 504 is already on its way (reply.raw 'finish' closes the connection).
       this.settle()
-      this.held.drop()
+      this.held = null
       this.upstreamReq?.destroy()
       this.request.log.warn({ res: { statusCode: reason.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket handshake timed out')
       return
@@ -165,7 +168,7 @@ export class Handshake {
 
   private fail (err: { statusCode?: number, code: string, message: string }): void {
     this.settle()
-    this.held.drop()
+    this.held = null
     this.upstreamReq?.destroy()
     const res = this.reply.raw
     if (res.headersSent || this.client.destroyed) {
@@ -179,8 +182,9 @@ export class Handshake {
   /** The handshake's outcome is decided: its timer, deadline and listeners go. */
   private settle (): void {
     this.settled = true
-    this.watch.stop()
-    this.held.stop()
+    this.watch?.stop()
+    this.watch = null
+    this.held?.stop()
     this.client.removeListener('end', this.onClientGone)
     this.client.removeListener('close', this.onClientGone)
   }

@@ -6,7 +6,7 @@ const MAX_HELD_BYTES = 64 * 1024
 
 /**
  * What the client sends between its handshake and the upstream's answer: held, then handed
- * to the tunnel on a 101 or dropped on a refusal, so the upstream never sees bytes before it
+ * to the tunnel on a 101, or dropped with this object on a refusal, so the upstream never sees bytes before it
  * has agreed to the upgrade.
  */
 export class HeldBytes {
@@ -22,7 +22,7 @@ export class HeldBytes {
     this.client.on('data', this.onData)
   }
 
-  /** Holding ends; what was held stays until `take` or `drop`. */
+  /** Holding ends; what was held stays until `take`. */
   stop (): void {
     this.client.removeListener('data', this.onData)
   }
@@ -32,10 +32,6 @@ export class HeldBytes {
     const chunks = this.chunks
     this.chunks = []
     return chunks
-  }
-
-  drop (): void {
-    this.take()
   }
 
   private readonly onData = (chunk: Buffer): void => this.add(chunk)

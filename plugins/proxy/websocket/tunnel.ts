@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { closeGracefully } from './dispatch.js'
-import { Direction } from './direction.js'
+import { ClosingDirection } from './closing-direction.js'
+import { FrameCursor } from './frames.js'
 
 /** Why a tunnel ended, for its log line. */
 export type TunnelEnd = 'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'
@@ -37,17 +38,33 @@ export function openTunnel (client: Socket, upstream: Socket, limits: TunnelLimi
   return tunnel
 }
 
+interface Closing {
+  toClient: ClosingDirection
+  toUpstream: ClosingDirection
+  clientEnded: boolean
+  upstreamEnded: boolean
+}
+
+/** Writes what `from` sent before the tunnel opened, then pipes the rest, `frames` following it all. */
+function relay (from: Socket, to: Socket, frames: FrameCursor, early: readonly Buffer[]): void {
+  for (const chunk of early) {
+    frames.follow(chunk)
+    to.write(chunk)
+  }
+  from.on('data', frames.follow)
+  from.pipe(to)
+}
+
 export class Tunnel {
   private readonly startedAt = Date.now()
   private lastActivityAt = this.startedAt
   private timer: NodeJS.Timeout | null = null
   private closedBy: TunnelEnd | null = null
   private closedSides = 0
-  private readonly toUpstream: Direction
-  private readonly toClient: Direction
-  private draining = false
-  private clientEnded = false
-  private upstreamEnded = false
+  // Where frames end in each direction; the rest of the shutdown state exists only once it starts.
+  private readonly toUpstreamFrames = new FrameCursor()
+  private readonly toClientFrames = new FrameCursor()
+  private closing: Closing | null = null
 
   constructor (
     private readonly client: Socket,
@@ -58,8 +75,6 @@ export class Tunnel {
     client.setTimeout(0)
     client.setNoDelay(true)
     upstream.setNoDelay(true)
-    this.toUpstream = new Direction(client, upstream, true, this.onDrainProgress)
-    this.toClient = new Direction(upstream, client, false, this.onDrainProgress)
     client.on('close', (hadError: boolean) => this.sideClosed(client, upstream, 'client', hadError))
     upstream.on('close', (hadError: boolean) => this.sideClosed(upstream, client, 'upstream', hadError))
     if (limits.idleTimeout > 0) {
@@ -71,8 +86,8 @@ export class Tunnel {
   }
 
   start (early: EarlyBytes): void {
-    this.toClient.start(early.toClient)
-    this.toUpstream.start(early.toUpstream)
+    relay(this.upstream, this.client, this.toClientFrames, early.toClient)
+    relay(this.client, this.upstream, this.toUpstreamFrames, early.toUpstream)
   }
 
   /**
@@ -81,21 +96,30 @@ export class Tunnel {
    * (or hung up). A side that never gets there is left to the registry's grace and `cut`.
    */
   goAway (): void {
-    if (this.draining) return
-    this.draining = true
+    if (this.closing !== null) return
     this.closedBy ??= 'shutdown'
-    this.toClient.goAway()
-    this.toUpstream.goAway()
+    const progress = (): void => this.closeProgress()
+    const closing: Closing = {
+      toClient: new ClosingDirection(this.upstream, this.client, this.toClientFrames, false, progress),
+      toUpstream: new ClosingDirection(this.client, this.upstream, this.toUpstreamFrames, true, progress),
+      clientEnded: false,
+      upstreamEnded: false
+    }
+    this.closing = closing
+    closing.toClient.start()
+    closing.toUpstream.start()
   }
 
-  private readonly onDrainProgress = (): void => {
-    if (!this.draining) return
-    if (!this.clientEnded && this.toClient.closeSent && this.toUpstream.peerDone) {
-      this.clientEnded = true
+  /** A connection ends once its side got our close frame and sent its own (or hung up). */
+  private closeProgress (): void {
+    const closing = this.closing as Closing
+    const { toClient, toUpstream } = closing
+    if (!closing.clientEnded && toClient.closeSent && toUpstream.peerDone) {
+      closing.clientEnded = true
       closeGracefully(this.client)
     }
-    if (!this.upstreamEnded && this.toUpstream.closeSent && this.toClient.peerDone) {
-      this.upstreamEnded = true
+    if (!closing.upstreamEnded && toUpstream.closeSent && toClient.peerDone) {
+      closing.upstreamEnded = true
       closeGracefully(this.upstream)
     }
   }
@@ -111,7 +135,7 @@ export class Tunnel {
     // A side that read its peer's FIN and finished writing closed cleanly: `pipe` has ended
     // the other side, which may still be flushing to a slow reader. Anything else is abrupt.
     // During a shutdown each side closes on its own once its close handshake is done.
-    if (!this.draining && (hadError || !side.readableEnded)) {
+    if (this.closing === null && (hadError || !side.readableEnded)) {
       this.closedBy ??= name
       other.destroy()
     }
