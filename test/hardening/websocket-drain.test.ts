@@ -4,10 +4,12 @@
 // answers (or a frame that never ends) is cut at the grace.
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
+import Fastify from 'fastify'
 import t from 'tap'
+import proxy from '../../plugins/proxy/index.js'
 import type { WebSocket } from 'ws'
 import {
-  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream,
+  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream,
   type RawUpstream, type Teardown
 } from '../helpers/ws-servers.js'
 
@@ -260,4 +262,35 @@ t.test('a handshake waiting for the upstream at close() is refused with 503', as
   t.same(JSON.parse(reply.body), { statusCode: 503, code: 'FST_STREAMLINE_PROXY_SHUTTING_DOWN', error: 'Service Unavailable', message: 'The proxy is shutting down' })
   await gone(conn.socket)
   t.pass('the upstream request was dropped')
+})
+
+t.test('an upgrade whose hooks were still running when the drain began is refused with 503', async (t) => {
+  const up = await rawUpstream(t)
+  let entered: () => void = () => {}
+  const inHook = new Promise<void>(resolve => { entered = resolve })
+  let release: () => void = () => {}
+  const released = new Promise<void>(resolve => { release = resolve })
+  const app = Fastify({ logger: false })
+  // A slow auth check: the upgrade was routed before close() and reaches the proxy after it.
+  app.addHook('onRequest', async () => {
+    entered()
+    await released
+  })
+  await app.register(proxy, { upstream: `http://127.0.0.1:${up.port}`, prefix: '/ws', websocket: true, wsCloseGrace: GRACE })
+  // Registered after the proxy, so it runs once the proxy's own preClose (the drain) has begun.
+  await app.register(async child => { child.addHook('preClose', async () => release()) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => await app.close())
+  const client = await rawClient(t, portOf(app.server))
+  client.socket.write(upgradeRequest('/ws/late'))
+  await inHook
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms`)
+  await client.closed
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 503)
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_PROXY_SHUTTING_DOWN')
+  t.equal(up.connections.length, 0, 'the upstream was never contacted')
 })

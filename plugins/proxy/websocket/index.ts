@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { errorBody } from '../../../lib/error-body.js'
 import { TunnelRegistry } from './registry.js'
 import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './dispatch.js'
-import { InvalidUpgradeError } from '../errors.js'
+import { InvalidUpgradeError, ShuttingDownError } from '../errors.js'
 import { Handshake, type HandshakeSettings } from './handshake.js'
 import { sendError } from '../upstream-errors.js'
 import type { FastifyError } from '@fastify/error'
@@ -88,6 +88,12 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
       // from a user's `upstream` function goes to the app's error handler.
       if (!String((err as FastifyError).code).startsWith('FST_STREAMLINE_PROXY_')) return done(err as Error)
       sendError(reply, err as FastifyError)
+      return
+    }
+    // Routed before app.close() began, but its hooks (a slow auth check) ran into the drain.
+    if (tunnels.draining) {
+      reply.raw.shouldKeepAlive = false
+      sendError(reply, new ShuttingDownError())
       return
     }
     reply.hijack()

@@ -13,21 +13,20 @@ export interface Drainable {
  */
 export class TunnelRegistry {
   private readonly open = new Set<Drainable>()
-  private closing = false
   private onEmpty: (() => void) | null = null
+  private closing = false
 
-  /** An upgrade whose hooks were still running when the drain began is sent away at once. */
   add (entry: Drainable): void {
     this.open.add(entry)
-    if (this.closing) entry.goAway()
   }
 
   delete (entry: Drainable): void {
     if (this.open.delete(entry) && this.open.size === 0) this.onEmpty?.()
   }
 
-  get size (): number {
-    return this.open.size
+  /** `drain` has begun: no new upgrade should be started. */
+  get draining (): boolean {
+    return this.closing
   }
 
   /**
