@@ -74,7 +74,7 @@ export const InvalidUpgradeError = createError(
   400, Error, false
 )
 
-/** `app.close()` began while a WebSocket handshake still waited for the upstream's answer. */
+/** `app.close()` began before a WebSocket upgrade got its answer (its hooks still running, or the upstream's 101 not yet in). */
 export const ShuttingDownError = createError(
   'FST_STREAMLINE_PROXY_SHUTTING_DOWN',
   'The proxy is shutting down',
