@@ -2,12 +2,17 @@
 // frame at a frame boundary (masked towards the upstream), close() returns as soon as the close
 // handshakes finish, a tunnel mid-frame waits for the frame's end, and a side that never
 // answers (or a frame that never ends) is cut at the grace.
+import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import https from 'node:https'
 import type { Socket } from 'node:net'
-import Fastify from 'fastify'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Fastify, { type FastifyServerOptions } from 'fastify'
 import t from 'tap'
 import proxy from '../../plugins/proxy/index.js'
-import type { WebSocket } from 'ws'
+import { WebSocketServer, type WebSocket } from 'ws'
 import {
   ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream,
   type RawUpstream, type Teardown
@@ -293,4 +298,43 @@ t.test('an upgrade whose hooks were still running when the drain began is refuse
   t.equal(reply.status, 503)
   t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_PROXY_SHUTTING_DOWN')
   t.equal(up.connections.length, 0, 'the upstream was never contacted')
+})
+
+t.test('over TLS on both hops (https ingress, wss upstream): both sides get 1001 at once', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ws-drain-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
+  const key = readFileSync(join(dir, 'key.pem'))
+  const cert = readFileSync(join(dir, 'cert.pem'))
+  const server = https.createServer({ key, cert })
+  const wss = new WebSocketServer({ server })
+  const serverClose = new Promise<number>(resolve => {
+    wss.on('connection', ws => {
+      ws.on('message', data => ws.send(data))
+      ws.once('close', (code: number) => resolve(code))
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { wss.close(); server.closeAllConnections(); server.close() })
+  const { app, port } = await proxyApp(t, {
+    upstream: 'http://127.0.0.1:9',
+    wsUpstream: `wss://127.0.0.1:${portOf(server)}`,
+    tls: { ca: cert },
+    wsCloseGrace: GRACE,
+    // The helper's type knows only plain-HTTP server options; Fastify takes `https` the same way.
+    fastify: { https: { key, cert } } as FastifyServerOptions
+  })
+  const ws = await openClient(`wss://127.0.0.1:${port}/ws/secure`, undefined, { ca: cert })
+  ws.send('over tls')
+  const [echo] = await once(ws, 'message')
+  t.equal(String(echo), 'over tls', 'the tunnel runs over TLS on both hops')
+  const closed = once(ws, 'close')
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
+  t.equal((await closed)[0], 1001, 'the client got 1001')
+  t.equal(await serverClose, 1001, 'the upstream got 1001')
 })
