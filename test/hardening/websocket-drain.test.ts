@@ -4,7 +4,7 @@
 // answers (or a frame that never ends) is cut at the grace.
 import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import https from 'node:https'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -59,6 +59,10 @@ function parseFrames (bytes: Buffer): { frames: Parsed[], rest: number } {
   return { frames, rest: bytes.length - at }
 }
 
+function openFds (): number {
+  return readdirSync('/proc/self/fd').length
+}
+
 function closeCode (f: Parsed | undefined): number | undefined {
   return f?.opcode === 0x8 ? f.payload.readUInt16BE(0) : undefined
 }
@@ -96,6 +100,7 @@ t.test('ws clients and a ws upstream: both sides get 1001 and close() returns at
   const up = await wsUpstream(t)
   const serverCloses = upstreamCloses(up)
   const { app, url } = await proxyApp(t, { upstream: up.url, wsCloseGrace: GRACE })
+  const baseFds = openFds()
   // permessage-deflate is agreed end to end: compressed frames (RSV1 set) cross the tunnel.
   const clients = await Promise.all([1, 2, 3].map(async i => await openClient(`${url}/drain${i}`)))
   for (const ws of clients) {
@@ -114,6 +119,7 @@ t.test('ws clients and a ws upstream: both sides get 1001 and close() returns at
   // `ws` emits 'close' once its TCP connection has closed: the client side is already done.
   while (up.sockets.size > 0) await once([...up.sockets][0], 'close')
   t.pass('client and upstream connections are closed')
+  t.ok(openFds() <= baseFds, `file descriptors back to baseline (${openFds()} vs ${baseFds})`)
 })
 
 t.test('the upstream mid-frame: the client gets the whole frame, then 1001; the upstream gets a masked 1001 at once', async (t) => {
