@@ -97,9 +97,10 @@ test('the example ingress, from the outside', async (t) => {
     t.equal(await ticker.exited, 0, 'curl saw the proxied SSE stream end cleanly (exit 0, not 18)')
     t.equal(await clock.exited, 0, 'curl saw the in-app SSE stream end cleanly')
     // The ingress drains before the demo services stop: the 1001 comes from the ingress's own
-    // tunnel drain, not from the live service (whose reason text was 'server shutting down').
-    const [code] = await socketClosed as [number, Buffer]
+    // tunnel drain (no reason text), not from the live service ('server shutting down').
+    const [code, reason] = await socketClosed as [number, Buffer]
     t.equal(code, 1001, 'the WebSocket got a 1001 close frame from the draining ingress')
+    t.equal(String(reason), '', 'the proxy\'s own close frame')
     await t.rejects(downloadDone, 'the unfinished download was cut, never ended as if complete')
     t.ok(app.lines.lines.includes('stopped'), 'the app reported a complete shutdown')
     t.notOk(app.lines.lines.some(line => line.includes('killed by timeout')), 'close-with-grace did not have to force it')

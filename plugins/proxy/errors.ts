@@ -73,3 +73,10 @@ export const InvalidUpgradeError = createError(
   'Only a GET WebSocket upgrade over HTTP/1.1 without a body can be proxied',
   400, Error, false
 )
+
+/** `app.close()` began before a WebSocket upgrade got its answer (its hooks still running, or the upstream's 101 not yet in). */
+export const ShuttingDownError = createError(
+  'FST_STREAMLINE_PROXY_SHUTTING_DOWN',
+  'The proxy is shutting down',
+  503, Error, false
+)

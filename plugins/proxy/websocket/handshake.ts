@@ -1,20 +1,18 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import http, { type ClientRequest, type ClientRequestArgs, type IncomingMessage } from 'node:http'
-import https from 'node:https'
-import net, { type Socket } from 'node:net'
+import type { ClientRequest, IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
 import { closeGracefully } from './dispatch.js'
-import { UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
+import { ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
 import { classifyUpstreamError } from '../upstream-errors.js'
-import { handshakeHeaders, refusalHeaders, type RequestHeaderRewrite, type ResponseHeaderRewrite } from './headers.js'
+import { refusalHeaders, type RequestHeaderRewrite, type ResponseHeaderRewrite } from './headers.js'
 import type { TunnelTimings } from './options.js'
 import type { ProxyTlsOptions } from '../types.js'
 import { relayRefusal, switchingProtocolsHead, writeError } from './response.js'
 import { openTunnel, type Tunnel, type TunnelStats } from './tunnel.js'
-
-// Client bytes held while the upstream decides; past this the client socket is paused and
-// TCP pushes back. A client has no reason to send much before it sees the 101.
-const MAX_HELD_BYTES = 64 * 1024
+import { HeldBytes } from './held-bytes.js'
+import { HandshakeWatch } from './handshake-watch.js'
+import { requestUpgrade } from './upstream-request.js'
 
 /** What a registration's upgrades share. */
 export interface HandshakeSettings {
@@ -28,14 +26,14 @@ export interface HandshakeSettings {
  * One upgrade from hijack to tunnel: the handshake goes upstream as a plain HTTP request;
  * the client's early bytes wait; the upstream's answer decides between a tunnel (valid 101),
  * a relayed HTTP response (anything else) and an error (unreachable, bad 101, too slow).
+ * `onDone` runs once everything it opened has closed.
  */
 export class Handshake {
   private readonly client: Socket
-  private held: Buffer[] = []
-  private heldBytes = 0
+  // Both dropped once the handshake is settled: an idle tunnel should hold as little as possible.
+  private held: HeldBytes | null
+  private watch: HandshakeWatch | null = null
   private upstreamReq: ClientRequest | null = null
-  private timer: NodeJS.Timeout | null = null
-  private deadlineSignal: AbortSignal | null = null
   private tunnel: Tunnel | null = null
   private settled = false
 
@@ -43,10 +41,11 @@ export class Handshake {
     private readonly request: FastifyRequest,
     private readonly reply: FastifyReply,
     private readonly settings: HandshakeSettings,
-    head: Buffer
+    head: Buffer,
+    private readonly onDone: () => void
   ) {
     this.client = request.raw.socket as Socket
-    if (head.length > 0) this.hold(head)
+    this.held = new HeldBytes(this.client, head)
   }
 
   start (target: URL): void {
@@ -54,25 +53,14 @@ export class Handshake {
     // Whatever answer goes out on reply.raw (ours or the deadline plugin's 504) is the last.
     reply.raw.shouldKeepAlive = false
     reply.raw.once('finish', () => closeGracefully(client))
-    client.on('data', this.onHeldData)
+    this.held?.listen()
     client.once('end', this.onClientGone)
     client.once('close', this.onClientGone)
+    client.on('close', this.onClientClosed)
     client.on('error', this.onClientError)
-    this.watchDeadline()
-    const secure = target.protocol === 'https:'
-    const upstreamReq = (secure ? https : http).request({
-      protocol: target.protocol,
-      hostname: target.hostname.replace(/^\[|\]$/g, ''),
-      port: target.port !== '' ? Number(target.port) : (secure ? 443 : 80),
-      path: target.pathname + target.search,
-      method: 'GET',
-      headers: handshakeHeaders(this.request, target, this.settings.rewriteRequestHeaders),
-      setHost: false,
-      // A fresh connection per handshake: an upgraded socket never returns to a pool. Over
-      // plain TCP it is half-open, so the upstream's FIN does not end our side towards it
-      // (a half-close passes on); TLS keeps https' own connection, certificates verified.
-      ...(secure ? { agent: false, ...this.settings.tls } : { createConnection: halfOpenConnection })
-    })
+    this.watch = new HandshakeWatch(() => this.fail(new UpstreamTimeoutError()), reason => this.onDeadline(reason))
+    this.watch.start(this.request, this.settings.timings.handshakeTimeout)
+    const upstreamReq = requestUpgrade(this.request, target, this.settings.tls, this.settings.rewriteRequestHeaders)
     this.upstreamReq = upstreamReq
     upstreamReq.on('upgrade', this.onUpgrade)
     upstreamReq.on('response', this.onRefusal)
@@ -80,7 +68,16 @@ export class Handshake {
     upstreamReq.end()
   }
 
-  /** Ends everything now (shutdown); a tunnel logs why it ended. */
+  /**
+   * Shutdown: a tunnel closes its WebSocket sessions; a handshake still waiting for the
+   * upstream is refused (503). An answer already on its way (a relayed refusal) may finish.
+   */
+  goAway (): void {
+    if (this.tunnel !== null) return this.tunnel.goAway()
+    if (!this.settled) this.fail(new ShuttingDownError())
+  }
+
+  /** Ends everything now (shutdown grace over); a tunnel logs why it ended. */
   cut (): void {
     if (this.tunnel !== null) return this.tunnel.cut('shutdown')
     this.settle()
@@ -103,13 +100,11 @@ export class Handshake {
     this.upstreamReq = null
     // From here the tunnel governs its own lifetime (idle timeout, wsMaxStreamDuration).
     releaseDeadline(this.request)
-    const { client } = this
-    client.write(switchingProtocolsHead(res))
-    if (upstreamHead.length > 0) client.write(upstreamHead)
-    for (const chunk of this.held) upstream.write(chunk)
-    this.held = []
+    this.client.write(switchingProtocolsHead(res))
     upstream.on('error', this.onUpstreamSocketError)
-    this.tunnel = openTunnel(client, upstream, this.settings.timings, this.onTunnelEnd)
+    const early = { toClient: upstreamHead.length > 0 ? [upstreamHead] : [], toUpstream: this.held?.take() ?? [] }
+    this.held = null
+    this.tunnel = openTunnel(this.client, upstream, this.settings.timings, early, this.onTunnelEnd)
   }
 
   private readonly onRefusal = (res: IncomingMessage): void => {
@@ -120,7 +115,7 @@ export class Handshake {
       return this.fail(new UpstreamBadResponseError())
     }
     this.settle()
-    this.dropHeld()
+    this.held = null
     relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), this.reply.raw, this.client)
     this.request.log.info({ res: { statusCode: res.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket upgrade refused by upstream')
   }
@@ -148,46 +143,22 @@ export class Handshake {
     this.request.log.info({ responseTime: this.reply.elapsedTime }, 'websocket client left during the handshake')
   }
 
-  private readonly onHeldData = (chunk: Buffer): void => this.hold(chunk)
-
-  private hold (chunk: Buffer): void {
-    this.held.push(chunk)
-    this.heldBytes += chunk.length
-    if (this.heldBytes >= MAX_HELD_BYTES) this.client.pause()
-  }
-
-  private dropHeld (): void {
-    this.held = []
-    this.client.removeListener('data', this.onHeldData)
+  /** Without a tunnel the client connection was the last thing open; a tunnel reports its own end. */
+  private readonly onClientClosed = (): void => {
+    if (this.tunnel === null) this.onDone()
   }
 
   private readonly onTunnelEnd = (stats: TunnelStats): void => {
     this.request.log.info({ res: { statusCode: 101 }, responseTime: this.reply.elapsedTime, ...stats }, 'websocket tunnel closed')
+    this.onDone()
   }
 
-  /**
-   * The handshake is bounded by the request's deadline when it has one: at expiry the
-   * deadline plugin writes the 504 on reply.raw itself, then aborts the signal. Without
-   * one, wsHandshakeTimeout applies. Either way: one timer.
-   */
-  private watchDeadline (): void {
-    const deadline = this.request.deadline as FastifyRequest['deadline'] | undefined
-    if (deadline !== undefined && deadline.expiresAt !== Infinity) {
-      this.deadlineSignal = deadline.signal
-      this.deadlineSignal.addEventListener('abort', this.onDeadline, { once: true })
-    } else if (this.settings.timings.handshakeTimeout > 0) {
-      const { handshakeTimeout } = this.settings.timings
-      this.timer = setTimeout(() => this.fail(new UpstreamTimeoutError()), handshakeTimeout)
-    }
-  }
-
-  private readonly onDeadline = (): void => {
+  private onDeadline (reason: unknown): void {
     if (this.settled) return
-    const reason: unknown = this.deadlineSignal?.reason
     if (reason instanceof DeadlineExceededError) {
       // The 504 is already on its way (reply.raw 'finish' closes the connection).
       this.settle()
-      this.dropHeld()
+      this.held = null
       this.upstreamReq?.destroy()
       this.request.log.warn({ res: { statusCode: reason.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket handshake timed out')
       return
@@ -197,7 +168,7 @@ export class Handshake {
 
   private fail (err: { statusCode?: number, code: string, message: string }): void {
     this.settle()
-    this.dropHeld()
+    this.held = null
     this.upstreamReq?.destroy()
     const res = this.reply.raw
     if (res.headersSent || this.client.destroyed) {
@@ -211,19 +182,12 @@ export class Handshake {
   /** The handshake's outcome is decided: its timer, deadline and listeners go. */
   private settle (): void {
     this.settled = true
-    if (this.timer !== null) clearTimeout(this.timer)
-    this.timer = null
-    this.deadlineSignal?.removeEventListener('abort', this.onDeadline)
-    this.deadlineSignal = null
-    const { client } = this
-    client.removeListener('data', this.onHeldData)
-    client.removeListener('end', this.onClientGone)
-    client.removeListener('close', this.onClientGone)
+    this.watch?.stop()
+    this.watch = null
+    this.held?.stop()
+    this.client.removeListener('end', this.onClientGone)
+    this.client.removeListener('close', this.onClientGone)
   }
-}
-
-function halfOpenConnection (options: ClientRequestArgs): Socket {
-  return net.connect({ host: options.hostname ?? undefined, port: Number(options.port), allowHalfOpen: true })
 }
 
 function sameProtocol (answered: string | undefined, asked: string | undefined): boolean {

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { errorBody } from '../../../lib/error-body.js'
-import { TunnelRegistry } from './tunnel.js'
+import { TunnelRegistry } from './registry.js'
 import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './dispatch.js'
-import { InvalidUpgradeError } from '../errors.js'
+import { InvalidUpgradeError, ShuttingDownError } from '../errors.js'
 import { Handshake, type HandshakeSettings } from './handshake.js'
 import { sendError } from '../upstream-errors.js'
 import type { FastifyError } from '@fastify/error'
@@ -52,7 +52,8 @@ export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | nul
 
 /**
  * WebSocket pass-through for one proxy registration: route-level hooks for its routes,
- * upgrade dispatch on the server, and shutdown of its open tunnels in preClose.
+ * upgrade dispatch on the server, and shutdown of its open tunnels in preClose (a close
+ * frame to both sides of each, then cut whatever is left after the grace).
  * - onRequest refuses upgrades that cannot be tunnelled, before any body would be read (they
  *   only get here when another upgrade listener, e.g. @fastify/websocket, routes every upgrade:
  *   ours turns them back into plain requests);
@@ -89,6 +90,12 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
       sendError(reply, err as FastifyError)
       return
     }
+    // Routed before app.close() began, but its hooks (a slow auth check) ran into the drain.
+    if (tunnels.draining) {
+      reply.raw.shouldKeepAlive = false
+      sendError(reply, new ShuttingDownError())
+      return
+    }
     reply.hijack()
     const client = request.raw.socket
     // Gone while the app's hooks ran (a slow auth check): its close event has already fired,
@@ -97,9 +104,9 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
       client.destroy()
       return
     }
-    const handshake = new Handshake(request, reply, settings, upgradeHead(request.raw))
-    tunnels.add(client, () => handshake.cut())
+    const handshake = new Handshake(request, reply, settings, upgradeHead(request.raw), () => tunnels.delete(handshake))
     handshake.start(target)
+    tunnels.add(handshake)
   }
 
   return { onRequest: rejectInvalidUpgrade, preHandler: passUpgrade }

@@ -11,7 +11,10 @@ export interface WebSocketTimingOptions {
    * it (deadline plugin absent, or the route opted out). Default 30000; 0 = none.
    */
   wsHandshakeTimeout?: number
-  /** On `app.close()`, how long open tunnels may finish on their own before they are cut. Default 5000. */
+  /**
+   * On `app.close()` every tunnel gets a `1001 Going Away` close frame on both sides; this is the
+   * longest wait for those close handshakes before what is left is cut. Default 5000.
+   */
   wsCloseGrace?: number
 }
 

@@ -1,5 +1,7 @@
 import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
+import { closeGracefully } from './dispatch.js'
+import { ClosingDirection } from './closing-direction.js'
+import { FrameCursor } from './frames.js'
 
 /** Why a tunnel ended, for its log line. */
 export type TunnelEnd = 'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'
@@ -17,56 +19,40 @@ export interface TunnelLimits {
   maxStreamDuration: number
 }
 
-/**
- * The hijacked connections of one proxy registration, from hijack to close, so `app.close()`
- * can end them: Node's server keeps counting an upgraded socket until it closes, and
- * Fastify no longer knows about it.
- */
-export class TunnelRegistry {
-  private readonly open = new Map<Duplex, () => void>()
-
-  /** Tracks a connection until `client` closes; `cut` destroys it and everything tied to it. */
-  add (client: Duplex, cut: () => void): void {
-    this.open.set(client, cut)
-    client.once('close', () => this.open.delete(client))
-  }
-
-  get size (): number {
-    return this.open.size
-  }
-
-  /** Lets open connections finish for up to `grace` ms, then cuts the rest. */
-  async drain (grace: number): Promise<void> {
-    if (this.open.size === 0) return
-    await new Promise<void>(resolve => {
-      const timer = setTimeout(() => {
-        for (const cut of this.open.values()) cut()
-        resolve()
-      }, grace)
-      let waiting = this.open.size
-      for (const client of this.open.keys()) {
-        client.once('close', () => {
-          if (--waiting === 0) {
-            clearTimeout(timer)
-            resolve()
-          }
-        })
-      }
-    })
-  }
+/** What each side sent before the tunnel opened, still to be delivered to the other. */
+export interface EarlyBytes {
+  toClient: readonly Buffer[]
+  toUpstream: readonly Buffer[]
 }
 
 /**
- * Pipes two sockets both ways until both are done, without parsing a byte. `pipe` gives
- * backpressure in both directions and passes a half-close (FIN) on; a side that closes
- * abruptly (reset, error, or closed before it finished reading) takes the other down at
- * once. One timer at most enforces `idleTimeout` and `maxStreamDuration`.
+ * Pipes two sockets both ways until both are done. `pipe` gives backpressure in both
+ * directions and passes a half-close (FIN) on; a side that closes abruptly (reset, error, or
+ * closed before it finished reading) takes the other down at once. Frame boundaries are
+ * followed (frame headers only) so that `goAway` can close both sides cleanly on shutdown.
+ * One timer at most enforces `idleTimeout` and `maxStreamDuration`.
  */
-export function openTunnel (client: Socket, upstream: Socket, limits: TunnelLimits, onEnd: (stats: TunnelStats) => void): Tunnel {
+export function openTunnel (client: Socket, upstream: Socket, limits: TunnelLimits, early: EarlyBytes, onEnd: (stats: TunnelStats) => void): Tunnel {
   const tunnel = new Tunnel(client, upstream, limits, onEnd)
-  client.pipe(upstream)
-  upstream.pipe(client)
+  tunnel.start(early)
   return tunnel
+}
+
+interface Closing {
+  toClient: ClosingDirection
+  toUpstream: ClosingDirection
+  clientEnded: boolean
+  upstreamEnded: boolean
+}
+
+/** Writes what `from` sent before the tunnel opened, then pipes the rest, `frames` following it all. */
+function relay (from: Socket, to: Socket, frames: FrameCursor, early: readonly Buffer[]): void {
+  for (const chunk of early) {
+    frames.follow(chunk)
+    to.write(chunk)
+  }
+  from.on('data', frames.follow)
+  from.pipe(to)
 }
 
 export class Tunnel {
@@ -75,6 +61,10 @@ export class Tunnel {
   private timer: NodeJS.Timeout | null = null
   private closedBy: TunnelEnd | null = null
   private closedSides = 0
+  // Where frames end in each direction; the rest of the shutdown state exists only once it starts.
+  private readonly toUpstreamFrames = new FrameCursor()
+  private readonly toClientFrames = new FrameCursor()
+  private closing: Closing | null = null
 
   constructor (
     private readonly client: Socket,
@@ -95,6 +85,45 @@ export class Tunnel {
     this.schedule(this.startedAt)
   }
 
+  start (early: EarlyBytes): void {
+    relay(this.upstream, this.client, this.toClientFrames, early.toClient)
+    relay(this.client, this.upstream, this.toUpstreamFrames, early.toUpstream)
+  }
+
+  /**
+   * Shutdown: a `1001 Going Away` close frame to each side at the next frame boundary in its
+   * direction, then each connection ends once its side answered with its own close frame
+   * (or hung up). A side that never gets there is left to the registry's grace and `cut`.
+   */
+  goAway (): void {
+    if (this.closing !== null) return
+    this.closedBy ??= 'shutdown'
+    const progress = (): void => this.closeProgress()
+    const closing: Closing = {
+      toClient: new ClosingDirection(this.upstream, this.client, this.toClientFrames, false, progress),
+      toUpstream: new ClosingDirection(this.client, this.upstream, this.toUpstreamFrames, true, progress),
+      clientEnded: false,
+      upstreamEnded: false
+    }
+    this.closing = closing
+    closing.toClient.start()
+    closing.toUpstream.start()
+  }
+
+  /** A connection ends once its side got our close frame and sent its own (or hung up). */
+  private closeProgress (): void {
+    const closing = this.closing as Closing
+    const { toClient, toUpstream } = closing
+    if (!closing.clientEnded && toClient.closeSent && toUpstream.peerDone) {
+      closing.clientEnded = true
+      closeGracefully(this.client)
+    }
+    if (!closing.upstreamEnded && toUpstream.closeSent && toClient.peerDone) {
+      closing.upstreamEnded = true
+      closeGracefully(this.upstream)
+    }
+  }
+
   /** Ends the tunnel now, e.g. on shutdown. */
   cut (reason: TunnelEnd): void {
     this.closedBy ??= reason
@@ -105,7 +134,8 @@ export class Tunnel {
   private sideClosed (side: Socket, other: Socket, name: TunnelEnd, hadError: boolean): void {
     // A side that read its peer's FIN and finished writing closed cleanly: `pipe` has ended
     // the other side, which may still be flushing to a slow reader. Anything else is abrupt.
-    if (hadError || !side.readableEnded) {
+    // During a shutdown each side closes on its own once its close handshake is done.
+    if (this.closing === null && (hadError || !side.readableEnded)) {
       this.closedBy ??= name
       other.destroy()
     }

@@ -1,0 +1,346 @@
+// Graceful drain of WebSocket tunnels: on app.close() each side gets a `1001 Going Away` close
+// frame at a frame boundary (masked towards the upstream), close() returns as soon as the close
+// handshakes finish, a tunnel mid-frame waits for the frame's end, and a side that never
+// answers (or a frame that never ends) is cut at the grace.
+import { execFileSync } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import https from 'node:https'
+import type { Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Fastify, { type FastifyServerOptions } from 'fastify'
+import t from 'tap'
+import proxy from '../../plugins/proxy/index.js'
+import { WebSocketServer, type WebSocket } from 'ws'
+import {
+  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream,
+  type RawUpstream, type Teardown
+} from '../helpers/ws-servers.js'
+
+const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
+const GRACE = 5000
+const GOING_AWAY_UNMASKED = Buffer.from([0x88, 0x02, 0x03, 0xe9])
+
+interface FrameOptions { fin?: boolean, rsv1?: boolean, mask?: Buffer }
+
+/** One RFC 6455 frame, built independently of the proxy's parser. */
+function frame (opcode: number, payload: Buffer, { fin = true, rsv1 = false, mask }: FrameOptions = {}): Buffer {
+  const length = payload.length
+  const extended = length < 126 ? Buffer.alloc(0) : Buffer.alloc(length < 65536 ? 2 : 8)
+  if (length >= 65536) extended.writeBigUInt64BE(BigInt(length))
+  else if (length >= 126) extended.writeUInt16BE(length)
+  const first = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode
+  const second = (mask !== undefined ? 0x80 : 0) | (length < 126 ? length : length < 65536 ? 126 : 127)
+  const body = Buffer.from(payload)
+  if (mask !== undefined) for (let i = 0; i < body.length; i++) body[i] ^= mask[i % 4]
+  return Buffer.concat([Buffer.from([first, second]), extended, mask ?? Buffer.alloc(0), body])
+}
+
+interface Parsed { opcode: number, masked: boolean, payload: Buffer }
+
+/** Every complete frame in `bytes` (payloads unmasked), and how many bytes are left over. */
+function parseFrames (bytes: Buffer): { frames: Parsed[], rest: number } {
+  const frames: Parsed[] = []
+  let at = 0
+  while (bytes.length - at >= 2) {
+    const masked = (bytes[at + 1] & 0x80) !== 0
+    let length = bytes[at + 1] & 0x7f
+    let head = 2
+    if (length === 126) { length = bytes.readUInt16BE(at + 2); head = 4 } else if (length === 127) { length = Number(bytes.readBigUInt64BE(at + 2)); head = 10 }
+    const mask = masked ? bytes.subarray(at + head, at + head + 4) : null
+    if (masked) head += 4
+    if (bytes.length - at < head + length) break
+    const payload = Buffer.from(bytes.subarray(at + head, at + head + length))
+    if (mask !== null) for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i % 4]
+    frames.push({ opcode: bytes[at] & 0x0f, masked, payload })
+    at += head + length
+  }
+  return { frames, rest: bytes.length - at }
+}
+
+function openFds (): number {
+  return readdirSync('/proc/self/fd').length
+}
+
+function closeCode (f: Parsed | undefined): number | undefined {
+  return f?.opcode === 0x8 ? f.payload.readUInt16BE(0) : undefined
+}
+
+/** A raw client and a raw upstream joined by one tunnel through the proxy, the 101 already read. */
+async function rawTunnel (t: Teardown, port: number, up: RawUpstream): Promise<{
+  client: Awaited<ReturnType<typeof rawClient>>, upstream: Socket, fromUpstream: () => Buffer, fromClient: () => Buffer, upstreamGot: (n: number) => Promise<void>
+}> {
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/tunnel'))
+  const conn = await up.next()
+  const head = await conn.head
+  conn.socket.write(SWITCH)
+  await client.nextData(SWITCH.length)
+  const fromClient = (): Buffer => conn.received().subarray(head.length)
+  const upstreamGot = async (n: number): Promise<void> => {
+    while (fromClient().length < n) {
+      if (conn.socket.destroyed) throw new Error(`upstream closed after ${fromClient().length} bytes`)
+      await once(conn.socket, 'data')
+    }
+  }
+  return { client, upstream: conn.socket, fromUpstream: () => client.received().subarray(SWITCH.length), fromClient, upstreamGot }
+}
+
+/** The close codes each `ws` endpoint saw, server side, by connection order. */
+function upstreamCloses (up: Awaited<ReturnType<typeof wsUpstream>>): Array<Promise<number>> {
+  const closes: Array<Promise<number>> = []
+  up.wss.on('connection', (ws: WebSocket) => {
+    closes.push(new Promise(resolve => ws.once('close', (code: number) => resolve(code))))
+  })
+  return closes
+}
+
+t.test('ws clients and a ws upstream: both sides get 1001 and close() returns at once', async (t) => {
+  const up = await wsUpstream(t)
+  const serverCloses = upstreamCloses(up)
+  const { app, url } = await proxyApp(t, { upstream: up.url, wsCloseGrace: GRACE })
+  const baseFds = openFds()
+  // permessage-deflate is agreed end to end: compressed frames (RSV1 set) cross the tunnel.
+  const clients = await Promise.all([1, 2, 3].map(async i => await openClient(`${url}/drain${i}`)))
+  for (const ws of clients) {
+    ws.send('x'.repeat(70_000))
+    const [echo] = await once(ws, 'message')
+    t.equal(String(echo).length, 70_000, 'a large compressed message crossed before the drain')
+  }
+  const clientCloses = clients.map(async ws => await once(ws, 'close'))
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
+  const seen = await Promise.all(clientCloses)
+  t.same(seen.map(([code]) => code as number), [1001, 1001, 1001], 'every client got 1001 Going Away')
+  t.same(await Promise.all(serverCloses), [1001, 1001, 1001], 'every upstream session got 1001 Going Away')
+  // `ws` emits 'close' once its TCP connection has closed: the client side is already done.
+  while (up.sockets.size > 0) await once([...up.sockets][0], 'close')
+  t.pass('client and upstream connections are closed')
+  t.ok(openFds() <= baseFds, `file descriptors back to baseline (${openFds()} vs ${baseFds})`)
+})
+
+t.test('the upstream mid-frame: the client gets the whole frame, then 1001; the upstream gets a masked 1001 at once', async (t) => {
+  const up = await rawUpstream(t)
+  const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: GRACE })
+  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await rawTunnel(t, port, up)
+  const payload = Buffer.alloc(300, 'p')
+  const big = frame(0x2, payload, { rsv1: true })
+  // Half a frame, its header split too: 16-bit length, 1 + 2 header bytes, then 100 payload bytes.
+  upstream.write(big.subarray(0, 1))
+  await client.nextData(SWITCH.length + 1)
+  upstream.write(big.subarray(1, 104))
+  await client.nextData(SWITCH.length + 104)
+  const started = Date.now()
+  const closing = app.close()
+  // The client->upstream direction is between frames: its close frame goes out at once.
+  await upstreamGot(8)
+  const [toUpstream] = parseFrames(fromClient()).frames
+  t.equal(toUpstream.masked, true, 'the close frame to the upstream is masked')
+  t.equal(closeCode(toUpstream), 1001, 'the upstream got 1001')
+  t.equal(fromUpstream().length, 104, 'no close frame to the client while its frame is unfinished')
+  // The rest of the frame, and in the same write a frame that must not be passed on.
+  upstream.write(Buffer.concat([big.subarray(104), frame(0x1, Buffer.from('after close'))]))
+  await client.nextData(SWITCH.length + big.length + 4)
+  const received = parseFrames(fromUpstream())
+  t.equal(received.frames.length, 2, 'the frame, then one more')
+  t.same(received.frames[0].payload, payload, 'the interrupted frame arrived whole')
+  t.same(fromUpstream().subarray(big.length), GOING_AWAY_UNMASKED, 'then an unmasked 1001, and nothing after it')
+  // Both answer with their close frame; the proxy then ends both connections.
+  client.socket.write(frame(0x8, Buffer.from([0x03, 0xe9]), { mask: Buffer.from([1, 2, 3, 4]) }))
+  upstream.write(frame(0x8, Buffer.from([0x03, 0xe9])))
+  await client.closed
+  await gone(upstream)
+  await closing
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
+  t.equal(fromClient().length, 8, 'the client\'s close answer is not passed on: the upstream got one close frame')
+  t.same(fromUpstream().subarray(big.length), GOING_AWAY_UNMASKED, 'nor the upstream\'s: the client got one close frame')
+})
+
+t.test('the client mid-header: the upstream gets every frame whole, then a masked 1001', async (t) => {
+  const up = await rawUpstream(t)
+  const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: GRACE })
+  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await rawTunnel(t, port, up)
+  const mask = Buffer.from([0xa1, 0xb2, 0xc3, 0xd4])
+  // Every length form, a fragmented message with a ping between its fragments, split anywhere.
+  const frames = [
+    frame(0x1, Buffer.from('seven'), { mask }),
+    frame(0x2, Buffer.alloc(300, 1), { mask, rsv1: true }),
+    frame(0x1, Buffer.from('frag-'), { mask, fin: false }),
+    frame(0x9, Buffer.alloc(0), { mask }),
+    frame(0x0, Buffer.from('ment'), { mask }),
+    frame(0x2, Buffer.alloc(70_000, 2), { mask })
+  ]
+  const before = Buffer.concat(frames)
+  const cuts = [1, 2, 6, 13, 15, 330, 341, 350, 353, 360, 361, 362, 368, 375, 380, 40_000, before.length]
+  let from = 0
+  for (const cut of cuts) {
+    client.socket.write(before.subarray(from, cut))
+    await upstreamGot(cut)
+    from = cut
+  }
+  // The last frame: 64-bit length and mask, its 14-byte header cut after 5 bytes.
+  const last = frame(0x2, Buffer.alloc(70_000, 3), { mask })
+  client.socket.write(last.subarray(0, 5))
+  await upstreamGot(before.length + 5)
+  const started = Date.now()
+  const closing = app.close()
+  await client.nextData(SWITCH.length + 4)
+  t.same(fromUpstream(), GOING_AWAY_UNMASKED, 'the client got an unmasked 1001 at once')
+  t.equal(fromClient().length, before.length + 5, 'no close frame to the upstream inside a header')
+  client.socket.write(last.subarray(5, 12))
+  await upstreamGot(before.length + 12)
+  client.socket.write(Buffer.concat([last.subarray(12), frame(0x1, Buffer.from('next'), { mask })]))
+  await upstreamGot(before.length + last.length + 8)
+  const seen = parseFrames(fromClient())
+  t.equal(seen.rest, 0, 'only whole frames reached the upstream')
+  t.same(fromClient().subarray(0, before.length + last.length), Buffer.concat([before, last]), 'every frame byte for byte')
+  const close = seen.frames.at(-1)
+  t.equal(seen.frames.length, frames.length + 2, 'then exactly one more frame')
+  t.equal(close?.masked, true, 'masked')
+  t.equal(closeCode(close), 1001, '1001 Going Away')
+  upstream.write(frame(0x8, Buffer.from([0x03, 0xe9])))
+  client.socket.write(frame(0x8, Buffer.from([0x03, 0xe9]), { mask }))
+  await Promise.all([client.closed, gone(upstream), closing])
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
+  t.equal(fromClient().length, before.length + last.length + 8, 'the "next" frame after the boundary was never passed on')
+})
+
+t.test('a frame that never ends is cut at the grace, without a close frame inside it', async (t) => {
+  const grace = 1000
+  const up = await rawUpstream(t)
+  const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: grace })
+  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await rawTunnel(t, port, up)
+  upstream.write(frame(0x2, Buffer.alloc(200, 7)).subarray(0, 50))
+  await client.nextData(SWITCH.length + 50)
+  const started = Date.now()
+  const closing = app.close()
+  await upstreamGot(8)
+  t.equal(closeCode(parseFrames(fromClient()).frames[0]), 1001, 'the upstream got 1001 at once')
+  // While the drain waits, the server still accepts connections: a new upgrade is refused.
+  await t.rejects(openClient(`ws://127.0.0.1:${port}/ws/late`), /unexpected response 503/, 'an upgrade during the drain gets 503')
+  t.equal(up.connections.length, 1, 'and never reaches the upstream')
+  await closing
+  const took = Date.now() - started
+  t.ok(took >= grace - 50 && took < grace + 2000, `close() returned after ${took} ms (grace ${grace} ms)`)
+  await client.closed
+  await gone(upstream)
+  t.equal(fromUpstream().length, 50, 'the client got the partial frame and no close frame: it sees an abnormal close')
+})
+
+t.test('a client that never answers the close frame is cut at the grace; the upstream closes cleanly at once', async (t) => {
+  const grace = 1000
+  const up = await wsUpstream(t)
+  const serverCloses = upstreamCloses(up)
+  const { app, port } = await proxyApp(t, { upstream: up.url, wsCloseGrace: grace })
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/mute'))
+  while (!client.received().includes('\r\n\r\n')) await client.nextData(client.received().length + 1)
+  const headLength = client.received().indexOf('\r\n\r\n') + 4
+  t.equal(parseReply(client.received()).status, 101)
+  const started = Date.now()
+  const closing = app.close()
+  t.equal(await serverCloses[0], 1001, 'the upstream got 1001 and finished its close handshake')
+  const upstreamClosedAfter = Date.now() - started
+  await client.nextData(headLength + 4)
+  t.same(client.received().subarray(headLength), GOING_AWAY_UNMASKED, 'the client got 1001')
+  await closing
+  const took = Date.now() - started
+  t.ok(upstreamClosedAfter < grace / 2, `the upstream session closed after ${upstreamClosedAfter} ms`)
+  t.ok(took >= grace - 50 && took < grace + 2000, `close() returned after ${took} ms (grace ${grace} ms)`)
+  await client.closed
+  t.pass('the silent client was cut')
+})
+
+t.test('a handshake waiting for the upstream at close() is refused with 503', async (t) => {
+  const up = await rawUpstream(t)
+  const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: GRACE })
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/slow'))
+  const conn = await up.next()
+  t.match(await conn.head, /^GET \/slow HTTP\/1\.1\r\n/, 'the upstream got the handshake')
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms`)
+  await client.closed
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 503)
+  t.same(JSON.parse(reply.body), { statusCode: 503, code: 'FST_STREAMLINE_PROXY_SHUTTING_DOWN', error: 'Service Unavailable', message: 'The proxy is shutting down' })
+  await gone(conn.socket)
+  t.pass('the upstream request was dropped')
+})
+
+t.test('an upgrade whose hooks were still running when the drain began is refused with 503', async (t) => {
+  const up = await rawUpstream(t)
+  let entered: () => void = () => {}
+  const inHook = new Promise<void>(resolve => { entered = resolve })
+  let release: () => void = () => {}
+  const released = new Promise<void>(resolve => { release = resolve })
+  const app = Fastify({ logger: false })
+  // A slow auth check: the upgrade was routed before close() and reaches the proxy after it.
+  app.addHook('onRequest', async () => {
+    entered()
+    await released
+  })
+  await app.register(proxy, { upstream: `http://127.0.0.1:${up.port}`, prefix: '/ws', websocket: true, wsCloseGrace: GRACE })
+  // Registered after the proxy, so it runs once the proxy's own preClose (the drain) has begun.
+  await app.register(async child => { child.addHook('preClose', async () => release()) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => await app.close())
+  const client = await rawClient(t, portOf(app.server))
+  client.socket.write(upgradeRequest('/ws/late'))
+  await inHook
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms`)
+  await client.closed
+  const reply = parseReply(client.received())
+  t.equal(reply.status, 503)
+  t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_PROXY_SHUTTING_DOWN')
+  t.equal(up.connections.length, 0, 'the upstream was never contacted')
+})
+
+t.test('over TLS on both hops (https ingress, wss upstream): both sides get 1001 at once', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ws-drain-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
+  const key = readFileSync(join(dir, 'key.pem'))
+  const cert = readFileSync(join(dir, 'cert.pem'))
+  const server = https.createServer({ key, cert })
+  const wss = new WebSocketServer({ server })
+  const serverClose = new Promise<number>(resolve => {
+    wss.on('connection', ws => {
+      ws.on('message', data => ws.send(data))
+      ws.once('close', (code: number) => resolve(code))
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { wss.close(); server.closeAllConnections(); server.close() })
+  const { app, port } = await proxyApp(t, {
+    upstream: 'http://127.0.0.1:9',
+    wsUpstream: `wss://127.0.0.1:${portOf(server)}`,
+    tls: { ca: cert },
+    wsCloseGrace: GRACE,
+    // The helper's type knows only plain-HTTP server options; Fastify takes `https` the same way.
+    fastify: { https: { key, cert } } as FastifyServerOptions
+  })
+  const ws = await openClient(`wss://127.0.0.1:${port}/ws/secure`, undefined, { ca: cert })
+  ws.send('over tls')
+  const [echo] = await once(ws, 'message')
+  t.equal(String(echo), 'over tls', 'the tunnel runs over TLS on both hops')
+  const closed = once(ws, 'close')
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
+  t.equal((await closed)[0], 1001, 'the client got 1001')
+  t.equal(await serverClose, 1001, 'the upstream got 1001')
+})
