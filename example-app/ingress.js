@@ -16,7 +16,8 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
  * FILES_PORT), e.g. started by `npm start` in another terminal.
  */
 export async function buildIngress (config = readConfig(), upstreams = demoServices(config)) {
-  const app = Fastify({ logger: { level: config.logLevel } })
+  // config.server: limits for slow clients (header and request timeouts), see config.js.
+  const app = Fastify({ logger: { level: config.logLevel }, ...config.server })
   // On close(), proxied event streams end at an event boundary and downloads get this long.
   const drainTimeout = config.drainTimeoutMs
 

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
+import { tunnelClosed, type TunnelClosedMessage } from '../../../lib/diagnostics.js'
 import { closeGracefully } from './dispatch.js'
 import { ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
 import { classifyUpstreamError } from '../upstream-errors.js'
@@ -150,6 +151,10 @@ export class Handshake {
 
   private readonly onTunnelEnd = (stats: TunnelStats): void => {
     this.request.log.info({ res: { statusCode: 101 }, responseTime: this.reply.elapsedTime, ...stats }, 'websocket tunnel closed')
+    if (tunnelClosed.hasSubscribers) {
+      const message: TunnelClosedMessage = { request: this.request, ...stats }
+      tunnelClosed.publish(message)
+    }
     this.onDone()
   }
 

@@ -33,7 +33,8 @@ export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings
   })
   return webSocketUpgrade(instance, {
     target: request => upstreamUrl(request, target),
-    timings: settings.wsTimings,
+    // A tunnel's close handshake never outlasts the drain of the server's other connections.
+    timings: { ...settings.wsTimings, closeGrace: Math.min(settings.wsTimings.closeGrace, settings.drainTimeout) },
     tls: settings.tls,
     rewriteRequestHeaders: settings.rewriteRequestHeaders,
     rewriteHeaders: settings.rewriteHeaders
@@ -63,7 +64,12 @@ export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | nul
 export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSettings): UpgradeHooks {
   installUpgradeDispatch(app)
   const tunnels = new TunnelRegistry()
-  app.addHook('preClose', async () => await tunnels.drain(settings.timings.closeGrace))
+  // Not awaited: several registrations drain their tunnels at once, and the server's close (which
+  // Fastify runs after the preClose hooks) waits for their sockets anyway.
+  app.addHook('preClose', (done) => {
+    tunnels.drain(settings.timings.closeGrace).catch(err => app.log.error({ err }, 'websocket drain failed'))
+    done()
+  })
 
   function rejectInvalidUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (isUpgrade(request.raw) && !isWebSocketUpgrade(request.raw)) {

@@ -77,6 +77,10 @@ export class Tunnel {
     upstream.setNoDelay(true)
     client.on('close', (hadError: boolean) => this.sideClosed(client, upstream, 'client', hadError))
     upstream.on('close', (hadError: boolean) => this.sideClosed(upstream, client, 'upstream', hadError))
+    // In a clean close the side whose FIN came first ended the tunnel; which socket's 'close'
+    // comes first depends only on how fast each peer answers the FIN passed on to it.
+    client.once('end', () => { this.closedBy ??= 'client' })
+    upstream.once('end', () => { this.closedBy ??= 'upstream' })
     if (limits.idleTimeout > 0) {
       const touch = (): void => { this.lastActivityAt = Date.now() }
       client.on('data', touch)
