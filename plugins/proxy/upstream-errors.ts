@@ -16,6 +16,8 @@ const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND',
   'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
 const TIMEOUT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'ETIMEDOUT', 'FST_STREAMLINE_DEADLINE_EXCEEDED'])
 const BAD_RESPONSE = new Set(['FST_REPLY_FROM_BAD_GATEWAY', 'UND_ERR_INFO', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE',
+  // A response head over undici's 16 KB limit.
+  'UND_ERR_HEADERS_OVERFLOW',
   // undici's parser asserts, rather than reports, on a status its HTTP parser lets through but a
   // client cannot use: below 100 (`000`, `099`), or a `101` to a request that asked for no upgrade.
   'ERR_ASSERTION'])
