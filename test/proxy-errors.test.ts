@@ -3,12 +3,10 @@ import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
 import { once } from 'node:events'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+
 import { classifyUpstreamError } from '../plugins/proxy/upstream-errors.js'
 import { port, proxyApp, rawUpstream, receive, upstream } from './helpers/proxy-servers.js'
+import { selfSignedCertificate } from './helpers/tls.js'
 
 /** Asserts a well-formed JSON error with no stack and no upstream address in it. */
 function assertErrorBody (t: Test, res: { status: number, headers: http.IncomingHttpHeaders, body: string }, status: number, code: string, upstreamUrl: string): void {
@@ -94,13 +92,9 @@ t.test('after headers: an upstream dying mid-body destroys the client connection
 })
 
 t.test('upstream TLS is verified by default; turning it off or trusting a CA is explicit', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'proxy-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-  const cert = readFileSync(join(dir, 'cert.pem'))
+  const { key, cert } = selfSignedCertificate(t)
   const seen: string[] = []
-  const server = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (req, res) => {
+  const server = https.createServer({ key, cert }, (req, res) => {
     seen.push(req.url ?? '')
     res.end('secure')
   })

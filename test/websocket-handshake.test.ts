@@ -1,10 +1,7 @@
 // WebSocket pass-through, the handshake: what goes upstream, what comes back, and every
 // answer that is not a tunnel.
 import { once } from 'node:events'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+
 import https from 'node:https'
 import { WebSocketServer } from 'ws'
 import t from 'tap'
@@ -13,6 +10,7 @@ import deadline from '../plugins/deadline/index.js'
 import {
   ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream
 } from './helpers/ws-servers.js'
+import { selfSignedCertificate } from './helpers/tls.js'
 
 function acceptFor (key: string): string {
   return createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
@@ -385,12 +383,8 @@ async function waitFor (condition: () => boolean): Promise<void> {
 }
 
 t.test('a wss: upstream: its certificate is verified by default, and trusted with tls.ca', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ws-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-  const cert = readFileSync(join(dir, 'cert.pem'))
-  const server = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert })
+  const { key, cert } = selfSignedCertificate(t)
+  const server = https.createServer({ key, cert })
   const wss = new WebSocketServer({ server })
   wss.on('connection', ws => ws.on('message', data => ws.send(`tls: ${String(data)}`)))
   server.listen(0, '127.0.0.1')

@@ -3,31 +3,20 @@
 // sessions: event streams still end cleanly, downloads are cut at drainTimeout, and close()
 // resolves within drainTimeout + 1 s, for HTTP/1.1 over TLS and for HTTP/2 (h2 and HTTP/1.1 clients).
 import Fastify, { type FastifyInstance } from 'fastify'
-import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import http2 from 'node:http2'
 import https from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import proxy from '../../plugins/proxy/index.js'
 import { childUpstream, type ChildUpstream } from '../helpers/child-upstream.js'
 import { Stream } from '../helpers/stream-client.js'
+import { selfSignedCertificate } from '../helpers/tls.js'
 
 const DRAIN = 1500
 
-function certificate (t: Test): { key: Buffer, cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'drain-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-  return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
-}
-
 async function tlsIngress (t: Test, upstream: ChildUpstream, http2: boolean): Promise<{ app: FastifyInstance, url: string, cert: Buffer }> {
-  const { key, cert } = certificate(t)
+  const { key, cert } = selfSignedCertificate(t)
   // One type for both: the test only registers, listens and closes.
   const app = (http2
     ? Fastify({ http2: true, https: { key, cert, allowHTTP1: true } })

@@ -2,24 +2,14 @@
 // non-WebSocket upgrade is served as a plain request on the same TLS connection (no second
 // handshake), pipelined upgrades keep their order, and WebSocket works over wss://.
 import { once } from 'node:events'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+
 import https from 'node:https'
 import tls, { type TLSSocket } from 'node:tls'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import t from 'tap'
 import { openClient, proxyApp, upgradeRequest, type Teardown } from '../helpers/ws-servers.js'
 import { answersFor, ECHO, FRAME, get, H2C, POST_UPGRADE, recordingUpstream, type Client } from '../helpers/pipeline.js'
-
-function selfSigned (t: Teardown): { key: Buffer, cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'upgrade-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-  return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
-}
+import { selfSignedCertificate } from '../helpers/tls.js'
 
 /** A raw TLS client speaking HTTP/1.1 (by ALPN, which http2's allowHTTP1 fallback goes by). */
 async function tlsClient (t: Teardown, port: number, ca: Buffer): Promise<Client & { socket: TLSSocket }> {
@@ -38,7 +28,7 @@ const servers = {
 }
 
 async function setup (t: Teardown, kind: keyof typeof servers): Promise<{ up: Awaited<ReturnType<typeof recordingUpstream>>, app: FastifyInstance, port: number, ca: Buffer, idle: () => Promise<void> }> {
-  const cert = selfSigned(t)
+  const cert = selfSignedCertificate(t)
   const up = await recordingUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: up.url, fastify: servers[kind](cert) as FastifyServerOptions })
   const connections = async (): Promise<number> => await new Promise((resolve, reject) => {

@@ -2,13 +2,10 @@
 // frame at a frame boundary (masked towards the upstream), close() returns as soon as the close
 // handshakes finish, a tunnel mid-frame waits for the frame's end, and a side that never
 // answers (or a frame that never ends) is cut at the grace.
-import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import https from 'node:https'
 import type { Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import Fastify, { type FastifyServerOptions } from 'fastify'
 import t from 'tap'
 import proxy from '../../plugins/proxy/index.js'
@@ -17,6 +14,7 @@ import {
   ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream,
   type RawUpstream, type Teardown
 } from '../helpers/ws-servers.js'
+import { selfSignedCertificate } from '../helpers/tls.js'
 
 const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
 const GRACE = 5000
@@ -307,12 +305,7 @@ t.test('an upgrade whose hooks were still running when the drain began is refuse
 })
 
 t.test('over TLS on both hops (https ingress, wss upstream): both sides get 1001 at once', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ws-drain-tls-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-  const key = readFileSync(join(dir, 'key.pem'))
-  const cert = readFileSync(join(dir, 'cert.pem'))
+  const { key, cert } = selfSignedCertificate(t)
   const server = https.createServer({ key, cert })
   const wss = new WebSocketServer({ server })
   const serverClose = new Promise<number>(resolve => {

@@ -1,25 +1,12 @@
 import http2 from 'node:http2'
 import { once } from 'node:events'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+
 import type { Test } from 'tap'
+import { selfSignedCertificate } from './tls.js'
 
 /** The two ways the ingress serves HTTP/2: TLS with HTTP/1.1 fallback (browsers), and h2c (prior knowledge). */
 export type H2Mode = 'tls' | 'h2c'
 export const H2_MODES: H2Mode[] = ['tls', 'h2c']
-
-export interface Certificate { key: Buffer, cert: Buffer }
-
-/** A self-signed certificate for 127.0.0.1 and localhost, made by openssl for this test. */
-export function selfSignedCertificate (t: Test): Certificate {
-  const dir = mkdtempSync(join(tmpdir(), 'streamline-h2-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-  return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
-}
 
 /** Fastify server options for `mode` (spread into `Fastify({...})`). */
 export function h2ServerOptions (t: Test, mode: H2Mode): { http2: true, https?: { allowHTTP1: true, key: Buffer, cert: Buffer } } {
