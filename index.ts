@@ -5,5 +5,5 @@ export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, 
 export { CHANNELS } from './lib/diagnostics.js'
 export type {
   DeadlineExpiredMessage, ClientDisconnectedMessage, UpstreamErrorMessage, ProxyResponseMessage,
-  StreamEndMessage, StreamEndCause, TunnelClosedMessage
+  StreamEndMessage, StreamEndCause, TunnelOpenedMessage, TunnelClosedMessage
 } from './lib/diagnostics.js'

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import fastifyStatic from '@fastify/static'
 import { deadline, proxy } from 'fastify-streamline'
+import { metricsRoutes } from './metrics.js'
 import { readConfig } from './config.js'
 
 // The demo's bearer token; the page sends it from its "with token" button.
@@ -38,6 +39,7 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   })
 
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('./public/', import.meta.url)) })
+  await app.register(metricsRoutes)
 
   // Prefix routing to two services. /live carries SSE and WebSocket upgrades.
   await app.register(proxy, { upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout })

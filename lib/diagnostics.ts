@@ -56,6 +56,13 @@ export interface StreamEndMessage {
   endedBy: StreamEndCause
 }
 
+/** `fastify-streamline:tunnel:opened`: a WebSocket tunnel opened (the upstream's 101 went to the client). */
+export interface TunnelOpenedMessage {
+  request: FastifyRequest
+  /** The subprotocol the upstream chose, or ''. */
+  protocol: string
+}
+
 /** `fastify-streamline:tunnel:closed`: a WebSocket tunnel closed. */
 export interface TunnelClosedMessage {
   request: FastifyRequest
@@ -72,6 +79,7 @@ export const CHANNELS = {
   upstreamError: 'fastify-streamline:proxy:upstream-error',
   proxyResponse: 'fastify-streamline:proxy:response',
   streamEnd: 'fastify-streamline:stream:end',
+  tunnelOpened: 'fastify-streamline:tunnel:opened',
   tunnelClosed: 'fastify-streamline:tunnel:closed'
 } as const
 
@@ -80,4 +88,5 @@ export const clientDisconnected = diagnostics.channel(CHANNELS.clientDisconnecte
 export const upstreamError = diagnostics.channel(CHANNELS.upstreamError)
 export const proxyResponse = diagnostics.channel(CHANNELS.proxyResponse)
 export const streamEnd = diagnostics.channel(CHANNELS.streamEnd)
+export const tunnelOpened = diagnostics.channel(CHANNELS.tunnelOpened)
 export const tunnelClosed = diagnostics.channel(CHANNELS.tunnelClosed)

@@ -1,16 +1,19 @@
 // The tunnel:closed channel: who closed each WebSocket tunnel, and how many bytes it carried.
 import { once } from 'node:events'
 import t from 'tap'
-import { CHANNELS, type TunnelClosedMessage } from '../index.js'
+import { CHANNELS, type TunnelClosedMessage, type TunnelOpenedMessage } from '../index.js'
 import { subscribe } from './helpers/channels.js'
 import { openClient, proxyApp, wsUpstream } from './helpers/ws-servers.js'
 
-t.test('tunnel:closed says who closed the tunnel and counts its bytes', async (t) => {
+t.test('tunnel:opened and tunnel:closed say who opened, who closed the tunnel and counts its bytes', async (t) => {
+  const opened = subscribe<TunnelOpenedMessage>(t, CHANNELS.tunnelOpened)
   const closed = subscribe<TunnelClosedMessage>(t, CHANNELS.tunnelClosed)
   const up = await wsUpstream(t)
   const { app, url } = await proxyApp(t, { upstream: up.url })
 
-  const first = await openClient(`${url}/echo`)
+  const first = await openClient(`${url}/echo`, 'chat.v1')
+  await opened.waitFor(1)
+  t.match(opened.messages[0], { protocol: 'chat.v1', request: { url: '/ws/echo' } }, 'tunnel:opened with the chosen subprotocol')
   first.send('hello')
   await once(first, 'message')
   first.terminate()

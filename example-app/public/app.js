@@ -13,6 +13,7 @@ openChat()
 setUpDownload()
 setUpSlowCall()
 setUpAuth()
+watchMetrics()
 
 function showSettings () {
   $('settings-line').textContent = `Deadline in force: timeout ${ms(timeout)} · streamIdleTimeout ${ms(streamIdleTimeout)} · ` +
@@ -169,6 +170,42 @@ function setUpAuth () {
   }
   $('auth-without').addEventListener('click', () => call({}))
   $('auth-with').addEventListener('click', () => call({ authorization: 'Bearer demo-token' }))
+}
+
+function watchMetrics () {
+  const refresh = async () => {
+    const samples = parseMetrics(await (await fetch('/metrics')).text())
+    $('m-open-streams').textContent = total(samples, 'ingress_open_streams')
+    $('m-open-tunnels').textContent = total(samples, 'ingress_open_tunnels')
+    $('m-expired').textContent = byLabel(samples, 'ingress_deadline_expired_total', (l) => `${l.phase} → ${l.outcome}`)
+    $('m-ended-by').textContent = byLabel(samples, 'ingress_stream_seconds_count', (l) => l.ended_by)
+    $('m-disconnects').textContent = byLabel(samples, 'ingress_client_disconnects_total', (l) => `before ${l.phase === 'response' ? 'headers' : 'the end'}`)
+    $('m-upstream-errors').textContent = byLabel(samples, 'ingress_upstream_errors_total', (l) => l.code.replace('FST_STREAMLINE_', ''))
+    $('metrics').dataset.state = 'loaded'
+  }
+  refresh()
+  setInterval(refresh, 2000)
+}
+
+/** Prometheus text as [{ name, labels, value }]. */
+function parseMetrics (text) {
+  const samples = []
+  for (const line of text.split('\n')) {
+    const match = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
+    if (match === null) continue
+    const labels = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]))
+    samples.push({ name: match[1], labels, value: Number(match[3]) })
+  }
+  return samples
+}
+
+function total (samples, name) {
+  return samples.filter((s) => s.name === name).reduce((sum, s) => sum + s.value, 0)
+}
+
+function byLabel (samples, name, label) {
+  const parts = samples.filter((s) => s.name === name && s.value > 0).map((s) => `${label(s.labels)}: ${s.value}`)
+  return parts.length > 0 ? parts.join(' · ') : 'none yet'
 }
 
 function setState (id, state, text) {

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
-import { tunnelClosed, type TunnelClosedMessage } from '../../../lib/diagnostics.js'
+import { tunnelClosed, tunnelOpened, type TunnelClosedMessage, type TunnelOpenedMessage } from '../../../lib/diagnostics.js'
 import { closeGracefully } from './dispatch.js'
 import { ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
 import { classifyUpstreamError } from '../upstream-errors.js'
@@ -106,6 +106,10 @@ export class Handshake {
     const early = { toClient: upstreamHead.length > 0 ? [upstreamHead] : [], toUpstream: this.held?.take() ?? [] }
     this.held = null
     this.tunnel = openTunnel(this.client, upstream, this.settings.timings, early, this.onTunnelEnd)
+    if (tunnelOpened.hasSubscribers) {
+      const message: TunnelOpenedMessage = { request: this.request, protocol: res.headers['sec-websocket-protocol'] ?? '' }
+      tunnelOpened.publish(message)
+    }
   }
 
   private readonly onRefusal = (res: IncomingMessage): void => {
