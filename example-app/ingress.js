@@ -5,6 +5,7 @@ import Fastify from 'fastify'
 import fastifyStatic from '@fastify/static'
 import { deadline, proxy } from 'fastify-streamline'
 import { readConfig } from './config.js'
+import { loadCertificate } from './tls.js'
 
 // The demo's bearer token; the page sends it from its "with token" button.
 const DEMO_TOKEN = 'demo-token'
@@ -13,11 +14,14 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 /**
  * The whole ingress, not listening yet. Without arguments (as in the README's `node:cluster`
  * recipe) it reads the environment and expects the demo services on their ports (LIVE_PORT,
- * FILES_PORT), e.g. started by `npm start` in another terminal.
+ * FILES_PORT), e.g. started by `npm start` in another terminal. With HTTPS=1 it serves HTTP/2
+ * and HTTP/1.1 over TLS, with `certificate` (from tls.js) or one loaded or made here.
  */
-export async function buildIngress (config = readConfig(), upstreams = demoServices(config)) {
+export async function buildIngress (config = readConfig(), upstreams = demoServices(config), certificate = null) {
+  if (config.https && !certificate) certificate = await loadCertificate(config.https)
   // config.server: limits for slow clients (header and request timeouts), see config.js.
-  const app = Fastify({ logger: { level: config.logLevel }, ...config.server })
+  const app = Fastify({ logger: { level: config.logLevel }, ...config.server, ...tlsOptions(certificate) })
+  if (certificate) limitHttp1Fallback(app, config.server)
   // On close(), proxied event streams end at an event boundary and downloads get this long.
   const drainTimeout = config.drainTimeoutMs
 
@@ -52,6 +56,22 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   })
 
   return app
+}
+
+// ALPN picks HTTP/2 for browsers and curl; HTTP/1.1 clients (and WebSocket upgrades, unless the
+// client speaks RFC 8441) still get served on the same port.
+function tlsOptions (certificate) {
+  if (!certificate) return {}
+  return { http2: true, https: { allowHTTP1: true, key: certificate.key, cert: certificate.cert } }
+}
+
+// With `https`, Fastify creates an http2 server and ignores `http`, `requestTimeout` and
+// `keepAliveTimeout` (fastify/lib/server.js), leaving Node's HTTP/1.1 fallback at its defaults:
+// 60 s for a head, checked every 30 s, and idle keep-alive connections kept forever. The
+// fallback reads these as server properties, the checking interval from 'listening' on.
+// (HTTP/2 sessions are closed after Fastify's http2SessionTimeout of inactivity instead.)
+function limitHttp1Fallback (app, { http }) {
+  Object.assign(app.server, http, { keepAliveTimeout: app.initialConfig.keepAliveTimeout })
 }
 
 function demoServices (config) {
