@@ -44,7 +44,10 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('./public/', import.meta.url)) })
 
   // Prefix routing to two services. /live carries SSE and WebSocket upgrades.
-  await app.register(proxy, { upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout })
+  // Via tells the live service which protocol reached the ingress, for the page to show it.
+  await app.register(proxy, {
+    upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout, rewriteRequestHeaders: addVia
+  })
   await app.register(proxy, { upstream: upstreams.files.url, prefix: '/files', rewritePrefix: '', drainTimeout })
   // Same service, guarded prefix: the hook answers 401 before any upstream contact.
   await app.register(proxy, {
@@ -98,11 +101,12 @@ function publicSettings (config) {
 function clockStream (request, reply, clocks, delayMs) {
   reply.hijack()
   const res = reply.raw
+  const httpVersion = request.raw.httpVersion
   let n = 0
   const send = () => {
     if (!res.headersSent) res.writeHead(200, SSE_HEADERS)
     n += 1
-    res.write(`id: ${n}\nevent: clock\ndata: ${JSON.stringify({ n, serverTime: new Date().toISOString() })}\n\n`)
+    res.write(`id: ${n}\nevent: clock\ndata: ${JSON.stringify({ n, serverTime: new Date().toISOString(), httpVersion })}\n\n`)
   }
   let timer = setTimeout(() => {
     send()
@@ -113,6 +117,12 @@ function clockStream (request, reply, clocks, delayMs) {
     clearTimeout(timer) // also clears an interval: Node shares one timer type
     clocks.delete(res)
   })
+}
+
+// RFC 9110 Via: the protocol version this hop received ("2" or "1.1"), after any earlier hops'.
+function addVia (request, headers) {
+  const hop = `${request.raw.httpVersion === '2.0' ? '2' : request.raw.httpVersion} streamline-example`
+  return { ...headers, via: headers.via ? `${headers.via}, ${hop}` : hop }
 }
 
 function requireToken (token) {
