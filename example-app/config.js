@@ -16,6 +16,7 @@ export function readConfig (env = process.env) {
       maxStreamDuration: integer(env, 'MAX_STREAM_DURATION_MS', 0, 0)
     },
     server: serverOptions(env),
+    https: httpsOptions(env),
     tickMs: integer(env, 'TICK_MS', 1000, 10),
     clockDelayMs: integer(env, 'CLOCK_DELAY_MS', 3000, 0),
     slowMs: integer(env, 'SLOW_MS', 5000, 0),
@@ -47,6 +48,28 @@ function serverOptions (env) {
     requestTimeout,
     http: { headersTimeout, requestTimeout, connectionsCheckingInterval: 1000 }
   }
+}
+
+/**
+ * HTTPS=1 serves HTTPS with HTTP/2 and an HTTP/1.1 fallback on the ingress port (the demo
+ * services stay plain HTTP/1.1). Without TLS_KEY_FILE and TLS_CERT_FILE a self-signed certificate
+ * is made at start (tls.js). `false` when HTTPS is off.
+ */
+function httpsOptions (env) {
+  const on = flag(env, 'HTTPS')
+  const keyFile = env.TLS_KEY_FILE || undefined
+  const certFile = env.TLS_CERT_FILE || undefined
+  if (!keyFile !== !certFile) throw new Error('TLS_KEY_FILE and TLS_CERT_FILE go together: give both or neither')
+  // Silently serving plain HTTP with a certificate configured would surprise whoever set it.
+  if (keyFile && !on) throw new Error('TLS_KEY_FILE and TLS_CERT_FILE are used with HTTPS=1 only')
+  return on && { keyFile, certFile }
+}
+
+function flag (env, name) {
+  const raw = env[name]
+  if (raw === undefined || raw === '' || raw === '0') return false
+  if (raw === '1') return true
+  throw new Error(`${name} must be 1 or 0, got "${raw}"`)
 }
 
 function integer (env, name, fallback, min, max = Number.MAX_SAFE_INTEGER) {

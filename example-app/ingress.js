@@ -6,6 +6,7 @@ import fastifyStatic from '@fastify/static'
 import { deadline, proxy } from 'fastify-streamline'
 import { metricsRoutes } from './metrics.js'
 import { readConfig } from './config.js'
+import { loadCertificate } from './tls.js'
 
 // The demo's bearer token; the page sends it from its "with token" button.
 const DEMO_TOKEN = 'demo-token'
@@ -14,11 +15,14 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 /**
  * The whole ingress, not listening yet. Without arguments (as in the README's `node:cluster`
  * recipe) it reads the environment and expects the demo services on their ports (LIVE_PORT,
- * FILES_PORT), e.g. started by `npm start` in another terminal.
+ * FILES_PORT), e.g. started by `npm start` in another terminal. With HTTPS=1 it serves HTTP/2
+ * and HTTP/1.1 over TLS, with `certificate` (from tls.js) or one loaded or made here.
  */
-export async function buildIngress (config = readConfig(), upstreams = demoServices(config)) {
+export async function buildIngress (config = readConfig(), upstreams = demoServices(config), certificate = null) {
+  if (config.https && !certificate) certificate = await loadCertificate(config.https)
   // config.server: limits for slow clients (header and request timeouts), see config.js.
-  const app = Fastify({ logger: { level: config.logLevel }, ...config.server })
+  const app = Fastify({ logger: { level: config.logLevel }, ...config.server, ...tlsOptions(certificate) })
+  if (certificate) limitHttp1Fallback(app, config.server)
   // On close(), proxied event streams end at an event boundary and downloads get this long.
   const drainTimeout = config.drainTimeoutMs
 
@@ -42,7 +46,10 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   await app.register(metricsRoutes)
 
   // Prefix routing to two services. /live carries SSE and WebSocket upgrades.
-  await app.register(proxy, { upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout })
+  // Via tells the live service which protocol reached the ingress, for the page to show it.
+  await app.register(proxy, {
+    upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout, rewriteRequestHeaders: addVia
+  })
   await app.register(proxy, { upstream: upstreams.files.url, prefix: '/files', rewritePrefix: '', drainTimeout })
   // Same service, guarded prefix: the hook answers 401 before any upstream contact.
   await app.register(proxy, {
@@ -54,6 +61,22 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   })
 
   return app
+}
+
+// ALPN picks HTTP/2 for browsers and curl; HTTP/1.1 clients (and WebSocket upgrades, unless the
+// client speaks RFC 8441) still get served on the same port.
+function tlsOptions (certificate) {
+  if (!certificate) return {}
+  return { http2: true, https: { allowHTTP1: true, key: certificate.key, cert: certificate.cert } }
+}
+
+// With `https`, Fastify creates an http2 server and ignores `http`, `requestTimeout` and
+// `keepAliveTimeout` (fastify/lib/server.js), leaving Node's HTTP/1.1 fallback at its defaults:
+// 60 s for a head, checked every 30 s, and idle keep-alive connections kept forever. The
+// fallback reads these as server properties, the checking interval from 'listening' on.
+// (HTTP/2 sessions are closed after Fastify's http2SessionTimeout of inactivity instead.)
+function limitHttp1Fallback (app, { http }) {
+  Object.assign(app.server, http, { keepAliveTimeout: app.initialConfig.keepAliveTimeout })
 }
 
 function demoServices (config) {
@@ -80,11 +103,12 @@ function publicSettings (config) {
 function clockStream (request, reply, clocks, delayMs) {
   reply.hijack()
   const res = reply.raw
+  const httpVersion = request.raw.httpVersion
   let n = 0
   const send = () => {
     if (!res.headersSent) res.writeHead(200, SSE_HEADERS)
     n += 1
-    res.write(`id: ${n}\nevent: clock\ndata: ${JSON.stringify({ n, serverTime: new Date().toISOString() })}\n\n`)
+    res.write(`id: ${n}\nevent: clock\ndata: ${JSON.stringify({ n, serverTime: new Date().toISOString(), httpVersion })}\n\n`)
   }
   let timer = setTimeout(() => {
     send()
@@ -95,6 +119,12 @@ function clockStream (request, reply, clocks, delayMs) {
     clearTimeout(timer) // also clears an interval: Node shares one timer type
     clocks.delete(res)
   })
+}
+
+// RFC 9110 Via: the protocol version this hop received ("2" or "1.1"), after any earlier hops'.
+function addVia (request, headers) {
+  const hop = `${request.raw.httpVersion === '2.0' ? '2' : request.raw.httpVersion} streamline-example`
+  return { ...headers, via: headers.via ? `${headers.via}, ${hop}` : hop }
 }
 
 function requireToken (token) {

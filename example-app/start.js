@@ -5,6 +5,7 @@ import closeWithGrace from 'close-with-grace'
 import { readConfig } from './config.js'
 import { startUpstreams } from './upstreams.js'
 import { buildIngress } from './ingress.js'
+import { loadCertificate } from './tls.js'
 
 const config = readConfig()
 const log = (line) => console.log(line)
@@ -24,8 +25,9 @@ closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   log('stopped')
 })
 
+const certificate = config.https ? await loadCertificate(config.https) : null
 upstreams = await startUpstreams(config, log)
-ingress = await buildIngress(config, upstreams)
+ingress = await buildIngress(config, upstreams, certificate)
 
 await ingress.listen({ host: config.host, port: config.ingressPort })
 const { timeout, streamIdleTimeout, maxStreamDuration } = config.deadline
@@ -35,9 +37,16 @@ fastify-streamline example
   live upstream   ${upstreams.live.url}   SSE ticker /ticker, WebSocket /chat
   files upstream  ${upstreams.files.url}   download /download, slow /slow, /private/report
   deadline        timeout ${timeout} ms, streamIdleTimeout ${streamIdleTimeout} ms, maxStreamDuration ${maxStreamDuration || 'off'}
-Press Ctrl-C to stop.
+${certificate ? tlsLines(certificate) : ''}Press Ctrl-C to stop.
 `)
 
 function ingressUrl (app) {
-  return `http://${config.host}:${app.server.address().port}`
+  return `${certificate ? 'https' : 'http'}://${config.host}:${app.server.address().port}`
+}
+
+function tlsLines ({ selfSigned, fingerprint }) {
+  const origin = selfSigned ? 'self-signed for localhost, 127.0.0.1, ::1, made at start: the browser will warn' : 'from TLS_CERT_FILE'
+  return `  https           HTTP/2 and HTTP/1.1; certificate ${origin}
+                  SHA-256 ${fingerprint}
+`
 }

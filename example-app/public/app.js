@@ -1,12 +1,14 @@
-/* global EventSource, location, requestAnimationFrame */
+/* global EventSource, location, requestAnimationFrame, PerformanceObserver */
 // The demo page: plain browser JavaScript, no build step. Every request goes to the ingress
 // that served this page.
 const $ = (id) => document.getElementById(id)
 const MB = 1024 * 1024
+const PROTOCOL_NAMES = { h2: 'HTTP/2', 'http/1.1': 'HTTP/1.1', h3: 'HTTP/3' }
 const settings = await (await fetch('/api/settings')).json()
 const { timeout, streamIdleTimeout, maxStreamDuration, statusCode } = settings.deadline
 
 showSettings()
+showProtocol('page', performance.getEntriesByType('navigation')[0]?.nextHopProtocol, 'from the navigation timing entry')
 watchTicker()
 watchClock()
 openChat()
@@ -34,6 +36,7 @@ function watchTicker () {
   source.addEventListener('tick', (event) => {
     const since = performance.now() - opened
     const tick = JSON.parse(event.data)
+    if (count === 0) showProtocol('sse', viaProtocol(tick.via), VIA_HOW)
     const afterTimeout = since > timeout
     count += 1
     if (afterTimeout) late += 1
@@ -57,7 +60,10 @@ function watchClock () {
   source.addEventListener('clock', (event) => {
     const since = performance.now() - opened
     count += 1
-    if (count === 1) $('clock-first').textContent = seconds(since)
+    if (count === 1) {
+      $('clock-first').textContent = seconds(since)
+      showProtocol('clock', VERSIONS[JSON.parse(event.data).httpVersion], 'the httpVersion the ingress reports in the event')
+    }
     setState('clock-state', 'open', 'streaming')
     $('clock-count').textContent = count
     logLine('clock-log', `#${event.lastEventId}  +${seconds(since)}  server time ${JSON.parse(event.data).serverTime}`, 'chat')
@@ -77,6 +83,7 @@ function openChat () {
     const message = JSON.parse(event.data)
     const rtt = sentAt.has(message.text) ? ` · ${Math.round(performance.now() - sentAt.get(message.text))} ms round trip` : ''
     sentAt.delete(message.text)
+    if (message.type === 'echo') showProtocol('ws', viaProtocol(message.via), VIA_HOW)
     logLine('ws-log', `← ${message.type} "${message.text}"${message.type === 'echo' ? rtt : ''}`, message.type)
   }
   $('ws-form').addEventListener('submit', (event) => {
@@ -98,6 +105,7 @@ function setUpDownload () {
       $('download-bytes').textContent = `failed: ${err.message}`
       $('download-percent').dataset.state = 'error'
     } finally {
+      showFetched('download', '/files/download')
       $('download-start').disabled = false
     }
   })
@@ -155,6 +163,7 @@ function setUpSlowCall () {
       $('slow-status').textContent = `failed: ${err.message}`
       $('slow-status').dataset.state = 'error'
     } finally {
+      showFetched('slow', '/files/slow')
       $('slow-elapsed').textContent = seconds(performance.now() - started)
       $('slow-call').disabled = false
     }
@@ -167,6 +176,7 @@ function setUpAuth () {
     $('auth-status').textContent = `${response.status} ${response.statusText}`
     $('auth-status').dataset.state = response.ok ? 'ok' : 'error'
     $('auth-body').textContent = await response.text()
+    showFetched('auth', '/private/report')
   }
   $('auth-without').addEventListener('click', () => call({}))
   $('auth-with').addEventListener('click', () => call({ authorization: 'Bearer demo-token' }))
@@ -206,6 +216,46 @@ function total (samples, name) {
 function byLabel (samples, name, label) {
   const parts = samples.filter((s) => s.name === name && s.value > 0).map((s) => `${label(s.labels)}: ${s.value}`)
   return parts.length > 0 ? parts.join(' · ') : 'none yet'
+}
+
+// Which protocol each card's request used. A fetch has a Resource Timing entry once its body has
+// been read; an open EventSource or WebSocket has none, so for those the page shows what reached
+// the ingress: the Via header it adds for the live service, echoed back, or the in-app route's
+// own httpVersion. (A browser opens a WebSocket with an HTTP/1.1 upgrade on a connection of its
+// own unless the server offers RFC 8441 extended CONNECT over HTTP/2.)
+const VIA_HOW = 'the Via header the ingress sent upstream, echoed by the live service'
+const VERSIONS = { '2.0': 'h2', 1.1: 'http/1.1', '1.0': 'http/1.0' }
+
+function showProtocol (card, protocol, how) {
+  const badge = $(`${card}-proto`)
+  badge.dataset.proto = protocol || 'unknown'
+  badge.textContent = PROTOCOL_NAMES[protocol] ?? protocol ?? 'unknown'
+  badge.title = how
+}
+
+function viaProtocol (via) {
+  // "2 streamline-example", after any earlier hops: the ingress's entry is the last.
+  const version = via?.split(',').at(-1).trim().split(' ')[0]
+  return VERSIONS[version === '2' ? '2.0' : version]
+}
+
+async function showFetched (card, path) {
+  const url = new URL(path, location.href).href
+  const entry = performance.getEntriesByName(url, 'resource').at(-1) ?? await nextEntry(url)
+  showProtocol(card, entry.nextHopProtocol, 'from the fetch\'s resource timing entry')
+}
+
+// The entry is queued when the response ends, which can be just after the body was read.
+function nextEntry (url) {
+  return new Promise(resolve => {
+    const observer = new PerformanceObserver(list => {
+      const entry = list.getEntriesByName(url).at(-1)
+      if (!entry) return
+      observer.disconnect()
+      resolve(entry)
+    })
+    observer.observe({ type: 'resource' })
+  })
 }
 
 function setState (id, state, text) {

@@ -33,12 +33,14 @@ function streamTicker (request, reply, { tickMs, tickers, log }) {
   // EventSource sends Last-Event-ID when it reconnects: continue the sequence from there.
   let id = Number.parseInt(request.headers['last-event-id'] ?? '0', 10) || 0
   let price = 100
+  // RFC 9110 Via, as a proxy in front adds it: the page shows the protocol that reached the ingress.
+  const via = request.headers.via ?? null
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' })
   res.write('retry: 2000\n\n')
   const tick = () => {
     id += 1
     price = Math.max(1, price + (Math.random() - 0.5) * 2)
-    const data = JSON.stringify({ n: id, symbol: 'STRM', price: Number(price.toFixed(2)), sentAt: Date.now() })
+    const data = JSON.stringify({ n: id, symbol: 'STRM', price: Number(price.toFixed(2)), sentAt: Date.now(), via })
     res.write(`id: ${id}\nevent: tick\ndata: ${data}\n\n`)
   }
   log(`[live] ticker stream opened (from event ${id})`)
@@ -58,6 +60,7 @@ function pickProtocol (offered) {
 
 function joinChat (wss, socket, request, log) {
   const protocol = socket.protocol
+  const via = request.headers.via ?? null
   const offered = request.headers['sec-websocket-protocol']?.split(',').map(name => name.trim()).join(', ') ?? 'none'
   log(`[live] chat client joined with subprotocol "${protocol}" (offered: ${offered})`)
   socket.on('message', (data, isBinary) => {
@@ -66,7 +69,7 @@ function joinChat (wss, socket, request, log) {
       return
     }
     const text = data.toString()
-    socket.send(JSON.stringify({ type: 'echo', text, protocol, at: Date.now() }))
+    socket.send(JSON.stringify({ type: 'echo', text, protocol, via, at: Date.now() }))
     for (const other of wss.clients) {
       if (other !== socket && other.protocol === 'chat.v2') other.send(JSON.stringify({ type: 'chat', text, at: Date.now() }))
     }

@@ -44,7 +44,7 @@ export async function startExample (t: Test, env: Record<string, string> = {}): 
     child.kill('SIGKILL')
     await exited
   })
-  const url = async (name: string): Promise<string> => (await lines.waitFor(new RegExp(`^\\s+${name}\\s+(http://127\\.0\\.0\\.1:\\d+)`), 30_000))[1]
+  const url = async (name: string): Promise<string> => (await lines.waitFor(new RegExp(`^\\s+${name}\\s+(https?://127\\.0\\.0\\.1:\\d+)`), 30_000))[1]
   return {
     ingress: await url('ingress'),
     live: await url('live upstream'),
