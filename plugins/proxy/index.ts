@@ -14,6 +14,7 @@ import { retryPolicy } from './retry.js'
 import { addServerTiming } from './server-timing.js'
 import { ProxyDrain } from './drain.js'
 import { SseHeartbeat } from './sse-heartbeat.js'
+import { StreamSafety } from '../../lib/stream-safety.js'
 import { drainConnections, trackConnections } from './connections.js'
 import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
@@ -39,6 +40,8 @@ interface Proxy {
   drain: ProxyDrain
   /** Null when `sseHeartbeat` is off. */
   heartbeat: SseHeartbeat | null
+  /** One check for both routes of the registration: they have the same hooks. */
+  safety: StreamSafety
 }
 
 async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
@@ -61,7 +64,8 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       withDeadline,
       budget: withDeadline ? deadlineHeaders : noBudget,
       drain: new ProxyDrain(settings.drainRetry),
-      heartbeat: settings.sseHeartbeat > 0 ? new SseHeartbeat(settings.sseHeartbeat) : null
+      heartbeat: settings.sseHeartbeat > 0 ? new SseHeartbeat(settings.sseHeartbeat) : null,
+      safety: new StreamSafety(app)
     }
     instance.removeAllContentTypeParsers()
     instance.addContentTypeParser('*', passRequestStream)

@@ -7,6 +7,7 @@ import { reportResponse } from './stream-report.js'
 import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
 import type { ProxyDrain } from './drain.js'
 import type { SseHeartbeat } from './sse-heartbeat.js'
+import type { StreamSafety } from '../../lib/stream-safety.js'
 
 /** What reply-from hands to `onResponse` (its type says ServerResponse, but undici gives this). */
 export interface UpstreamResponse {
@@ -21,10 +22,11 @@ const EVENT_STREAM = /^\s*text\/event-stream\s*(;|$)/i
 const FORBIDDEN_TRAILERS = new Set(['transfer-encoding', 'content-length', 'host', 'cache-control', 'max-forwards', 'te',
   'authorization', 'set-cookie', 'content-encoding', 'content-type', 'content-range', 'trailer'])
 
-/** What the registration follows its event streams with. */
-interface EventStreamWatch {
+/** What the registration follows its bodies with. */
+interface BodyWatch {
   drain: ProxyDrain
   heartbeat: SseHeartbeat | null
+  safety: StreamSafety
 }
 
 /**
@@ -33,7 +35,7 @@ interface EventStreamWatch {
  * streams are followed by the drain, to end them at an event boundary on `app.close()`, and
  * by the heartbeat when there is one.
  */
-export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, watch: EventStreamWatch): void {
+export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, watch: BodyWatch): void {
   if (reply.sent) {
     // reply-from already answered (it got a status code Fastify refuses): drop the body.
     res.stream.destroy()
@@ -51,10 +53,11 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   // complete body, and either way the close would look like the client's doing. (A drain ending
   // an event stream destroys the upstream body, not the relay: no error here.)
   body.once('error', () => cutResponse(reply.raw))
+  if (watch.safety.pending) watch.safety.watch(reply, body)
   reply.send(body)
 }
 
-function relayEventStream (body: Readable, reply: FastifyReply, { drain, heartbeat }: EventStreamWatch): Readable {
+function relayEventStream (body: Readable, reply: FastifyReply, { drain, heartbeat }: BodyWatch): Readable {
   const relay = drain.relayEventStream(body)
   heartbeat?.watch(relay, reply)
   return relay
