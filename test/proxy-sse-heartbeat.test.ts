@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap'
 import type net from 'node:net'
 import http from 'node:http'
+import http2 from 'node:http2'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyServerOptions } from 'fastify'
@@ -242,6 +243,36 @@ t.test('a client that is not reading gets no heartbeat', async (t) => {
   t.ok(body.endsWith('data: end\n\n'), 'and the last one')
   t.match(up.seen[0], /^GET \/events /, 'the upstream saw the request')
   await alive(t, url)
+})
+
+t.test('HTTP/2: a client that grants no flow-control window gets no heartbeat', async (t) => {
+  // Over h2 a client that is not reading is one that grants no window: the proxy's writes wait
+  // in the stream, and one event bigger than its buffer leaves the response waiting for 'drain'
+  // with nothing of the upstream's left in the relay, at an event boundary: only the client's
+  // state can hold the heartbeat back.
+  const up = await eventUpstream(t)
+  const { port } = await heartbeatApp(t, up.url, {}, { fastify: h2ServerOptions(t, 'h2c') as FastifyServerOptions })
+  const session = http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: 0 } })
+  session.on('error', () => {})
+  t.teardown(() => { session.destroy() })
+  await once(session, 'remoteSettings')
+  const { stream, done } = h2Request(session, '/events')
+  await once(stream, 'response')
+  const socket = (await up.sockets.next()).value
+  const event = `data: ${'x'.repeat(20 * 1024)}\n\n`
+  piece(socket, event)
+  // Heartbeats would be due several times over by now.
+  await sleep(3 * SILENCE)
+  piece(socket, 'data: end\n\n')
+  socket.end(LAST_CHUNK)
+  session.settings({ initialWindowSize: 65535 })
+  const received = await done
+  t.equal(received.ending, 'end')
+  t.equal(count(received.body, HEARTBEAT), 0, 'no heartbeat')
+  t.equal(received.body, `${event}data: end\n\n`, 'the events, whole')
+  t.match(up.seen[0], /^GET \/events /, 'the upstream saw the request')
+  const check = await h2Session(t, 'h2c', port)
+  t.equal((await h2Request(check, '/alive').done).body, 'ok', 'the process is alive and still proxying')
 })
 
 /** An upstream that sends one event and then nothing: the deadline's idle clock must still end it. */
