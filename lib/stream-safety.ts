@@ -19,9 +19,17 @@ const PASS_THROUGH = new Set(['markSending', 'headRouteOnSendHandler'])
 
 type State = 'unchecked' | 'watching' | 'checked'
 
+/**
+ * Responses whose `reply.send` is watched before a route is left alone without a verdict: a
+ * handler that writes on `reply.raw` (hijacked) or never sends a stream would otherwise pay a
+ * wrapper on every request.
+ */
+const MAX_WATCHED_SENDS = 16
+
 /** One route's (or one proxy registration's routes') check. */
 export class StreamSafety {
   private state: State = 'unchecked'
+  private watchedSends = 0
 
   constructor (private readonly app: FastifyInstance) {}
 
@@ -63,6 +71,10 @@ export class StreamSafety {
    * stream itself); the wrapper removes itself at its first call.
    */
   watchSend (reply: FastifyReply): void {
+    if (++this.watchedSends > MAX_WATCHED_SENDS) {
+      this.state = 'checked'
+      return
+    }
     const send = reply.send
     const safety = this
     reply.send = function watchedSend (this: FastifyReply, payload?: unknown): FastifyReply {

@@ -123,6 +123,24 @@ t.test('in-app streaming routes: a payload-replacing onSend hook is named once; 
   t.equal((await receive(`${url}/harmless-not-there`)).status, 404, 'the process is alive')
 })
 
+t.test('a streaming route that writes on reply.raw is left alone after a few responses', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(deadline, { streamIdleTimeout: 10_000 })
+  const wrapped: boolean[] = []
+  app.get('/hijacked', STREAMING, (_request, reply) => {
+    // A wrapper watching reply.send is an own property of this reply.
+    wrapped.push(Object.hasOwn(reply, 'send'))
+    reply.hijack()
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream' })
+    reply.raw.end('data: raw\n\n')
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { app.server.closeAllConnections(); await app.close() })
+  for (let i = 0; i < 20; i++) t.equal((await receive(`http://127.0.0.1:${port(app.server)}/hijacked`)).body, 'data: raw\n\n')
+  t.equal(wrapped[0], true, 'its first responses are watched')
+  t.equal(wrapped.at(-1), false, 'no longer once it never sent a stream for a while')
+})
+
 t.test('proxy routes: a payload-replacing onSend hook of the app is named once; a harmless one is not', async (t) => {
   const up = await upstream(t, (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' })
