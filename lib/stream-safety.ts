@@ -40,10 +40,11 @@ export class StreamSafety {
   /**
    * Follows what becomes of `sent`, the payload the handler gave `reply.send`. Only a Node stream
    * is judged (Fastify pipes it; a web stream or a string is not followed); a response that ends
-   * before anything is decided (the client left early) leaves the route for the next one.
+   * before anything is decided (the client left early) leaves the route for the next one. HEAD
+   * is not judged: Fastify's own HEAD handling consumes a stream and sends no body.
    */
   watch (reply: FastifyReply, sent: unknown): void {
-    if (this.state !== 'unchecked' || typeof (sent as Readable | null)?.pipe !== 'function') return
+    if (this.state !== 'unchecked' || typeof (sent as Readable | null)?.pipe !== 'function' || reply.request.method === 'HEAD') return
     this.state = 'watching'
     const stream = sent as Readable
     const res = reply.raw

@@ -106,6 +106,10 @@ t.test('in-app streaming routes: a payload-replacing onSend hook is named once; 
 
   await twoStreams(t, url, '/harmless', open, 'data: 1\n\n', 'data: 2\n\n')
   t.equal(warningsFor(captured.lines, 'GET /harmless').length, 0, 'no warning for a hook that passes the payload on')
+  // Fastify's HEAD route reads the stream and sends no body: not a hook buffering it.
+  t.equal((await receive(`${url}/harmless`, { method: 'HEAD' })).status, 200)
+  open.shift()?.end()
+  t.equal(warningsFor(captured.lines, 'HEAD /harmless').length, 0, 'no warning for HEAD')
 
   t.equal((await receive(`${url}/plain`)).body, 'PLAIN', 'the hook did rewrite the plain route')
   t.equal(warningsFor(captured.lines, 'GET /plain').length, 0, 'no warning for a route that does not stream')
