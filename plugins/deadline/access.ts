@@ -38,6 +38,18 @@ export function releaseDeadline (request: FastifyRequest): void {
 }
 
 /**
+ * Writes `chunk` on the response as bytes that are not progress: the deadline's idle clock
+ * (`streamIdleTimeout`) does not count them, so filler such as the proxy's SSE heartbeats
+ * cannot keep alive a stream whose source went silent. A plain write when the route has no
+ * deadline, or it is over.
+ */
+export function writeFiller (request: FastifyRequest, reply: FastifyReply, chunk: Buffer): boolean {
+  const deadline = activeDeadline(request)
+  if (deadline === null || deadline.phase === 'done') return reply.raw.write(chunk)
+  return deadline.writeFiller(chunk)
+}
+
+/**
  * Calls `listener` once when work done on behalf of this request should stop: the same events
  * as `requestSignal`, without allocating an AbortController (for the proxy's upstream calls).
  */

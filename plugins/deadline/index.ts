@@ -7,6 +7,7 @@ import type { DeadlineOptions, RequestDeadline } from './types.js'
 import type { CheckQueue } from './check-queue.js'
 import { routeQueue, watch } from './watch.js'
 import { asArray } from '../../lib/as-array.js'
+import { StreamSafety } from '../../lib/stream-safety.js'
 
 export type { DeadlineOptions, RouteDeadlineOptions, RequestDeadline, DeadlinePhase } from './types.js'
 export { DeadlineExceededError, ClientDisconnectedError, InvalidDeadlineOptionError } from './errors.js'
@@ -30,14 +31,17 @@ async function deadlinePlugin (app: FastifyInstance, options: DeadlineOptions): 
     const settings = resolveRouteOptions(base, config)
     let queue = queues.get(settings)
     if (queue === undefined) queues.set(settings, queue = routeQueue(settings))
-    route.onRequest = [startHook(settings, queue), ...asArray(route.onRequest)]
+    // A streaming route's first streamed response is checked for hooks that buffer or rewrite it.
+    const safety = settings.streaming ? new StreamSafety(app) : null
+    route.onRequest = [startHook(settings, queue, safety), ...asArray(route.onRequest)]
     route.onSend = [markSending, ...asArray(route.onSend)]
   })
 }
 
-function startHook (settings: DeadlineSettings, queue: CheckQueue<ActiveDeadline> | null) {
+function startHook (settings: DeadlineSettings, queue: CheckQueue<ActiveDeadline> | null, safety: StreamSafety | null) {
   return function startDeadline (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     setActiveDeadline(request, watch(request, reply, settings, queue))
+    if (safety?.pending === true) safety.watchSend(reply)
     done()
   }
 }

@@ -42,9 +42,11 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
   next: ActiveDeadline | null = null
   /** Set by the route's onSend hook: headers are on their way, a 504 must not race them. */
   sending = false
-  /** The response's write count (`bytesWritten`) at the last check, and when it last moved. */
+  /** The response's progress count (`progress()`) at the last check, and when it last moved. */
   lastBytes: number
   lastProgressAt: number
+  /** Bytes written that are not progress (see `writeFiller`): left out of the idle clock's count. */
+  private fillerBytes = 0
   reason: Error | null = null
   /**
    * The async context the signal was first read in. Checks run from a timer shared by the
@@ -66,7 +68,7 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     this.phase = settings.streaming ? 'stream' : 'response'
     // Only a streaming route needs the byte count from arrival (reading it walks the socket's
     // buffer); other routes take it when their headers go out.
-    this.lastBytes = settings.streaming ? bytesWritten(reply.raw) : 0
+    this.lastBytes = settings.streaming ? this.progress() : 0
     this.lastProgressAt = arrival
   }
 
@@ -87,6 +89,25 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     if (this.settings.streaming) return true
     const res = this.reply.raw
     return res.headersSent && (isEventStream(res) || sentHeader(res, 'content-length') === undefined)
+  }
+
+  /** The idle clock's measure: what the response wrote, less filler. */
+  progress (): number {
+    return bytesWritten(this.reply.raw) - this.fillerBytes
+  }
+
+  /**
+   * Writes bytes that are not progress (the proxy's SSE heartbeats): they must not keep a stream
+   * alive whose source went silent. Measured around the write rather than taken as the chunk's
+   * length: over HTTP/1.1 the count is the socket's, chunked framing included, and the write
+   * reaches it synchronously (to the socket or its buffer, which the count includes).
+   */
+  writeFiller (chunk: Buffer): boolean {
+    const res = this.reply.raw
+    const before = bytesWritten(res)
+    const written = res.write(chunk)
+    this.fillerBytes += bytesWritten(res) - before
+    return written
   }
 
   /** Calls `listener` once with the reason when this deadline aborts (at once if it has). */

@@ -6,7 +6,7 @@ import { expire } from './expire.js'
 import type { DeadlineSettings } from './options.js'
 import { incomingBudget } from './propagation.js'
 import { closedByClient } from '../../lib/http2-response.js'
-import { ActiveDeadline, bytesWritten } from './request-deadline.js'
+import { ActiveDeadline } from './request-deadline.js'
 
 // How often a flowing stream is sampled, as a fraction of streamIdleTimeout: a stall is cut
 // between 1x and 1.5x the idle timeout (a write can land just after a sample, and the expiry
@@ -81,12 +81,12 @@ function check (deadline: ActiveDeadline): void {
     } else {
       // Headers are out: from now on only stalls count, however long the body takes.
       deadline.phase = 'stream'
-      deadline.lastBytes = bytesWritten(res)
+      deadline.lastBytes = deadline.progress()
       deadline.lastProgressAt = now
     }
     return schedule(deadline, now)
   }
-  const bytes = bytesWritten(res)
+  const bytes = deadline.progress()
   if (bytes !== deadline.lastBytes) {
     deadline.lastBytes = bytes
     deadline.lastProgressAt = now

@@ -8,13 +8,20 @@ import { EventBoundary } from './sse-boundary.js'
  * One proxied event stream, relayed through this stream so that a drain can end it at an event
  * boundary as a complete response (Fastify sees its payload end, not an error).
  */
-class EventStreamRelay extends Transform {
+export class EventStreamRelay extends Transform {
+  /** Chunks relayed so far: how the heartbeat sweep (sse-heartbeat.ts) sees activity, at no per-chunk clock read. */
+  relayed = 0
   private readonly boundary = new EventBoundary()
   private ending = false
   private finished = false
 
   get drained (): boolean {
     return this.finished
+  }
+
+  /** Whether bytes of our own may be written on the response now: between two events, nothing of ours pending, not ending. */
+  get betweenEvents (): boolean {
+    return !this.ending && !this.writableEnded && !this.destroyed && this.readableLength === 0 && this.boundary.settled
   }
 
   constructor (private readonly body: Readable, private readonly retry: Buffer | null) {
@@ -39,6 +46,7 @@ class EventStreamRelay extends Transform {
     if (this.finished) return callback()
     const end = this.ending ? this.boundary.endIn(chunk) : -1
     if (end === -1) {
+      this.relayed++
       this.boundary.pass(chunk)
       callback(null, chunk)
       return
@@ -84,7 +92,7 @@ export class ProxyDrain {
   }
 
   /** The stream to send in place of an event-stream body. */
-  relayEventStream (body: Readable): Readable {
+  relayEventStream (body: Readable): EventStreamRelay {
     const relay = new EventStreamRelay(body, this.retry)
     // Answered during the drain (its request was waiting for the upstream when it started).
     if (this.draining) {

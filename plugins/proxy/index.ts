@@ -13,6 +13,8 @@ import { relayResponse, type UpstreamResponse } from './response.js'
 import { retryPolicy } from './retry.js'
 import { addServerTiming } from './server-timing.js'
 import { ProxyDrain } from './drain.js'
+import { SseHeartbeat } from './sse-heartbeat.js'
+import { StreamSafety } from '../../lib/stream-safety.js'
 import { drainConnections, trackConnections } from './connections.js'
 import { sendError, sendUpstreamError } from './upstream-errors.js'
 import { BadPathError } from './errors.js'
@@ -36,6 +38,10 @@ interface Proxy {
   withDeadline: boolean
   budget: BudgetHeaders
   drain: ProxyDrain
+  /** Null when `sseHeartbeat` is off. */
+  heartbeat: SseHeartbeat | null
+  /** One check for both routes of the registration: they have the same hooks. */
+  safety: StreamSafety
 }
 
 async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
@@ -57,7 +63,9 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       target: compileTarget({ upstream: settings.upstream, prefix: instance.prefix, rewritePrefix: settings.rewritePrefix }),
       withDeadline,
       budget: withDeadline ? deadlineHeaders : noBudget,
-      drain: new ProxyDrain(settings.drainRetry)
+      drain: new ProxyDrain(settings.drainRetry),
+      heartbeat: settings.sseHeartbeat > 0 ? new SseHeartbeat(settings.sseHeartbeat) : null,
+      safety: new StreamSafety(app)
     }
     instance.removeAllContentTypeParsers()
     instance.addContentTypeParser('*', passRequestStream)
@@ -136,7 +144,7 @@ function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, re
     // reply-from's header types are narrower than what it really passes (arrays, numbers).
     rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, call, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
     rewriteHeaders: (headers) => responseHeaders(proxy, call, headers as OutgoingHttpHeaders, request) as IncomingHttpHeaders,
-    onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse, proxy.drain),
+    onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse, proxy),
     onError: (_reply, { error }) => onUpstreamError(call, reply, error),
     // reply-from's types call the details Fastify objects; they are its own request options and undici's response.
     retryDelay: retryPolicy(call, request, settings.retries, remaining) as unknown as FastifyReplyFromHooks['retryDelay']

@@ -31,6 +31,8 @@ export interface ProxySettings {
   drainTimeout: number
   /** The `retry:` value (ms) written to an event stream ended by a drain; false: none. */
   drainRetry: number | false
+  /** Silence (ms) after which an event stream gets a heartbeat comment; 0: none. */
+  sseHeartbeat: number
 }
 
 export const DEFAULT_METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']
@@ -42,7 +44,7 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
   'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS,
-  'drainTimeout', 'drainRetry', 'logLevel', 'logSerializers'])
+  'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers'])
 const REPLY_OPTIONS = new Set(['queryString', 'method'])
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
@@ -76,7 +78,8 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
     wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false),
     wsTimings: resolveTunnelTimings(options),
     drainTimeout: integer('drainTimeout', options.drainTimeout, 10_000, 0),
-    drainRetry: options.drainRetry === false ? false : integer('drainRetry', options.drainRetry, 1000, 0)
+    drainRetry: options.drainRetry === false ? false : integer('drainRetry', options.drainRetry, 1000, 0),
+    sseHeartbeat: integer('sseHeartbeat', options.sseHeartbeat, 0, 0)
   }
 }
 

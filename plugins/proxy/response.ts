@@ -6,6 +6,8 @@ import { cutResponse, http2Stream } from '../../lib/http2-response.js'
 import { reportResponse } from './stream-report.js'
 import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
 import type { ProxyDrain } from './drain.js'
+import type { SseHeartbeat } from './sse-heartbeat.js'
+import type { StreamSafety } from '../../lib/stream-safety.js'
 
 /** What reply-from hands to `onResponse` (its type says ServerResponse, but undici gives this). */
 export interface UpstreamResponse {
@@ -20,12 +22,20 @@ const EVENT_STREAM = /^\s*text\/event-stream\s*(;|$)/i
 const FORBIDDEN_TRAILERS = new Set(['transfer-encoding', 'content-length', 'host', 'cache-control', 'max-forwards', 'te',
   'authorization', 'set-cookie', 'content-encoding', 'content-type', 'content-range', 'trailer'])
 
+/** What the registration follows its bodies with. */
+interface BodyWatch {
+  drain: ProxyDrain
+  heartbeat: SseHeartbeat | null
+  safety: StreamSafety
+}
+
 /**
  * Relays the upstream's response: the head leaves as soon as it is known, the body streams
  * with backpressure (Fastify pipes it), trailers pass when the client asked for them. Event
- * streams are followed by the drain, to end them at an event boundary on `app.close()`.
+ * streams are followed by the drain, to end them at an event boundary on `app.close()`, and
+ * by the heartbeat when there is one.
  */
-export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, drain: ProxyDrain): void {
+export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, watch: BodyWatch): void {
   if (reply.sent) {
     // reply-from already answered (it got a status code Fastify refuses): drop the body.
     res.stream.destroy()
@@ -38,12 +48,19 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
   // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).
   reply.raw.once('pipe', flushHead)
-  const body = isEventStream(res.headers['content-type']) ? drain.relayEventStream(res.stream) : res.stream
+  const body = isEventStream(res.headers['content-type']) ? relayEventStream(res.stream, reply, watch) : res.stream
   // Fastify destroys the response when the body fails mid-way; over HTTP/2 that would read as a
   // complete body, and either way the close would look like the client's doing. (A drain ending
   // an event stream destroys the upstream body, not the relay: no error here.)
   body.once('error', () => cutResponse(reply.raw))
+  if (watch.safety.pending) watch.safety.watch(reply, body)
   reply.send(body)
+}
+
+function relayEventStream (body: Readable, reply: FastifyReply, { drain, heartbeat }: BodyWatch): Readable {
+  const relay = drain.relayEventStream(body)
+  heartbeat?.watch(relay, reply)
+  return relay
 }
 
 /**

@@ -18,6 +18,14 @@ export class EventBoundary {
     return this.run >= 2
   }
 
+  /**
+   * At a boundary where bytes of our own (a heartbeat comment) may go: not right after a CR,
+   * whose LF may still come in the next chunk as the same CRLF terminator.
+   */
+  get settled (): boolean {
+    return this.run >= 2 && !this.lastCR
+  }
+
   /** Follows a chunk relayed whole. Looks only at its trailing terminators, a few bytes. */
   pass (chunk: Buffer): void {
     if (chunk.length === 0) return

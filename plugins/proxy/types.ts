@@ -67,6 +67,13 @@ export interface ProxyOptions extends WebSocketTimingOptions {
    */
   serverTiming?: boolean
   /**
+   * On a proxied `text/event-stream` response silent this long (ms), write a comment block
+   * (`:\n\n`) between two events, so that intermediaries do not cut a quiet stream. Never before
+   * the upstream's first byte, inside an event, with a `Content-Encoding`, or to a client that is
+   * not reading; not activity for the deadline's `streamIdleTimeout`. 0 = off. Default 0.
+   */
+  sseHeartbeat?: number
+  /**
    * On `app.close()`, how long open proxied responses (downloads, slow answers) may take to
    * finish before every connection still open on the server is cut; with several registrations
    * the longest applies. Event streams end at once, at an event boundary. Default 10000.
