@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { goingAwayFrame, OPCODE_CLOSE, type FrameCursor } from './frames.js'
 
 /**
@@ -15,8 +15,8 @@ export class ClosingDirection {
   peerDone = false
 
   constructor (
-    private readonly from: Socket,
-    private readonly to: Socket,
+    private readonly from: Duplex,
+    private readonly to: Duplex,
     private readonly cursor: FrameCursor,
     /** Towards the upstream the proxy is a WebSocket client: its frames are masked. */
     private readonly masked: boolean,

@@ -1,0 +1,41 @@
+import type { FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { Http2Stream, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2'
+import { createHash, randomBytes } from 'node:crypto'
+import { extendedConnectHeaders, type RequestHeaderRewrite } from './headers.js'
+import type { ClientSide } from './client-side.js'
+import type { UpstreamRequestHeaders } from '../types.js'
+
+// RFC 6455 4.2.2: the server proves it read the key by hashing it with this GUID.
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+
+/**
+ * An HTTP/2 extended CONNECT (RFC 8441). The client sent no Sec-WebSocket-Key (the stream
+ * itself proves it speaks WebSocket), so the proxy is the WebSocket client of the upstream's
+ * HTTP/1.1 handshake: it makes a fresh key and checks the Sec-WebSocket-Accept itself. The
+ * client gets `:status 200` with the subprotocol and extensions the upstream chose, which
+ * is all RFC 8441 5 lets a 2xx carry for it.
+ */
+export class Http2Client implements ClientSide {
+  readonly protocol = 'websocket'
+  private readonly key = randomBytes(16).toString('base64')
+
+  constructor (readonly socket: Http2Stream) {}
+
+  upstreamHeaders (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null): UpstreamRequestHeaders {
+    return extendedConnectHeaders(request, target, rewrite, this.key)
+  }
+
+  acceptable (res: IncomingMessage): boolean {
+    const expected = createHash('sha1').update(this.key + WEBSOCKET_GUID).digest('base64')
+    return res.headers['sec-websocket-accept'] === expected
+  }
+
+  accept (res: IncomingMessage): void {
+    const headers: OutgoingHttpHeaders = { ':status': 200 }
+    const { 'sec-websocket-protocol': protocol, 'sec-websocket-extensions': extensions } = res.headers
+    if (protocol !== undefined) headers['sec-websocket-protocol'] = protocol
+    if (extensions !== undefined) headers['sec-websocket-extensions'] = extensions
+    ;(this.socket as ServerHttp2Stream).respond(headers)
+  }
+}
