@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream'
+import { abortSide } from '../../../lib/http2-response.js'
 import { goingAwayFrame, OPCODE_CLOSE, type FrameCursor } from './frames.js'
 
 /**
@@ -90,7 +91,7 @@ export class ClosingDirection {
     this.peerDone = true
     if (!this.closeSent) {
       this.closeSent = true
-      this.to.destroy()
+      abortSide(this.to)
     }
     this.onProgress()
   }

@@ -3,6 +3,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { ClientSide } from './client-side.js'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
+import { abortSide } from '../../../lib/http2-response.js'
 import { tunnelClosed, type TunnelClosedMessage } from '../../../lib/diagnostics.js'
 import { closeGracefully } from './dispatch.js'
 import { ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
@@ -87,7 +88,7 @@ export class Handshake {
     if (this.tunnel !== null) return this.tunnel.cut('shutdown')
     this.settle()
     this.upstreamReq?.destroy()
-    this.client.destroy()
+    abortSide(this.client)
   }
 
   private readonly onUpgrade = (res: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void => {
@@ -149,7 +150,7 @@ export class Handshake {
     if (this.settled) return
     this.settle()
     this.upstreamReq?.destroy()
-    this.client.destroy()
+    abortSide(this.client)
     this.request.log.info({ responseTime: this.reply.elapsedTime }, 'websocket client left during the handshake')
   }
 
@@ -186,7 +187,7 @@ export class Handshake {
     this.upstreamReq?.destroy()
     const res = this.reply.raw
     if (res.headersSent || this.client.destroyed) {
-      this.client.destroy()
+      abortSide(this.client)
     } else {
       writeError(res, err)
     }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { abortSide } from '../../../lib/http2-response.js'
 import { closeGracefully } from './dispatch.js'
 import { ClosingDirection } from './closing-direction.js'
 import { FrameCursor } from './frames.js'
@@ -152,7 +153,7 @@ export class Tunnel {
   /** Ends the tunnel now, e.g. on shutdown. */
   cut (reason: TunnelEnd): void {
     this.closedBy ??= reason
-    this.client.destroy()
+    abortSide(this.client)
     this.upstream.destroy()
   }
 
@@ -162,7 +163,7 @@ export class Tunnel {
     // During a shutdown each side closes on its own once its close handshake is done.
     if (this.closing === null && (hadError || !side.readableEnded)) {
       this.closedBy ??= name
-      other.destroy()
+      abortSide(other)
     }
     if (++this.closedSides < 2) return
     if (this.timer !== null) clearTimeout(this.timer)
