@@ -29,6 +29,8 @@ export function isExtendedConnect (raw: IncomingMessage): boolean {
  * Any other CONNECT is not ours: another 'connect' listener (an app's forward proxy) gets it
  * alone; without one, Node's own answer is kept, made explicit: an HTTP/1.1 CONNECT (on an
  * `allowHTTP1` server) has its socket destroyed, and an HTTP/2 one gets 405 with our JSON.
+ * A WebSocket that another listener answered or started reading (an app serving some
+ * WebSockets itself) is left to it: as for upgrades, that is known once the emit returns.
  */
 export function installExtendedConnect (app: FastifyInstance): void {
   const server = app.server
@@ -46,8 +48,12 @@ export function installExtendedConnect (app: FastifyInstance): void {
       if (alone) refuse(app, req as Http2ServerRequest, res as Http2ServerResponse)
       return
     }
-    (req as Http2ServerRequest & Marked)[kExtendedConnect] = true
-    app.routing(req as unknown as IncomingMessage, res as unknown as ServerResponse)
+    const route = (): void => {
+      (req as Http2ServerRequest & Marked)[kExtendedConnect] = true
+      app.routing(req as unknown as IncomingMessage, res as unknown as ServerResponse)
+    }
+    if (alone) return route()
+    queueMicrotask(() => { if (untouched(res as Http2ServerResponse)) route() })
   }
   server.prependListener('connect', onConnect)
   app.addHook('onClose', (_instance, done) => {
@@ -55,6 +61,12 @@ export function installExtendedConnect (app: FastifyInstance): void {
     installed.delete(server)
     done()
   })
+}
+
+/** Nobody answered the stream, ended it, or reads it. */
+function untouched (res: Http2ServerResponse): boolean {
+  const stream = res.stream
+  return !res.headersSent && !res.writableEnded && !stream.destroyed && stream.readableFlowing === null
 }
 
 function refuse (app: FastifyInstance, req: Http2ServerRequest, res: Http2ServerResponse): void {
