@@ -6,6 +6,7 @@ import http2 from 'node:http2'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import { H2_MODES } from './helpers/h2.js'
+import deadline from '../plugins/deadline/index.js'
 import { extendedConnect, h2ConnectSession, h2ProxyApp, nextMessage, openH2WebSocket } from './helpers/h2-websocket.js'
 import { gone, rawUpstream, wsUpstream } from './helpers/ws-servers.js'
 
@@ -83,13 +84,17 @@ for (const mode of H2_MODES) {
     })
     const session = await h2ConnectSession(t, mode, port)
 
-    // The upstream refuses (403 with a body): relayed as is.
+    // The upstream refuses (403 with a body larger than h2's initial window): relayed whole.
     const refused = extendedConnect(session, '/ws/denied')
     const conn = await raw.next()
     t.match(await conn.head, /^GET \/denied HTTP\/1\.1\r\n/)
-    conn.socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\nno way')
-    t.equal((await refused.response)[':status'], 403)
-    t.equal(await refused.body(), 'no way')
+    const page = 'no way '.repeat(50_000)
+    conn.socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${page.length}\r\nConnection: close\r\n\r\n${page}`)
+    const refusal = await refused.response
+    t.equal(refusal[':status'], 403)
+    t.equal(refusal['content-type'], 'text/plain')
+    t.ok(await refused.body() === page, 'the whole 350 kB body')
+    t.equal(await refused.closed, 0, 'then the stream closed without an error')
 
     // A 101 whose Sec-WebSocket-Accept is not for the proxy's key.
     const forged = extendedConnect(session, '/ws/forged')
@@ -171,4 +176,61 @@ t.test('an HTTP/1.1 WebSocket still works on the same TLS port', async (t) => {
   ws.send('h1')
   t.equal(await nextMessage(ws), 'h1')
   ws.terminate()
+})
+
+t.test('the deadline covers the h2 handshake (504 on the stream), then the tunnel is free of it', async (t) => {
+  const raw = await rawUpstream(t)
+  const { port } = await h2ProxyApp(t, 'h2c', {
+    upstream: `http://127.0.0.1:${raw.port}`,
+    before: async (app) => { await app.register(deadline, { timeout: 300 }) }
+  })
+  const session = await h2ConnectSession(t, 'h2c', port)
+  const started = Date.now()
+  const slow = extendedConnect(session, '/ws/slow')
+  const conn = await raw.next()
+  const head = await slow.response
+  const elapsed = Date.now() - started
+  t.equal(head[':status'], 504)
+  t.equal(JSON.parse(await slow.body()).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
+  t.equal(head.connection, undefined, 'no Connection header on h2')
+  t.ok(elapsed >= 280 && elapsed < 2000, `504 after ${elapsed} ms (deadline 300 ms)`)
+  await gone(conn.socket)
+  t.pass('the upstream handshake was abandoned')
+
+  const up = await wsUpstream(t)
+  const second = await h2ProxyApp(t, 'h2c', { upstream: up.url, before: async (app) => { await app.register(deadline, { timeout: 300 }) } })
+  const session2 = await h2ConnectSession(t, 'h2c', second.port)
+  const { ws } = await openH2WebSocket(session2, '/ws/long')
+  // Outlive the 300 ms deadline by a wide margin: a tunnel still bound to it would be cut.
+  await new Promise(resolve => setTimeout(resolve, 700))
+  ws.send('still here')
+  t.equal(await nextMessage(ws), 'still here')
+  ws.terminate()
+})
+
+t.test('without a deadline, wsHandshakeTimeout bounds the h2 handshake', async (t) => {
+  const raw = await rawUpstream(t)
+  const { port } = await h2ProxyApp(t, 'h2c', { upstream: `http://127.0.0.1:${raw.port}`, wsHandshakeTimeout: 300 })
+  const session = await h2ConnectSession(t, 'h2c', port)
+  const slow = extendedConnect(session, '/ws/slow')
+  const conn = await raw.next()
+  t.equal((await slow.response)[':status'], 504)
+  t.equal(JSON.parse(await slow.body()).code, 'FST_STREAMLINE_UPSTREAM_TIMEOUT')
+  await gone(conn.socket)
+  t.equal(await slow.closed, 0, 'the stream ended after the answer')
+})
+
+t.test('app.close() during an h2 handshake answers 503 on the stream', async (t) => {
+  const raw = await rawUpstream(t)
+  const { app, port } = await h2ProxyApp(t, 'h2c', { upstream: `http://127.0.0.1:${raw.port}`, wsCloseGrace: 2000 })
+  const session = await h2ConnectSession(t, 'h2c', port)
+  const pending = extendedConnect(session, '/ws/pending')
+  const conn = await raw.next()
+  await conn.head
+  const closing = app.close()
+  t.equal((await pending.response)[':status'], 503)
+  t.equal(JSON.parse(await pending.body()).code, 'FST_STREAMLINE_PROXY_SHUTTING_DOWN')
+  await gone(conn.socket)
+  await closing
+  t.pass('close() returned')
 })

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { closeGracefully } from './dispatch.js'
 import { handshakeHeaders, type RequestHeaderRewrite } from './headers.js'
 import { switchingProtocolsHead } from './response.js'
 import type { TunnelSocket } from './tunnel.js'
@@ -22,6 +23,8 @@ export interface ClientSide {
   acceptable: (res: IncomingMessage) => boolean
   /** Tells the client the tunnel is open. */
   accept: (res: IncomingMessage) => void
+  /** Ends the client's side once an HTTP answer (a refusal, an error, a 504) has gone out on `res`. */
+  endAfterAnswer: (res: ServerResponse) => void
 }
 
 /** An HTTP/1.1 upgrade: the handshake passes through; the client checks the upstream's answer to its own key. */
@@ -44,5 +47,11 @@ export class Http1Client implements ClientSide {
 
   accept (res: IncomingMessage): void {
     this.socket.write(switchingProtocolsHead(res))
+  }
+
+  /** The connection left the HTTP parser: whatever is answered on it is its last response. */
+  endAfterAnswer (res: ServerResponse): void {
+    res.shouldKeepAlive = false
+    res.once('finish', () => closeGracefully(this.socket))
   }
 }

@@ -32,10 +32,25 @@ export class Http2Client implements ClientSide {
   }
 
   accept (res: IncomingMessage): void {
+    this.socket.removeListener('finish', this.closeStream)
     const headers: OutgoingHttpHeaders = { ':status': 200 }
     const { 'sec-websocket-protocol': protocol, 'sec-websocket-extensions': extensions } = res.headers
     if (protocol !== undefined) headers['sec-websocket-protocol'] = protocol
     if (extensions !== undefined) headers['sec-websocket-extensions'] = extensions
     ;(this.socket as ServerHttp2Stream).respond(headers)
+  }
+
+  /**
+   * The compatibility response finishes only when the stream closes, and the client keeps its
+   * side of a WebSocket stream open: once our side has ended, the stream is closed (RST_STREAM
+   * NO_ERROR: stop sending, RFC 9113 8.1). Until the tunnel opens, which takes the stream's
+   * ends over, its 'finish' can only be an answer's.
+   */
+  endAfterAnswer (): void {
+    this.socket.once('finish', this.closeStream)
+  }
+
+  private readonly closeStream = (): void => {
+    setImmediate(() => { if (!this.socket.closed) this.socket.close() })
   }
 }

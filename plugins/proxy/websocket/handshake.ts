@@ -5,7 +5,6 @@ import type { ClientSide } from './client-side.js'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
 import { abortSide } from '../../../lib/http2-response.js'
 import { tunnelClosed, type TunnelClosedMessage } from '../../../lib/diagnostics.js'
-import { closeGracefully } from './dispatch.js'
 import { ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
 import { classifyUpstreamError } from '../upstream-errors.js'
 import { refusalHeaders, type RequestHeaderRewrite, type ResponseHeaderRewrite } from './headers.js'
@@ -56,8 +55,7 @@ export class Handshake {
   start (target: URL): void {
     const { client, reply } = this
     // Whatever answer goes out on reply.raw (ours or the deadline plugin's 504) is the last.
-    reply.raw.shouldKeepAlive = false
-    reply.raw.once('finish', () => closeGracefully(client))
+    this.side.endAfterAnswer(reply.raw)
     this.held?.listen()
     client.once('end', this.onClientGone)
     client.once('close', this.onClientGone)
