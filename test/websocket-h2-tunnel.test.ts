@@ -190,3 +190,19 @@ for (const mode of H2_MODES) {
     t.same(await Promise.all(clients.map(async c => await c.request.closed)), [0, 0], 'the streams ended cleanly')
   })
 }
+
+t.test('wsMaxStreamDuration resets a busy h2 stream', async (t) => {
+  const up = await wsUpstream(t)
+  const { port } = await h2ProxyApp(t, 'h2c', { upstream: up.url, wsMaxStreamDuration: 400 })
+  const session = await h2ConnectSession(t, 'h2c', port)
+  const { ws, request } = await openH2WebSocket(session, '/ws/lifetime')
+  const opened = Date.now()
+  const timer = setInterval(() => ws.send('busy'), 50)
+  t.teardown(() => clearInterval(timer))
+  t.equal(await request.closed, NGHTTP2_CANCEL, 'reset with CANCEL')
+  clearInterval(timer)
+  const lived = Date.now() - opened
+  t.ok(lived >= 350 && lived < 5000, `after ${lived} ms (limit 400 ms)`)
+  await waitFor(() => up.sockets.size === 0)
+  t.pass('the upstream connection is gone too')
+})

@@ -50,7 +50,13 @@ export class Http2Client implements ClientSide {
     this.socket.once('finish', this.closeStream)
   }
 
+  // A turn later, as Node itself does for an answered request it never read: the last DATA
+  // frames are written out first, or the reset could overtake them.
   private readonly closeStream = (): void => {
-    setImmediate(() => { if (!this.socket.closed) this.socket.close() })
+    setImmediate(closeIfOpen, this.socket)
   }
+}
+
+function closeIfOpen (stream: Http2Stream): void {
+  if (!stream.closed) stream.close()
 }
