@@ -234,3 +234,22 @@ t.test('app.close() during an h2 handshake answers 503 on the stream', async (t)
   await closing
   t.pass('close() returned')
 })
+
+t.test('a refusal whose body the upstream cuts short is reset with INTERNAL_ERROR, never ended as complete', async (t) => {
+  const raw = await rawUpstream(t)
+  const { port } = await h2ProxyApp(t, 'h2c', { upstream: `http://127.0.0.1:${raw.port}` })
+  const session = await h2ConnectSession(t, 'h2c', port)
+  const refused = extendedConnect(session, '/ws/denied')
+  const conn = await raw.next()
+  await conn.head
+  conn.socket.write('HTTP/1.1 403 Forbidden\r\nContent-Length: 1000\r\n\r\npartial')
+  t.equal((await refused.response)[':status'], 403)
+  let ended = false
+  refused.stream.on('end', () => { ended = true })
+  const body = refused.body()
+  await once(refused.stream, 'data')
+  conn.socket.resetAndDestroy()
+  t.equal(await body, 'partial')
+  t.equal(await refused.closed, http2.constants.NGHTTP2_INTERNAL_ERROR)
+  t.notOk(ended, 'no END_STREAM')
+})

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import type { IncomingMessage } from 'node:http'
 import type { Http2ServerRequest } from 'node:http2'
 import { errorBody } from '../../../lib/error-body.js'
+import { abortSide } from '../../../lib/http2-response.js'
 import { TunnelRegistry } from './registry.js'
 import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './dispatch.js'
 import { InvalidUpgradeError, ShuttingDownError } from '../errors.js'
@@ -60,8 +61,9 @@ export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | nul
 
 /**
  * WebSocket pass-through for one proxy registration: route-level hooks for its routes,
- * upgrade dispatch on the server (and extended CONNECT dispatch on an HTTP/2 one), and shutdown of its open tunnels in preClose (a close
- * frame to both sides of each, then cut whatever is left after the grace).
+ * upgrade dispatch on the server (and extended CONNECT dispatch on an HTTP/2 one), and
+ * shutdown of its open tunnels in preClose (a close frame to both sides of each, then cut
+ * whatever is left after the grace).
  * - onRequest refuses upgrades that cannot be tunnelled, before any body would be read (they
  *   only get here when another upgrade listener, e.g. @fastify/websocket, routes every upgrade:
  *   ours turns them back into plain requests);
@@ -118,7 +120,7 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
     // Gone while the app's hooks ran (a slow auth check): its close event has already fired,
     // so nothing would ever end a handshake started now.
     if (client.destroyed || client.readableEnded) {
-      client.destroy()
+      abortSide(client)
       return
     }
     const handshake = new Handshake(request, reply, settings, side, upgradeHead(request.raw), () => tunnels.delete(handshake))
