@@ -17,6 +17,8 @@ export interface ClientSide {
   readonly socket: TunnelSocket
   /** The upgrade token the upstream must switch to. */
   readonly protocol: string | undefined
+  /** The status that tells the client its tunnel is open (for the log). */
+  readonly acceptStatus: number
   /** The handshake to send upstream. */
   upstreamHeaders: (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null) => UpstreamRequestHeaders
   /** Whether the upstream's 101 completes the handshake this side started (its key, its protocol). */
@@ -31,6 +33,7 @@ export interface ClientSide {
 export class Http1Client implements ClientSide {
   readonly socket: Socket
   readonly protocol: string | undefined
+  readonly acceptStatus = 101
 
   constructor (request: FastifyRequest) {
     this.socket = request.raw.socket as Socket

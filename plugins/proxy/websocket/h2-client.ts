@@ -18,6 +18,7 @@ const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
  */
 export class Http2Client implements ClientSide {
   readonly protocol = 'websocket'
+  readonly acceptStatus = 200
   private readonly key = randomBytes(16).toString('base64')
 
   constructor (readonly socket: Http2Stream) {}

@@ -158,7 +158,7 @@ export class Handshake {
   }
 
   private readonly onTunnelEnd = (stats: TunnelStats): void => {
-    this.request.log.info({ res: { statusCode: 101 }, responseTime: this.reply.elapsedTime, ...stats }, 'websocket tunnel closed')
+    this.request.log.info({ res: { statusCode: this.side.acceptStatus }, responseTime: this.reply.elapsedTime, ...stats }, 'websocket tunnel closed')
     if (tunnelClosed.hasSubscribers) {
       const message: TunnelClosedMessage = { request: this.request, ...stats }
       tunnelClosed.publish(message)
