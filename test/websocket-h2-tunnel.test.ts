@@ -206,3 +206,18 @@ t.test('wsMaxStreamDuration resets a busy h2 stream', async (t) => {
   await waitFor(() => up.sockets.size === 0)
   t.pass('the upstream connection is gone too')
 })
+
+t.test('a half-close passes on in both directions over h2 and data still flows the other way', async (t) => {
+  const raw = await rawUpstream(t)
+  const { port } = await h2ProxyApp(t, 'h2c', { upstream: `http://127.0.0.1:${raw.port}` })
+  const session = await h2ConnectSession(t, 'h2c', port)
+  const { request, upstream, upstreamBytes } = await rawTunnel(session, raw, '/ws/half')
+  request.stream.end('last words')
+  await once(upstream, 'end')
+  t.equal(upstreamBytes().toString(), 'last words', 'the upstream got the bytes, then the FIN (from END_STREAM)')
+  upstream.write('reply after your END_STREAM')
+  const [chunk] = await once(request.stream, 'data') as [Buffer]
+  t.equal(chunk.toString(), 'reply after your END_STREAM', 'the other direction stays open')
+  upstream.end()
+  t.equal(await request.closed, 0, 'the upstream\'s FIN ended the stream: END_STREAM both ways, no reset')
+})
