@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http'
 import { constants, type Http2Stream } from 'node:http2'
+import { addAbortSignal, type Duplex } from 'node:stream'
 
 /** The HTTP/2 stream behind a compatibility response (`reply.raw` over h2); undefined over HTTP/1.x. */
 export function http2Stream (res: ServerResponse): Http2Stream | undefined {
@@ -34,4 +35,21 @@ export function closedByClient (res: ServerResponse): boolean {
   if (!res.writableFinished) return true
   const code = http2Stream(res)?.rstCode
   return code !== undefined && code !== 0
+}
+
+// Aborted once, shared: `addAbortSignal` with an aborted signal destroys at once, adding nothing.
+const ABORTED = AbortSignal.abort()
+
+/**
+ * Ends a connection or an HTTP/2 stream abruptly (a WebSocket tunnel's side). A socket is
+ * destroyed. A stream is reset with CANCEL, RFC 8441's mapping of a TCP reset: `destroy()`
+ * resets it with NO_ERROR, which reads as an orderly end, and `close(CANCEL)` ends the
+ * writable side first, so the END_STREAM can reach the client before the RST_STREAM. Node
+ * resets with CANCEL, and nothing before it, a stream destroyed with an AbortError, which
+ * is what `addAbortSignal` does with an aborted signal.
+ */
+export function abortSide (side: Duplex): void {
+  if (side.destroyed) return
+  if ('rstCode' in side) addAbortSignal(ABORTED, side)
+  else side.destroy()
 }

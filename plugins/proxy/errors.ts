@@ -80,3 +80,10 @@ export const ShuttingDownError = createError(
   'The proxy is shutting down',
   503, Error, false
 )
+
+/** An HTTP/2 CONNECT that is not a WebSocket (a plain tunnel request, another `:protocol`). */
+export const ConnectNotAllowedError = createError(
+  'FST_STREAMLINE_PROXY_CONNECT_NOT_ALLOWED',
+  'CONNECT is only accepted as an HTTP/2 WebSocket (extended CONNECT with :protocol websocket)',
+  405, Error, false
+)

@@ -1,4 +1,5 @@
-import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { abortSide } from '../../../lib/http2-response.js'
 import { goingAwayFrame, OPCODE_CLOSE, type FrameCursor } from './frames.js'
 
 /**
@@ -15,8 +16,8 @@ export class ClosingDirection {
   peerDone = false
 
   constructor (
-    private readonly from: Socket,
-    private readonly to: Socket,
+    private readonly from: Duplex,
+    private readonly to: Duplex,
     private readonly cursor: FrameCursor,
     /** Towards the upstream the proxy is a WebSocket client: its frames are masked. */
     private readonly masked: boolean,
@@ -90,7 +91,7 @@ export class ClosingDirection {
     this.peerDone = true
     if (!this.closeSent) {
       this.closeSent = true
-      this.to.destroy()
+      abortSide(this.to)
     }
     this.onProgress()
   }

@@ -1,16 +1,17 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
+import type { ClientSide } from './client-side.js'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
+import { abortSide } from '../../../lib/http2-response.js'
 import { tunnelClosed, tunnelOpened, type TunnelClosedMessage, type TunnelOpenedMessage } from '../../../lib/diagnostics.js'
-import { closeGracefully } from './dispatch.js'
 import { ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
 import { classifyUpstreamError } from '../upstream-errors.js'
 import { refusalHeaders, type RequestHeaderRewrite, type ResponseHeaderRewrite } from './headers.js'
 import type { TunnelTimings } from './options.js'
 import type { ProxyTlsOptions } from '../types.js'
-import { relayRefusal, switchingProtocolsHead, writeError } from './response.js'
-import { openTunnel, type Tunnel, type TunnelStats } from './tunnel.js'
+import { relayRefusal, writeError } from './response.js'
+import { openTunnel, type Tunnel, type TunnelSocket, type TunnelStats } from './tunnel.js'
 import { HeldBytes } from './held-bytes.js'
 import { HandshakeWatch } from './handshake-watch.js'
 import { requestUpgrade } from './upstream-request.js'
@@ -24,13 +25,14 @@ export interface HandshakeSettings {
 }
 
 /**
- * One upgrade from hijack to tunnel: the handshake goes upstream as a plain HTTP request;
+ * One upgrade (HTTP/1.1, or HTTP/2 extended CONNECT: `side` says which) from hijack to
+ * tunnel: the handshake goes upstream as a plain HTTP request;
  * the client's early bytes wait; the upstream's answer decides between a tunnel (valid 101),
  * a relayed HTTP response (anything else) and an error (unreachable, bad 101, too slow).
  * `onDone` runs once everything it opened has closed.
  */
 export class Handshake {
-  private readonly client: Socket
+  private readonly client: TunnelSocket
   // Both dropped once the handshake is settled: an idle tunnel should hold as little as possible.
   private held: HeldBytes | null
   private watch: HandshakeWatch | null = null
@@ -42,18 +44,18 @@ export class Handshake {
     private readonly request: FastifyRequest,
     private readonly reply: FastifyReply,
     private readonly settings: HandshakeSettings,
+    private readonly side: ClientSide,
     head: Buffer,
     private readonly onDone: () => void
   ) {
-    this.client = request.raw.socket as Socket
+    this.client = side.socket
     this.held = new HeldBytes(this.client, head)
   }
 
   start (target: URL): void {
     const { client, reply } = this
     // Whatever answer goes out on reply.raw (ours or the deadline plugin's 504) is the last.
-    reply.raw.shouldKeepAlive = false
-    reply.raw.once('finish', () => closeGracefully(client))
+    this.side.endAfterAnswer(reply.raw)
     this.held?.listen()
     client.once('end', this.onClientGone)
     client.once('close', this.onClientGone)
@@ -61,7 +63,8 @@ export class Handshake {
     client.on('error', this.onClientError)
     this.watch = new HandshakeWatch(() => this.fail(new UpstreamTimeoutError()), reason => this.onDeadline(reason))
     this.watch.start(this.request, this.settings.timings.handshakeTimeout)
-    const upstreamReq = requestUpgrade(this.request, target, this.settings.tls, this.settings.rewriteRequestHeaders)
+    const headers = this.side.upstreamHeaders(this.request, target, this.settings.rewriteRequestHeaders)
+    const upstreamReq = requestUpgrade(target, headers, this.settings.tls)
     this.upstreamReq = upstreamReq
     upstreamReq.on('upgrade', this.onUpgrade)
     upstreamReq.on('response', this.onRefusal)
@@ -83,7 +86,7 @@ export class Handshake {
     if (this.tunnel !== null) return this.tunnel.cut('shutdown')
     this.settle()
     this.upstreamReq?.destroy()
-    this.client.destroy()
+    abortSide(this.client)
   }
 
   private readonly onUpgrade = (res: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void => {
@@ -91,8 +94,13 @@ export class Handshake {
       upstream.destroy()
       return
     }
+    // Gone an instant ago: its close event is on its way, and it cannot be answered.
+    if (this.client.destroyed) {
+      upstream.destroy()
+      return this.onClientGone()
+    }
     // Go's ReverseProxy rule: the upstream must switch to the protocol that was asked for.
-    if (!sameProtocol(res.headers.upgrade, this.request.headers.upgrade)) {
+    if (!sameProtocol(res.headers.upgrade, this.side.protocol) || !this.side.acceptable(res)) {
       upstream.destroy()
       return this.fail(new UpstreamBadResponseError())
     }
@@ -101,7 +109,7 @@ export class Handshake {
     this.upstreamReq = null
     // From here the tunnel governs its own lifetime (idle timeout, wsMaxStreamDuration).
     releaseDeadline(this.request)
-    this.client.write(switchingProtocolsHead(res))
+    this.side.accept(res)
     upstream.on('error', this.onUpstreamSocketError)
     const early = { toClient: upstreamHead.length > 0 ? [upstreamHead] : [], toUpstream: this.held?.take() ?? [] }
     this.held = null
@@ -121,7 +129,7 @@ export class Handshake {
     }
     this.settle()
     this.held = null
-    relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), this.reply.raw, this.client)
+    relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), this.reply.raw)
     this.request.log.info({ res: { statusCode: res.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket upgrade refused by upstream')
   }
 
@@ -144,7 +152,7 @@ export class Handshake {
     if (this.settled) return
     this.settle()
     this.upstreamReq?.destroy()
-    this.client.destroy()
+    abortSide(this.client)
     this.request.log.info({ responseTime: this.reply.elapsedTime }, 'websocket client left during the handshake')
   }
 
@@ -154,7 +162,7 @@ export class Handshake {
   }
 
   private readonly onTunnelEnd = (stats: TunnelStats): void => {
-    this.request.log.info({ res: { statusCode: 101 }, responseTime: this.reply.elapsedTime, ...stats }, 'websocket tunnel closed')
+    this.request.log.info({ res: { statusCode: this.side.acceptStatus }, responseTime: this.reply.elapsedTime, ...stats }, 'websocket tunnel closed')
     if (tunnelClosed.hasSubscribers) {
       const message: TunnelClosedMessage = { request: this.request, ...stats }
       tunnelClosed.publish(message)
@@ -181,7 +189,7 @@ export class Handshake {
     this.upstreamReq?.destroy()
     const res = this.reply.raw
     if (res.headersSent || this.client.destroyed) {
-      this.client.destroy()
+      abortSide(this.client)
     } else {
       writeError(res, err)
     }

@@ -15,12 +15,30 @@ export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: Fast
  * finally the user's rewriteRequestHeaders, as for plain HTTP.
  */
 export function handshakeHeaders (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null): UpstreamRequestHeaders {
+  return upstreamHandshake(request, request.headers as UpstreamRequestHeaders, request.headers.upgrade, target, rewrite)
+}
+
+/**
+ * The HTTP/1.1 handshake for an HTTP/2 extended CONNECT: the same, from the client's headers
+ * without the pseudo-headers (`:protocol` becomes `Upgrade: websocket`, `:authority` the
+ * X-Forwarded-Host), with the proxy's own key.
+ */
+export function extendedConnectHeaders (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null, key: string): UpstreamRequestHeaders {
+  const received: UpstreamRequestHeaders = {}
+  for (const name in request.headers) {
+    if (name.charCodeAt(0) !== 0x3a) received[name] = request.headers[name]
+  }
+  received['sec-websocket-key'] = key
+  return upstreamHandshake(request, received, 'websocket', target, rewrite)
+}
+
+function upstreamHandshake (request: FastifyRequest, received: UpstreamRequestHeaders, upgrade: string | undefined, target: URL, rewrite: RequestHeaderRewrite | null): UpstreamRequestHeaders {
   // Hop-by-hop removal first, so a client `Connection: x-forwarded-for` cannot remove ours.
-  const headers = withoutHopByHop(request.headers as UpstreamRequestHeaders, false)
+  const headers = withoutHopByHop(received, false)
   stripRequestOnly(headers, false)
   headers.host = target.host
   headers.connection = 'Upgrade'
-  headers.upgrade = request.headers.upgrade
+  headers.upgrade = upgrade
   setForwardedHeaders(request, headers)
   Object.assign(headers, deadlineHeaders(request))
   return rewrite === null ? headers : rewrite(request, headers)

@@ -1,7 +1,7 @@
-import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 
 // Client bytes held while the upstream decides; past this the client socket is paused and
-// TCP pushes back. A client has no reason to send much before it sees the 101.
+// TCP (or HTTP/2 flow control) pushes back. A client has no reason to send much before it sees the 101.
 const MAX_HELD_BYTES = 64 * 1024
 
 /**
@@ -14,7 +14,7 @@ export class HeldBytes {
   private size = 0
 
   /** `head`: the bytes Node read past the handshake in the same packet(s). */
-  constructor (private readonly client: Socket, head: Buffer) {
+  constructor (private readonly client: Duplex, head: Buffer) {
     if (head.length > 0) this.add(head)
   }
 

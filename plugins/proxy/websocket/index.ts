@@ -1,10 +1,15 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods, RouteOptions } from 'fastify'
 import type { IncomingMessage } from 'node:http'
+import type { Http2ServerRequest } from 'node:http2'
 import { errorBody } from '../../../lib/error-body.js'
+import { abortSide } from '../../../lib/http2-response.js'
 import { TunnelRegistry } from './registry.js'
 import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './dispatch.js'
 import { InvalidUpgradeError, ShuttingDownError } from '../errors.js'
 import { Handshake, type HandshakeSettings } from './handshake.js'
+import { Http1Client, type ClientSide } from './client-side.js'
+import { Http2Client } from './h2-client.js'
+import { installExtendedConnect, isExtendedConnect } from './extended-connect.js'
 import { sendError } from '../upstream-errors.js'
 import type { FastifyError } from '@fastify/error'
 import type { ProxySettings } from '../options.js'
@@ -19,6 +24,8 @@ export interface UpgradeSettings extends HandshakeSettings {
 export interface UpgradeHooks {
   onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   preHandler: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+  /** Methods the routes take besides their own: CONNECT on an HTTP/2 server (RFC 8441 WebSockets). */
+  methods: HTTPMethods[]
 }
 
 /**
@@ -46,6 +53,7 @@ export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | nul
   if (hooks === null) return route
   return {
     ...route,
+    method: [...asArray(route.method), ...hooks.methods],
     onRequest: [...asArray(route.onRequest), hooks.onRequest],
     preHandler: [...asArray(route.preHandler), hooks.preHandler]
   }
@@ -53,16 +61,20 @@ export function withUpgradeHooks (route: RouteOptions, hooks: UpgradeHooks | nul
 
 /**
  * WebSocket pass-through for one proxy registration: route-level hooks for its routes,
- * upgrade dispatch on the server, and shutdown of its open tunnels in preClose (a close
- * frame to both sides of each, then cut whatever is left after the grace).
+ * upgrade dispatch on the server (and extended CONNECT dispatch on an HTTP/2 one), and
+ * shutdown of its open tunnels in preClose (a close frame to both sides of each, then cut
+ * whatever is left after the grace).
  * - onRequest refuses upgrades that cannot be tunnelled, before any body would be read (they
  *   only get here when another upgrade listener, e.g. @fastify/websocket, routes every upgrade:
  *   ours turns them back into plain requests);
  * - preHandler, the last hook before the handler (so the app's auth hooks ran), hijacks a
- *   valid upgrade and hands it to a Handshake. Plain requests pass on to the HTTP proxy.
+ *   valid upgrade (or HTTP/2 extended CONNECT) and hands it to a Handshake. Plain requests
+ *   pass on to the HTTP proxy.
  */
 export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSettings): UpgradeHooks {
   installUpgradeDispatch(app)
+  const http2 = app.initialConfig.http2 === true
+  if (http2) installExtendedConnect(app)
   const tunnels = new TunnelRegistry()
   // Not awaited: several registrations drain their tunnels at once, and the server's close (which
   // Fastify runs after the preClose hooks) waits for their sockets anyway.
@@ -82,7 +94,7 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
   }
 
   function passUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    if (!isUpgrade(request.raw)) return done()
+    if (!isUpgrade(request.raw) && !isExtendedConnect(request.raw)) return done()
     // Resolved before hijacking: a refused path gets the same answer as over plain HTTP.
     let target: URL
     try {
@@ -103,19 +115,26 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
       return
     }
     reply.hijack()
-    const client = request.raw.socket
+    const side = clientSide(request)
+    const client = side.socket
     // Gone while the app's hooks ran (a slow auth check): its close event has already fired,
     // so nothing would ever end a handshake started now.
     if (client.destroyed || client.readableEnded) {
-      client.destroy()
+      abortSide(client)
       return
     }
-    const handshake = new Handshake(request, reply, settings, upgradeHead(request.raw), () => tunnels.delete(handshake))
+    const handshake = new Handshake(request, reply, settings, side, upgradeHead(request.raw), () => tunnels.delete(handshake))
     handshake.start(target)
     tunnels.add(handshake)
   }
 
-  return { onRequest: rejectInvalidUpgrade, preHandler: passUpgrade }
+  return { onRequest: rejectInvalidUpgrade, preHandler: passUpgrade, methods: http2 ? ['CONNECT'] : [] }
+}
+
+/** An HTTP/1.1 upgrade takes over the connection; an HTTP/2 WebSocket is one stream of it. */
+function clientSide (request: FastifyRequest): ClientSide {
+  if (!isExtendedConnect(request.raw)) return new Http1Client(request)
+  return new Http2Client((request.raw as unknown as Http2ServerRequest).stream)
 }
 
 /** Node sets `upgrade` only on requests it handed to an 'upgrade' listener. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
 import { errorBody } from '../../../lib/error-body.js'
+import { cutResponse, http2Stream } from '../../../lib/http2-response.js'
 
 /**
  * The upstream's 101 head as it sent it: status text, header names, case, order and
@@ -17,24 +17,30 @@ export function switchingProtocolsHead (res: IncomingMessage): string {
 /**
  * An upstream that refused the upgrade (403, 426, a 200 that merely names Upgrade...) is
  * answered like any response (`headers`: hop-by-hop fields removed), and the connection
- * closes after it.
+ * closes after it (over HTTP/2 only the stream ends, which needs no header: h2 has neither
+ * `Connection` nor status text).
  */
-export function relayRefusal (upstreamRes: IncomingMessage, headers: OutgoingHttpHeaders, res: ServerResponse, client: Duplex): void {
-  res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, { ...headers, connection: 'close' })
+export function relayRefusal (upstreamRes: IncomingMessage, headers: OutgoingHttpHeaders, res: ServerResponse): void {
+  if (http2Stream(res) === undefined) {
+    res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, { ...headers, connection: 'close' })
+  } else {
+    res.writeHead(upstreamRes.statusCode ?? 502, headers)
+  }
   upstreamRes.pipe(res)
   // A body cut short must not look complete to the client; a client that leaves frees the upstream.
-  upstreamRes.once('aborted', () => client.destroy())
-  upstreamRes.once('error', () => client.destroy())
+  upstreamRes.once('aborted', () => cutResponse(res))
+  upstreamRes.once('error', () => cutResponse(res))
   res.once('close', () => upstreamRes.destroy())
 }
 
-/** A JSON error on the client connection, before any byte of an answer went out. */
+/** A JSON error on the client connection (or HTTP/2 stream), before any byte of an answer went out. */
 export function writeError (res: ServerResponse, err: { statusCode?: number, code: string, message: string }): void {
   const body = JSON.stringify(errorBody(err))
-  res.writeHead(err.statusCode ?? 502, {
+  const headers: OutgoingHttpHeaders = {
     'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    connection: 'close'
-  })
+    'content-length': Buffer.byteLength(body)
+  }
+  if (http2Stream(res) === undefined) headers.connection = 'close'
+  res.writeHead(err.statusCode ?? 502, headers)
   res.end(body)
 }

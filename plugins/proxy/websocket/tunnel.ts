@@ -1,4 +1,6 @@
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { abortSide } from '../../../lib/http2-response.js'
 import { closeGracefully } from './dispatch.js'
 import { ClosingDirection } from './closing-direction.js'
 import { FrameCursor } from './frames.js'
@@ -7,7 +9,10 @@ import { FrameCursor } from './frames.js'
 export type TunnelEnd = 'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'
 
 export interface TunnelStats {
-  /** Bytes written to the upstream and to the client over their connections, handshakes included. */
+  /**
+   * Bytes written to the upstream and to the client over their connections, handshakes
+   * included; to an HTTP/2 client, the tunnel's bytes only (its 200 is a HEADERS frame).
+   */
   bytesIn: number
   bytesOut: number
   durationMs: number
@@ -17,6 +22,16 @@ export interface TunnelStats {
 export interface TunnelLimits {
   idleTimeout: number
   maxStreamDuration: number
+}
+
+/**
+ * The client's end of a tunnel: its upgraded socket, or the HTTP/2 stream of an extended
+ * CONNECT, which has neither Nagle's algorithm to turn off nor a byte count of its own.
+ */
+export type TunnelSocket = Duplex & {
+  setTimeout: (ms: number) => unknown
+  setNoDelay?: (noDelay?: boolean) => unknown
+  bytesWritten?: number
 }
 
 /** What each side sent before the tunnel opened, still to be delivered to the other. */
@@ -32,7 +47,7 @@ export interface EarlyBytes {
  * followed (frame headers only) so that `goAway` can close both sides cleanly on shutdown.
  * One timer at most enforces `idleTimeout` and `maxStreamDuration`.
  */
-export function openTunnel (client: Socket, upstream: Socket, limits: TunnelLimits, early: EarlyBytes, onEnd: (stats: TunnelStats) => void): Tunnel {
+export function openTunnel (client: TunnelSocket, upstream: Socket, limits: TunnelLimits, early: EarlyBytes, onEnd: (stats: TunnelStats) => void): Tunnel {
   const tunnel = new Tunnel(client, upstream, limits, onEnd)
   tunnel.start(early)
   return tunnel
@@ -46,7 +61,7 @@ interface Closing {
 }
 
 /** Writes what `from` sent before the tunnel opened, then pipes the rest, `frames` following it all. */
-function relay (from: Socket, to: Socket, frames: FrameCursor, early: readonly Buffer[]): void {
+function relay (from: Duplex, to: Duplex, frames: FrameCursor, early: readonly Buffer[]): void {
   for (const chunk of early) {
     frames.follow(chunk)
     to.write(chunk)
@@ -65,16 +80,22 @@ export class Tunnel {
   private readonly toUpstreamFrames = new FrameCursor()
   private readonly toClientFrames = new FrameCursor()
   private closing: Closing | null = null
+  // Bytes the upstream sent, kept only for a client without a byte count (an HTTP/2 stream).
+  private fromUpstream = -1
 
   constructor (
-    private readonly client: Socket,
+    private readonly client: TunnelSocket,
     private readonly upstream: Socket,
     private readonly limits: TunnelLimits,
     private readonly onEnd: (stats: TunnelStats) => void
   ) {
     client.setTimeout(0)
-    client.setNoDelay(true)
+    client.setNoDelay?.(true)
     upstream.setNoDelay(true)
+    if (client.bytesWritten === undefined) {
+      this.fromUpstream = 0
+      upstream.on('data', (chunk: Buffer) => { this.fromUpstream += chunk.length })
+    }
     client.on('close', (hadError: boolean) => this.sideClosed(client, upstream, 'client', hadError))
     upstream.on('close', (hadError: boolean) => this.sideClosed(upstream, client, 'upstream', hadError))
     // In a clean close the side whose FIN came first ended the tunnel; which socket's 'close'
@@ -90,6 +111,7 @@ export class Tunnel {
   }
 
   start (early: EarlyBytes): void {
+    if (this.fromUpstream >= 0) for (const chunk of early.toClient) this.fromUpstream += chunk.length
     relay(this.upstream, this.client, this.toClientFrames, early.toClient)
     relay(this.client, this.upstream, this.toUpstreamFrames, early.toUpstream)
   }
@@ -131,24 +153,24 @@ export class Tunnel {
   /** Ends the tunnel now, e.g. on shutdown. */
   cut (reason: TunnelEnd): void {
     this.closedBy ??= reason
-    this.client.destroy()
+    abortSide(this.client)
     this.upstream.destroy()
   }
 
-  private sideClosed (side: Socket, other: Socket, name: TunnelEnd, hadError: boolean): void {
+  private sideClosed (side: Duplex, other: Duplex, name: TunnelEnd, hadError: boolean): void {
     // A side that read its peer's FIN and finished writing closed cleanly: `pipe` has ended
     // the other side, which may still be flushing to a slow reader. Anything else is abrupt.
     // During a shutdown each side closes on its own once its close handshake is done.
     if (this.closing === null && (hadError || !side.readableEnded)) {
       this.closedBy ??= name
-      other.destroy()
+      abortSide(other)
     }
     if (++this.closedSides < 2) return
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     this.onEnd({
       bytesIn: this.upstream.bytesWritten,
-      bytesOut: this.client.bytesWritten,
+      bytesOut: this.client.bytesWritten ?? this.fromUpstream,
       durationMs: Date.now() - this.startedAt,
       closedBy: this.closedBy ?? name
     })

@@ -1,12 +1,10 @@
-import type { FastifyRequest } from 'fastify'
 import http, { type ClientRequest, type ClientRequestArgs } from 'node:http'
 import https from 'node:https'
 import net, { type Socket } from 'node:net'
-import { handshakeHeaders, type RequestHeaderRewrite } from './headers.js'
-import type { ProxyTlsOptions } from '../types.js'
+import type { ProxyTlsOptions, UpstreamRequestHeaders } from '../types.js'
 
 /** The handshake sent upstream as a plain HTTP GET; the caller listens for its outcome. */
-export function requestUpgrade (request: FastifyRequest, target: URL, tls: ProxyTlsOptions, rewrite: RequestHeaderRewrite | null): ClientRequest {
+export function requestUpgrade (target: URL, headers: UpstreamRequestHeaders, tls: ProxyTlsOptions): ClientRequest {
   const secure = target.protocol === 'https:'
   return (secure ? https : http).request({
     protocol: target.protocol,
@@ -14,7 +12,7 @@ export function requestUpgrade (request: FastifyRequest, target: URL, tls: Proxy
     port: target.port !== '' ? Number(target.port) : (secure ? 443 : 80),
     path: target.pathname + target.search,
     method: 'GET',
-    headers: handshakeHeaders(request, target, rewrite),
+    headers,
     setHost: false,
     // A fresh connection per handshake: an upgraded socket never returns to a pool. Over
     // plain TCP it is half-open, so the upstream's FIN does not end our side towards it

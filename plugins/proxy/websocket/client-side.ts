@@ -1,0 +1,60 @@
+import type { FastifyRequest } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { closeGracefully } from './dispatch.js'
+import { handshakeHeaders, type RequestHeaderRewrite } from './headers.js'
+import { switchingProtocolsHead } from './response.js'
+import type { TunnelSocket } from './tunnel.js'
+import type { UpstreamRequestHeaders } from '../types.js'
+
+/**
+ * What differs between the two ways a client opens a WebSocket through the proxy: an
+ * HTTP/1.1 upgrade (its socket becomes the tunnel, the upstream's 101 goes to it as is) and
+ * an HTTP/2 extended CONNECT (RFC 8441: one stream of the session is the tunnel, answered 200).
+ */
+export interface ClientSide {
+  /** The client's end of the tunnel. */
+  readonly socket: TunnelSocket
+  /** The upgrade token the upstream must switch to. */
+  readonly protocol: string | undefined
+  /** The status that tells the client its tunnel is open (for the log). */
+  readonly acceptStatus: number
+  /** The handshake to send upstream. */
+  upstreamHeaders: (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null) => UpstreamRequestHeaders
+  /** Whether the upstream's 101 completes the handshake this side started (its key, its protocol). */
+  acceptable: (res: IncomingMessage) => boolean
+  /** Tells the client the tunnel is open. */
+  accept: (res: IncomingMessage) => void
+  /** Ends the client's side once an HTTP answer (a refusal, an error, a 504) has gone out on `res`. */
+  endAfterAnswer: (res: ServerResponse) => void
+}
+
+/** An HTTP/1.1 upgrade: the handshake passes through; the client checks the upstream's answer to its own key. */
+export class Http1Client implements ClientSide {
+  readonly socket: Socket
+  readonly protocol: string | undefined
+  readonly acceptStatus = 101
+
+  constructor (request: FastifyRequest) {
+    this.socket = request.raw.socket as Socket
+    this.protocol = request.headers.upgrade
+  }
+
+  upstreamHeaders (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null): UpstreamRequestHeaders {
+    return handshakeHeaders(request, target, rewrite)
+  }
+
+  acceptable (): boolean {
+    return true
+  }
+
+  accept (res: IncomingMessage): void {
+    this.socket.write(switchingProtocolsHead(res))
+  }
+
+  /** The connection left the HTTP parser: whatever is answered on it is its last response. */
+  endAfterAnswer (res: ServerResponse): void {
+    res.shouldKeepAlive = false
+    res.once('finish', () => closeGracefully(this.socket))
+  }
+}

@@ -1,0 +1,139 @@
+// Nothing outlives an HTTP/2 WebSocket: 500 extended CONNECT tunnels per way of dying (client
+// RST_STREAM, upstream reset, RST during the handshake, upstream refusal), each way on its own
+// session, leave upstream connections, file descriptors, handles and the sessions' listeners at
+// baseline. One session per way and 500, not 1,000: nghttp2's rapid-reset guard (CVE-2023-44487)
+// ends a session whose client has reset about 1,000 streams in a burst, as this test would.
+import { readdirSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import http2 from 'node:http2'
+import net, { type Socket } from 'node:net'
+import { once } from 'node:events'
+import t, { type Test } from 'tap'
+import { extendedConnect, h2ConnectSession, h2ProxyApp } from './helpers/h2-websocket.js'
+import { gone, portOf } from './helpers/ws-servers.js'
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+const ROUNDS = 500
+const CONCURRENCY = 50
+const { NGHTTP2_CANCEL } = http2.constants
+
+type Kill = 'client-reset' | 'upstream-reset' | 'mid-handshake' | 'refused'
+
+/** Answers a valid 101 (/silent: nothing, /refused: 403) and hands each socket to the test. */
+async function upstream (t: Test): Promise<{ port: number, next: () => Promise<Socket>, open: Set<Socket> }> {
+  const waiting: Array<(s: Socket) => void> = []
+  const open = new Set<Socket>()
+  const server = net.createServer(socket => {
+    open.add(socket)
+    socket.once('close', () => open.delete(socket))
+    socket.on('error', () => {})
+    let head = ''
+    socket.on('data', chunk => {
+      if (head.includes('\r\n\r\n')) return
+      head += chunk.toString('latin1')
+      if (!head.includes('\r\n\r\n')) return
+      if (head.startsWith('GET /refused')) {
+        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno')
+      } else if (!head.startsWith('GET /silent')) {
+        const key = /sec-websocket-key: (\S+)/i.exec(head)?.[1] ?? ''
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${createHash('sha1').update(key + GUID).digest('base64')}\r\n\r\n`)
+      }
+      waiting.shift()?.(socket)
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { port: portOf(server), next: async () => await new Promise(resolve => waiting.push(resolve)), open }
+}
+
+const PATHS: Record<Kill, string> = { 'client-reset': '/ws/tunnel', 'upstream-reset': '/ws/tunnel', 'mid-handshake': '/ws/silent', refused: '/ws/refused' }
+
+async function oneTunnel (session: http2.ClientHttp2Session, up: Awaited<ReturnType<typeof upstream>>, kill: Kill): Promise<void> {
+  const upstreamSocket = up.next()
+  const request = extendedConnect(session, PATHS[kill])
+  const upSocket = await upstreamSocket
+  if (kill === 'refused') {
+    await request.body()
+    return
+  }
+  if (kill !== 'mid-handshake') await request.response
+  if (kill === 'upstream-reset') {
+    upSocket.resetAndDestroy()
+    await request.closed
+  } else {
+    request.stream.close(NGHTTP2_CANCEL)
+    await gone(upSocket)
+    upSocket.destroy()
+  }
+}
+
+async function run (session: http2.ClientHttp2Session, up: Awaited<ReturnType<typeof upstream>>, kill: Kill, rounds: number): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < rounds) {
+      next++
+      await oneTunnel(session, up, kill)
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker))
+}
+
+function fds (): number {
+  return readdirSync('/proc/self/fd').length
+}
+
+function handles (): Record<string, number> {
+  const counts: Record<string, number> = {}
+  for (const name of process.getActiveResourcesInfo()) counts[name] = (counts[name] ?? 0) + 1
+  return counts
+}
+
+function listeners (emitter: NodeJS.EventEmitter): number {
+  let count = 0
+  for (const name of emitter.eventNames()) count += emitter.listenerCount(name)
+  return count
+}
+
+async function settled (check: () => boolean): Promise<void> {
+  // Closing streams and sockets finish on the next turns of the event loop; bounded so a leak fails, not hangs.
+  const until = Date.now() + 5000
+  while (!check() && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+}
+
+const KILLS: Kill[] = ['client-reset', 'upstream-reset', 'mid-handshake', 'refused']
+
+t.test(`${ROUNDS} h2 tunnels per way of dying leave upstream connections, fds, handles and listeners at baseline`, async (t) => {
+  const up = await upstream(t)
+  const serverSessions: http2.ServerHttp2Session[] = []
+  const { app, port } = await h2ProxyApp(t, 'h2c', { upstream: `http://127.0.0.1:${up.port}` })
+  app.server.on('session', (session: http2.ServerHttp2Session) => serverSessions.push(session))
+  const sessions: http2.ClientHttp2Session[] = []
+  for (const kill of KILLS) {
+    const session = await h2ConnectSession(t, 'h2c', port)
+    sessions.push(session)
+    await run(session, up, kill, 5)
+  }
+  await settled(() => up.open.size === 0)
+  const baseFds = fds()
+  const baseHandles = handles()
+  const sessionListeners = (): number[] => serverSessions.flatMap(session => [listeners(session), listeners(session.socket)])
+  const baseListeners = { sessions: sessionListeners(), server: listeners(app.server) }
+
+  for (const [i, kill] of KILLS.entries()) {
+    const started = Date.now()
+    await run(sessions[i], up, kill, ROUNDS)
+    await settled(() => up.open.size === 0)
+    t.equal(up.open.size, 0, `${kill}: every upstream connection closed (${ROUNDS} in ${Date.now() - started} ms)`)
+    t.notOk(sessions[i].destroyed, `${kill}: the session is still open`)
+  }
+  t.equal(serverSessions.length, KILLS.length, 'one server session per way')
+  await settled(() => fds() <= baseFds)
+  t.ok(fds() <= baseFds, `file descriptors back to baseline (${fds()} vs ${baseFds})`)
+  const after = handles()
+  for (const name of new Set([...Object.keys(baseHandles), ...Object.keys(after)])) {
+    t.ok((after[name] ?? 0) <= (baseHandles[name] ?? 0), `${name}: ${after[name] ?? 0} active (baseline ${baseHandles[name] ?? 0})`)
+  }
+  t.same({ sessions: sessionListeners(), server: listeners(app.server) }, baseListeners,
+    'no listener left on the server, its sessions or their sockets')
+})
