@@ -1,6 +1,5 @@
 import type { FastifyReply } from 'fastify'
 import type { ServerResponse } from 'node:http'
-import { constants as h2 } from 'node:http2'
 import { deadlineExpired, type DeadlineExpiredMessage } from '../../lib/diagnostics.js'
 import { errorBody } from '../../lib/error-body.js'
 import { quietLine } from '../../lib/quiet-line.js'
@@ -71,14 +70,12 @@ function answerExpired (deadline: ActiveDeadline, reason: DeadlineExceededError)
 
 /**
  * Nothing more may be read on this connection after this response. HTTP/1.1: `Connection:
- * close`. HTTP/2 frames every stream on its own and forbids that header, so only the stream
- * goes: reset with NO_ERROR once the answer is out, which tells the client to stop sending
- * its body without an error (RFC 9113 §8.1).
+ * close`. HTTP/2 frames every stream on its own and forbids that header: Node's compatibility
+ * layer itself resets a stream whose response ended before its request body, with NO_ERROR,
+ * which tells the client to stop sending without an error (RFC 9113 §8.1).
  */
 function endConnectionAfter (res: ServerResponse): void {
-  const stream = http2Stream(res)
-  if (stream === undefined) res.setHeader('connection', 'close')
-  else res.once('finish', () => { if (!stream.closed) stream.close(h2.NGHTTP2_NO_ERROR) })
+  if (http2Stream(res) === undefined) res.setHeader('connection', 'close')
 }
 
 function ignoreLateSend (this: FastifyReply): FastifyReply {
