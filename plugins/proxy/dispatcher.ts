@@ -54,19 +54,23 @@ export interface TransportTimers {
 }
 
 export function createDispatcher (settings: ProxySettings, timers: TransportTimers): ProxyDispatcher {
-  const agent = new Agent({
+  // A Dispatcher given as `undici` (@fastify/http-proxy's option) is used as it is and left to its
+  // owner on close; the signal and timers below are per request, so they apply to it too.
+  const given = settings.compat.dispatcher
+  const agent = given ?? new Agent({
     // No cap by default: HTTP/1.1 carries one request per connection, so a cap of N lets N
     // long-lived streams (SSE) make every other request wait for a free connection forever.
     connections: settings.connections,
     pipelining: 1,
+    // The rest of an `undici` option (its connections, timeouts and TLS are ours by now).
+    ...settings.compat.agent,
     keepAliveTimeout: settings.keepAliveTimeout,
     headersTimeout: timers.headersTimeout,
     bodyTimeout: timers.bodyTimeout,
     connect: {
-      timeout: settings.connectTimeout,
-      rejectUnauthorized: settings.tls.rejectUnauthorized,
-      ca: settings.tls.ca,
-      servername: settings.tls.servername
+      // Every TLS option given (an `undici.connect` may add cert, key...), verification on unless refused.
+      ...settings.tls,
+      timeout: settings.connectTimeout
     }
   })
 
@@ -83,7 +87,7 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
         callback(err, data)
       })
     },
-    destroy: () => agent.destroy()
+    destroy: async () => { if (given === null) await agent.destroy() }
   }
 }
 
