@@ -78,7 +78,9 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
     request (options, callback) {
       const headers = options.headers as Record<string, string> & WithCall
       const call = headers[kUpstreamCall]
-      if (call === undefined) throw new Error('proxy dispatcher used outside a proxied request')
+      // A `reply.from(url)` the app's own hook made without the proxy's options (fromParameters
+      // gives them): sent as it is, without a signal, under the agent's own timers.
+      if (call === undefined) return agent.request(options, callback)
       Object.assign(headers, call.budget())
       call.sentAt = performance.now()
       agent.request({ ...options, signal: call.signal, ...timers }, (err, data) => {

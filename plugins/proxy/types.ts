@@ -127,3 +127,15 @@ export interface ProxyTlsOptions {
 /** The `reply.from` options a user may still set; the others are managed by the proxy. */
 export type ProxyReplyOptions = Pick<FastifyReplyFromHooks, 'queryString' | 'method' | 'contentType' | 'onResponse' | 'onError' |
 'rewriteHeaders' | 'rewriteRequestHeaders' | 'getUpstream' | 'retriesCount' | 'body'> & { maxRetriesOn503?: number }
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /**
+     * @fastify/http-proxy's decorator, on a proxy registration's routes: the upstream path (with
+     * query) for `url` and the options that make `reply.from(url, options)` behave like the proxy.
+     * `prefix` (default '/') is stripped and replaced by `rewritePrefix`; a `url` that does not start
+     * with it is sent unchanged. Throws FST_STREAMLINE_PROXY_BAD_PATH (400) as the proxy's routes answer.
+     */
+    fromParameters: (url: string, params?: Record<string, unknown>, prefix?: string) => { url: string, options: FastifyReplyFromHooks }
+  }
+}
