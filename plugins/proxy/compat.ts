@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { Dispatcher } from 'undici'
 import { InvalidProxyOptionError } from './errors.js'
 import type { ProxyOptions, ProxyTlsOptions } from './types.js'
+import { resolveWsClient, resolveWsServer, type WsClientSettings } from './ws-client.js'
 
 // @fastify/http-proxy options, mapped onto ours before validation, so that an app switches by
 // changing one import. Where an option of theirs and one of ours mean the same thing they are
@@ -48,7 +49,9 @@ export interface CompatSettings {
   agent: AgentExtras
   retryMethods: ReadonlySet<string> | null
   contentTypesToEncode: string[] | undefined
-  /** replyOptions whose names say the proxy ignores them on a byte pipe, logged once at registration. */
+  /** The parts of `wsClientOptions` the WebSocket tunnel applies. */
+  wsClient: WsClientSettings
+  /** ws options that mean nothing on a byte pipe, named in one log line at registration. */
   ignored: string[]
 }
 
@@ -67,11 +70,15 @@ export function fromHttpProxy (given: ProxyOptions): { options: ProxyOptions, co
   }
   if (options.http2 === true) throw new InvalidProxyOptionError('http2', 'HTTP/2 to the upstream is `undici: { allowH2: true }`')
   upstreamAliases(options)
+  wsUpstreamAlias(options)
   const retryMethods = methodList('retryMethods', options.retryMethods)
   replyAliases(options)
   if (options.maxRetriesOn503 !== undefined) alias(options, 'maxRetriesOn503', 'retries', options.maxRetriesOn503, Math.max)
   const { dispatcher, agent } = undiciOptions(options)
-  const ignored = ['wsClientOptions', 'wsServerOptions'].filter(name => options[name] !== undefined)
+  const wsClient = resolveWsClient(options.wsClientOptions)
+  mergeTls(options, 'wsClientOptions', wsClient.tls)
+  if (wsClient.handshakeTimeout !== undefined) alias(options, 'wsClientOptions.handshakeTimeout', 'wsHandshakeTimeout', wsClient.handshakeTimeout)
+  const ignored = [...wsClient.ignored, ...resolveWsServer(options.wsServerOptions)]
   return {
     options,
     compat: {
@@ -85,6 +92,7 @@ export function fromHttpProxy (given: ProxyOptions): { options: ProxyOptions, co
       agent,
       retryMethods,
       contentTypesToEncode: stringList('contentTypesToEncode', options.contentTypesToEncode),
+      wsClient: wsClient.settings,
       ignored
     }
   }
@@ -109,6 +117,13 @@ function upstreamAliases (options: ProxyOptions & Record<string, unknown>): void
   if (typeof options.upstream === 'function') throw new InvalidProxyOptionError('replyOptions.getUpstream', 'conflicts with an `upstream` function: give one')
   const base = options.upstream ?? ''
   options.upstream = (request: FastifyRequest) => getUpstream(request, base)
+}
+
+/** An `upstream` given as ws:// or wss:// is the WebSocket upstream; plain requests go to its http(s) twin. */
+function wsUpstreamAlias (options: ProxyOptions & Record<string, unknown>): void {
+  if (typeof options.upstream !== 'string' || !/^wss?:\/\//i.test(options.upstream)) return
+  options.wsUpstream ??= options.upstream
+  options.upstream = options.upstream.replace(/^ws/i, 'http')
 }
 
 /** replyOptions that are top-level options of ours: moved there, refusing a conflicting pair. */
@@ -158,17 +173,27 @@ function undiciOptions (options: ProxyOptions & Record<string, unknown>): { disp
 
 function connectOptions (options: ProxyOptions & Record<string, unknown>, connect: unknown): void {
   if (typeof connect !== 'object' || connect === null) throw new InvalidProxyOptionError('undici.connect', 'expected an object (a connector function is not supported)')
-  const tls: Record<string, unknown> = { ...options.tls }
+  const tls: Record<string, unknown> = {}
   for (const [key, setting] of Object.entries(connect)) {
     if (setting === undefined) continue
     if (key === 'timeout') {
       alias(options, 'undici.connect.timeout', 'connectTimeout', setting)
     } else if (CONNECT_TLS.has(key)) {
-      if (tls[key] !== undefined && tls[key] !== setting) throw new InvalidProxyOptionError(`undici.connect.${key}`, `conflicts with tls.${key}: give one`)
       tls[key] = setting
     } else {
       throw new InvalidProxyOptionError(`undici.connect.${key}`, 'not supported (timeout and TLS options are)')
     }
+  }
+  mergeTls(options, 'undici.connect', tls)
+}
+
+/** TLS given elsewhere (undici.connect, wsClientOptions) joins `tls`: one setting for HTTP and WebSockets. */
+function mergeTls (options: ProxyOptions & Record<string, unknown>, from: string, given: Record<string, unknown>): void {
+  if (Object.keys(given).length === 0) return
+  const tls: Record<string, unknown> = { ...options.tls }
+  for (const [key, setting] of Object.entries(given)) {
+    if (tls[key] !== undefined && tls[key] !== setting) throw new InvalidProxyOptionError(`${from}.${key}`, `conflicts with tls.${key}: give one`)
+    tls[key] = setting
   }
   options.tls = tls as ProxyTlsOptions
 }

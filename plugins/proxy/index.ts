@@ -85,7 +85,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       return parametersFor(proxy, this, url, params ?? {}, prefix ?? '/')
     })
     if (settings.compat.ignored.length > 0) {
-      instance.log.warn({ options: settings.compat.ignored }, 'proxy: ignored (the WebSocket tunnel relays the client\'s handshake and then bytes; use rewriteRequestHeaders and tls)')
+      instance.log.warn({ options: settings.compat.ignored }, 'proxy: options ignored: the WebSocket tunnel relays the client\'s handshake and then bytes, it parses no frames')
     }
     // Nothing awaited: the server's close, which Fastify runs after every preClose hook, waits for the drained connections.
     instance.addHook('preClose', function drainProxy (done) {

@@ -10,6 +10,7 @@ import type { FastifyError } from '@fastify/error'
 import type { ProxySettings } from '../options.js'
 import { compileTarget, upstreamUrl } from '../target.js'
 import { asArray } from '../../../lib/as-array.js'
+import { wsRequestHeaders, wsTarget } from '../ws-client.js'
 
 export interface UpgradeSettings extends HandshakeSettings {
   /** The upstream URL (http: or https:) for this request's handshake; throws (400/404) to refuse it. */
@@ -32,11 +33,12 @@ export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings
     rewritePrefix: settings.rewritePrefix
   })
   return webSocketUpgrade(instance, {
-    target: request => upstreamUrl(request, target),
+    // wsClientOptions (@fastify/http-proxy): the handshake's query string and extra headers.
+    target: wsTarget(request => upstreamUrl(request, target), settings.compat.wsClient),
     // A tunnel's close handshake never outlasts the drain of the server's other connections.
     timings: { ...settings.wsTimings, closeGrace: Math.min(settings.wsTimings.closeGrace, settings.drainTimeout) },
     tls: settings.tls,
-    rewriteRequestHeaders: settings.rewriteRequestHeaders,
+    rewriteRequestHeaders: wsRequestHeaders(settings.rewriteRequestHeaders, settings.compat.wsClient),
     rewriteHeaders: settings.rewriteHeaders
   })
 }
