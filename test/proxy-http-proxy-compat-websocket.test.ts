@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
 import { once } from 'node:events'
+import net from 'node:net'
 import Fastify, { type FastifyRequest } from 'fastify'
 import { WebSocket } from 'ws'
 import proxy, { type ProxyOptions } from '../plugins/proxy/index.js'
@@ -141,4 +142,43 @@ t.test('per-message options are refused with the reason; frame-level ones ignore
   await app.ready()
   t.match(lines, [{ options: ['wsClientOptions.perMessageDeflate', 'wsServerOptions.maxPayload'], msg: /ignored: the WebSocket tunnel relays/ }])
   await app.close()
+})
+
+/** A raw upgrade request; resolves with the status line of the answer. */
+async function rawUpgrade (port: number, path: string): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  let received = ''
+  socket.setEncoding('latin1')
+  for await (const chunk of socket) {
+    received += chunk as string
+    if (received.includes('\r\n')) break
+  }
+  socket.destroy()
+  return received.split('\r\n', 1)[0]
+}
+
+t.test('preRewrite cannot override the WebSocket upstream origin (ws-prefix-rewrite.js); a rewritten path is tunnelled', async (t) => {
+  const configured = await wsUpstream(t)
+  const attacker = await wsUpstream(t)
+  const server = await proxyServer(t, {
+    upstream: `ws://127.0.0.1:${configured.port}`,
+    websocket: true,
+    prefix: '/pub',
+    rewritePrefix: '/internal',
+    preRewrite: (url: string) => {
+      if (url === '/pub/absolute') return `ws://127.0.0.1:${attacker.port}/internal`
+      if (url === '/pub/malformed') return '/internal/%'
+      if (url === '/pub/outside') return '/outside'
+      if (url === '/pub/renamed') return '/pub/new-name'
+      return url.replace('/pub', '')
+    }
+  })
+  for (const path of [`/pub//127.0.0.1:${attacker.port}/internal`, '/pub/absolute', '/pub/malformed', '/pub/outside']) {
+    t.equal(await rawUpgrade(server.port, path), 'HTTP/1.1 400 Bad Request', path)
+  }
+  await closeClient(await echoBoth(t, `ws://127.0.0.1:${server.port}/pub/renamed`))
+  t.same(configured.handshakes.map(r => r.url), ['/internal/new-name'], 'only the rewritten path reached the configured upstream')
+  t.equal(attacker.handshakes.length, 0)
 })
