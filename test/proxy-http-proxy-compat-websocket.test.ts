@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import net from 'node:net'
 import Fastify, { type FastifyRequest } from 'fastify'
-import { WebSocket } from 'ws'
+import { WebSocket, WebSocketServer } from 'ws'
 import proxy, { type ProxyOptions } from '../plugins/proxy/index.js'
 import { portOf, wsUpstream } from './helpers/ws-servers.js'
 
@@ -181,4 +181,92 @@ t.test('preRewrite cannot override the WebSocket upstream origin (ws-prefix-rewr
   await closeClient(await echoBoth(t, `ws://127.0.0.1:${server.port}/pub/renamed`))
   t.same(configured.handshakes.map(r => r.url), ['/internal/new-name'], 'only the rewritten path reached the configured upstream')
   t.equal(attacker.handshakes.length, 0)
+})
+
+t.test('multiple websocket upstreams (/A, /A/B, /C/D, /C); keep proxy websocket pathname', async (t) => {
+  const names = ['/A', '/A/B', '/C/D', '/C']
+  const origins = await Promise.all(names.map(async () => await wsUpstream(t)))
+  const server = await proxyServer(t, names.map((prefix, i) => ({ prefix, upstream: `ws://127.0.0.1:${origins[i].port}`, websocket: true })))
+  for (const [i, name] of names.entries()) {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}${name}`)
+    await once(ws, 'open')
+    ws.send(`hello ${name}`)
+    const [reply] = await once(ws, 'message') as [Buffer]
+    t.equal(reply.toString(), `hello ${name}`)
+    t.equal(origins[i].handshakes.length, 1, `${name} reached its own upstream`)
+    await closeClient(ws)
+  }
+  const origin = await wsUpstream(t)
+  const kept = await proxyServer(t, { upstream: `ws://127.0.0.1:${origin.port}`, wsUpstream: `ws://127.0.0.1:${origin.port}`, websocket: true })
+  await closeClient(await echoBoth(t, `ws://127.0.0.1:${kept.port}/keep/path`))
+  t.equal(origin.handshakes[0].url, '/keep/path')
+})
+
+t.test('Should gracefully close when clients attempt to connect after calling close: refused here (503 there)', async (t) => {
+  const origin = await wsUpstream(t)
+  const app = Fastify()
+  await app.register(proxy, { upstream: `ws://127.0.0.1:${origin.port}`, websocket: true })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = portOf(app.server)
+  const originalClose = app.server.close.bind(app.server)
+  let late: Promise<string> | null = null
+  app.server.close = function (callback?: (err?: Error) => void) {
+    // The drain stopped accepting connections when close() began (preClose), so that a load
+    // balancer moves new clients elsewhere at once: a new connection is refused, not answered 503.
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`)
+    late = (once(ws, 'open') as Promise<unknown>).then(() => 'opened', (err: Error & { code?: string }) => err.code ?? err.message)
+    late.then(() => originalClose(callback), () => {})
+    return app.server
+  }
+  const ws = new WebSocket(`ws://127.0.0.1:${port}`)
+  await once(ws, 'open')
+  const [[code]] = await Promise.all([once(ws, 'close') as Promise<[number]>, app.close()])
+  t.equal(code, 1001, 'the open tunnel got Going Away')
+  t.equal(await late, 'ECONNREFUSED')
+  t.equal(origin.handshakes.length, 1, 'the late client never reached the upstream')
+})
+
+/** A raw 'upgrade' listener added after the proxy, owning one path (ws-upgrade-prefix.js). */
+function mountStandalone (t: Test, server: import('node:http').Server, ownedPath: string): void {
+  const wss = new WebSocketServer({ noServer: true })
+  wss.on('connection', (ws) => { ws.on('message', (message: Buffer) => ws.send(`standalone:${message.toString()}`)) })
+  t.teardown(() => wss.close())
+  server.on('upgrade', (request: import('node:http').IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+    if (request.url?.split('?', 1)[0] === ownedPath) wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request))
+  })
+}
+
+async function prefixedEcho (t: Test): Promise<string> {
+  const origin = await wsUpstream(t)
+  origin.wss.removeAllListeners('connection')
+  origin.wss.on('connection', (ws) => { ws.on('message', (message: Buffer) => ws.send(`proxied:${message.toString()}`)) })
+  return `ws://127.0.0.1:${origin.port}`
+}
+
+async function talk (port: number, path: string): Promise<string> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`)
+  await once(ws, 'open')
+  ws.send('hello')
+  const [reply] = await once(ws, 'message') as [Buffer]
+  await closeClient(ws)
+  return reply.toString()
+}
+
+t.test('ws-upgrade-prefix.js: upgrades outside the prefixes are left to the app\'s own listener', async (t) => {
+  const upstream = await prefixedEcho(t)
+  const cases: Array<[ProxyOptions[], string, Array<[string, string]>]> = [
+    [[{ prefix: '/proxied', upstream, websocket: true }], '/standalone', [['/standalone', 'standalone:hello'], ['/proxied', 'proxied:hello'], ['/proxied/nested', 'proxied:hello']]],
+    [[{ prefix: '/pub/', upstream, websocket: true }], '/standalone', [['/standalone', 'standalone:hello'], ['/pub/nested', 'proxied:hello']]],
+    [[{ upstream, websocket: true }], '/reserved', [['/anything', 'proxied:hello']]],
+    [[{ prefix: '/pub', upstream, websocket: true }, { prefix: '/api', upstream, websocket: true }], '/standalone',
+      [['/standalone', 'standalone:hello'], ['/pub/x', 'proxied:hello'], ['/api/x', 'proxied:hello']]]
+  ]
+  for (const [options, owned, paths] of cases) {
+    const app = Fastify()
+    for (const o of options) await app.register(proxy, o)
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    mountStandalone(t, app.server, owned)
+    for (const [path, expected] of paths) t.equal(await talk(portOf(app.server), path), expected, path)
+    await app.close()
+  }
 })
