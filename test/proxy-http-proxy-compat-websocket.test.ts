@@ -270,3 +270,21 @@ t.test('ws-upgrade-prefix.js: upgrades outside the prefixes are left to the app\
     await app.close()
   }
 })
+
+t.test('websocket proxy trigger hooks: an app onRequest hook runs for the upgrade; captures errors on start', async (t) => {
+  const origin = await wsUpstream(t)
+  const app = Fastify()
+  const hooked: string[] = []
+  app.addHook('onRequest', async (request) => { hooked.push(request.url) })
+  await app.register(proxy, { upstream: `ws://127.0.0.1:${origin.port}`, websocket: true })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  await closeClient(await echoBoth(t, `ws://127.0.0.1:${portOf(app.server)}/hooked`, [subprotocol], { cookie }))
+  t.same(hooked, ['/hooked'])
+  t.equal(origin.handshakes[0].headers.cookie, cookie)
+
+  const second = Fastify()
+  second.register(proxy, { upstream: 'ws://127.0.0.1', websocket: true })
+  await t.rejects(async () => await second.listen({ port: portOf(app.server), host: '127.0.0.1' }), /EADDRINUSE/)
+  await second.close()
+})
