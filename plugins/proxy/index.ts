@@ -130,7 +130,7 @@ function routeOptions (proxy: Proxy, url: string): RouteOptions {
 }
 
 /** One request: map the path, then let reply-from send it upstream with our signal and hooks. */
-function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): FastifyReply | unknown {
+function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): unknown {
   const { preRewrite, handler } = proxy.settings.compat
   let mapped = request.raw.url ?? ''
   let url: URL
@@ -216,13 +216,14 @@ function responseHeaders (proxy: Proxy, call: ProxyCall, headers: OutgoingHttpHe
   return rewrite === null ? clean : rewrite(clean, request)
 }
 
+type OnResponseArgs = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>
+
 /**
  * A user's replyOptions.onResponse gets the upstream response instead of the proxy's relay: the
  * upstream call keeps its signal and timers, but the head is not flushed early, event streams are
  * not ended at an event boundary by a drain, trailers are dropped, and a body that fails mid-way is
  * handled by whatever the hook sends (README: Switching from @fastify/http-proxy).
  */
-type OnResponseArgs = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>
 
 function userResponse (proxy: Proxy, call: ProxyCall, ...[request, reply, res]: OnResponseArgs): void {
   reportResponse(call, request as FastifyRequest, reply as FastifyReply, (res as unknown as UpstreamResponse).statusCode)
@@ -235,14 +236,15 @@ function onUpstreamError (proxy: Proxy, call: ProxyCall, reply: FastifyReply, de
     reply.log.info('client disconnected; upstream request aborted')
     return
   }
+  // The rest of a request body the upstream stopped reading is read by nobody: kept alive, the
+  // connection would hang the uploading client. Close it after the answer, as the deadline does.
+  if (!reply.request.raw.complete) reply.raw.shouldKeepAlive = false
+  // A user's replyOptions.onError answers instead of the proxy's 502/504.
   if (proxy.onError !== undefined) {
     proxy.onError(reply, details)
     return
   }
   const { error } = details
-  // The rest of a request body the upstream stopped reading is read by nobody: kept alive, the
-  // connection would hang the uploading client. Close it after the answer, as the deadline does.
-  if (!reply.request.raw.complete) reply.raw.shouldKeepAlive = false
   sendUpstreamError(reply, error)
 }
 
