@@ -21,10 +21,10 @@ t.test('wrong options fail at registration with a clear message', async (t) => {
     [{ upstream: 'http://x', prefix: '/api/*' }, /segment "\*" is not allowed/],
     [{ upstream: 'http://x', prefix: '/a', rewritePrefix: '/b/:id' }, /:id is not a parameter of the prefix/],
     [{ upstream: 'http://x', rewritePrefix: '/../admin' }, /segment "\.\." is not allowed/],
-    [{ upstream: 'http://x', maxRetriesOn503: 3 }, /maxRetriesOn503: unknown option/],
+    [{ upstream: 'http://x', maxRetries: 3 }, /maxRetries: unknown option/],
     [{ upstream: 'http://x', retries: -1 }, /retries: expected an integer >= 0/],
     [{ upstream: 'http://x', tls: { rejectUnauthorized: 'no' } }, /tls.rejectUnauthorized: expected a boolean/],
-    [{ upstream: 'http://x', replyOptions: { onResponse: () => {} } }, /replyOptions.onResponse: is managed by the proxy/],
+    [{ upstream: 'http://x', replyOptions: { retryDelay: () => 1 } }, /replyOptions.retryDelay: the proxy's retry policy/],
     [{ upstream: 'http://x', websocket: 'yes' }, /websocket: expected a boolean/],
     [{ upstream: 'http://x', wsUpstream: 'ftp://y' }, /wsUpstream: expected a URL starting with ws:\/\//],
     [{ upstream: 'http://x', httpMethods: [] }, /httpMethods/]

@@ -54,19 +54,23 @@ export interface TransportTimers {
 }
 
 export function createDispatcher (settings: ProxySettings, timers: TransportTimers): ProxyDispatcher {
-  const agent = new Agent({
+  // A Dispatcher given as `undici` (@fastify/http-proxy's option) is used as it is and left to its
+  // owner on close; the signal and timers below are per request, so they apply to it too.
+  const given = settings.compat.dispatcher
+  const agent = given ?? new Agent({
     // No cap by default: HTTP/1.1 carries one request per connection, so a cap of N lets N
     // long-lived streams (SSE) make every other request wait for a free connection forever.
     connections: settings.connections,
     pipelining: 1,
+    // The rest of an `undici` option (its connections, timeouts and TLS are ours by now).
+    ...settings.compat.agent,
     keepAliveTimeout: settings.keepAliveTimeout,
     headersTimeout: timers.headersTimeout,
     bodyTimeout: timers.bodyTimeout,
     connect: {
-      timeout: settings.connectTimeout,
-      rejectUnauthorized: settings.tls.rejectUnauthorized,
-      ca: settings.tls.ca,
-      servername: settings.tls.servername
+      // Every TLS option given (an `undici.connect` may add cert, key...), verification on unless refused.
+      ...settings.tls,
+      timeout: settings.connectTimeout
     }
   })
 
@@ -74,7 +78,9 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
     request (options, callback) {
       const headers = options.headers as Record<string, string> & WithCall
       const call = headers[kUpstreamCall]
-      if (call === undefined) throw new Error('proxy dispatcher used outside a proxied request')
+      // A `reply.from(url)` the app's own hook made without the proxy's options (fromParameters
+      // gives them): sent as it is, without a signal, under the agent's own timers.
+      if (call === undefined) return agent.request(options, callback)
       Object.assign(headers, call.budget())
       call.sentAt = performance.now()
       agent.request({ ...options, signal: call.signal, ...timers }, (err, data) => {
@@ -83,7 +89,7 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
         callback(err, data)
       })
     },
-    destroy: () => agent.destroy()
+    destroy: async () => { if (given === null) await agent.destroy() }
   }
 }
 

@@ -4,12 +4,13 @@ import type { FastifyError } from '@fastify/error'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type ProxySettings } from './options.js'
-import { compileTarget, upstreamUrl, type ProxyTarget } from './target.js'
+import { compileTarget, mapUrl, upstreamUrl, type ProxyTarget } from './target.js'
 import { attachCall, createDispatcher } from './dispatcher.js'
 import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
 import { stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
 import { relayResponse, type UpstreamResponse } from './response.js'
+import { reportResponse } from './stream-report.js'
 import { retryPolicy } from './retry.js'
 import { addServerTiming } from './server-timing.js'
 import { ProxyDrain } from './drain.js'
@@ -22,6 +23,8 @@ import { deadlineHeaders } from '../deadline/index.js'
 import type { ProxyOptions, UpstreamRequestHeaders } from './types.js'
 import { proxyUpgrade, withUpgradeHooks } from './websocket/index.js'
 import { answerNotFound } from './not-found.js'
+import { rewriteLocations } from './location.js'
+import { callOf, startedCall, targetFor } from './from-parameters.js'
 
 export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './types.js'
 export type { WebSocketTimingOptions } from './websocket/options.js'
@@ -42,6 +45,11 @@ interface Proxy {
   heartbeat: SseHeartbeat | null
   /** One check for both routes of the registration: they have the same hooks. */
   safety: StreamSafety
+  /** The registration's full prefix (parents' included), as @fastify/http-proxy's hooks receive it. */
+  prefix: string
+  /** A user's replyOptions.onResponse / onError: they replace the proxy's relay / error answer. */
+  onResponse: FastifyReplyFromHooks['onResponse'] | undefined
+  onError: FastifyReplyFromHooks['onError'] | undefined
 }
 
 async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
@@ -65,11 +73,28 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       budget: withDeadline ? deadlineHeaders : noBudget,
       drain: new ProxyDrain(settings.drainRetry),
       heartbeat: settings.sseHeartbeat > 0 ? new SseHeartbeat(settings.sseHeartbeat) : null,
-      safety: new StreamSafety(app)
+      safety: new StreamSafety(app),
+      prefix: instance.prefix,
+      onResponse: settings.replyOptions.onResponse,
+      onError: settings.replyOptions.onError
     }
-    instance.removeAllContentTypeParsers()
-    instance.addContentTypeParser('*', passRequestStream)
-    await instance.register(replyFrom, { undici: dispatcher as unknown as { request: never }, disableCache: true, disableRequestLogging: true })
+    // proxyPayloads: false (@fastify/http-proxy): the app's parsers apply and reply-from re-sends the parsed body.
+    if (settings.compat.proxyPayloads) {
+      instance.removeAllContentTypeParsers()
+      instance.addContentTypeParser('*', passRequestStream)
+    }
+    await instance.register(replyFrom, {
+      undici: dispatcher as unknown as { request: never },
+      disableCache: true,
+      disableRequestLogging: true,
+      contentTypesToEncode: settings.compat.contentTypesToEncode
+    })
+    instance.decorateReply('fromParameters', function fromParameters (this: FastifyReply, url: string, params?: Record<string, unknown>, prefix?: string) {
+      return parametersFor(proxy, this, url, params ?? {}, prefix ?? '/')
+    })
+    if (settings.compat.ignored.length > 0) {
+      instance.log.warn({ options: settings.compat.ignored }, 'proxy: options ignored: the WebSocket tunnel relays the client\'s handshake and then frames as bytes')
+    }
     // Nothing awaited: the server's close, which Fastify runs after every preClose hook, waits for the drained connections.
     instance.addHook('preClose', function drainProxy (done) {
       drainConnections(instance.server, settings.drainTimeout, instance.log)
@@ -79,7 +104,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
     // After the server closed, so after the drain: destroying the pool earlier would cut the streams.
     instance.addHook('onClose', async () => { await dispatcher.destroy() })
     const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
-    for (const url of ['/', '/*']) instance.route(withUpgradeHooks(routeOptions(proxy, url), upgrade))
+    for (const url of settings.compat.routes) instance.route(withUpgradeHooks(routeOptions(proxy, url), upgrade))
   }, { prefix: settings.prefix })
   await answerNotFound(app, settings.prefix)
 }
@@ -105,6 +130,7 @@ function routeOptions (proxy: Proxy, url: string): RouteOptions {
   }
   // Fresh arrays per route: other plugins' onRoute hooks may append to them, and more handlers
   // (e.g. the WebSocket pass-through's preHandler) can be appended here.
+  if (settings.compat.constraints !== undefined) route.constraints = settings.compat.constraints
   if (settings.onRequest.length > 0) route.onRequest = [...settings.onRequest]
   if (settings.preValidation.length > 0) route.preValidation = [...settings.preValidation]
   if (settings.preHandler.length > 0) route.preHandler = [...settings.preHandler]
@@ -112,10 +138,17 @@ function routeOptions (proxy: Proxy, url: string): RouteOptions {
 }
 
 /** One request: map the path, then let reply-from send it upstream with our signal and hooks. */
-function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): unknown {
+  const { preRewrite, handler } = proxy.settings.compat
+  let mapped = request.raw.url ?? ''
   let url: URL
   try {
-    url = upstreamUrl(request, proxy.target)
+    if (preRewrite === null) {
+      url = upstreamUrl(request, proxy.target)
+    } else {
+      mapped = preRewrite(request.url, request.params, proxy.prefix)
+      url = mapUrl(mapped, request, proxy.target, 'confined')
+    }
   } catch (err) {
     // Ours (bad path, bad upstream URL) get their JSON answer; an exception thrown by a user's
     // `upstream` function goes to the app's error handler like any handler error.
@@ -123,9 +156,14 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): F
     sendError(reply, err as FastifyError)
     return reply
   }
-  const call = startCall(request, reply, proxy.budget)
+  // A preHandler that called reply.fromParameters has started the call already.
+  const call = startedCall(request) ?? startCall(request, reply, proxy.budget)
+  const options = fromOptions(proxy, proxy.target, call, request, reply, url, mapped)
+  // @fastify/http-proxy's `handler(request, reply, dest, options)`: dest is the upstream path; the
+  // origin travels in the options, for `reply.from(dest, options)` to reach the same upstream.
+  if (handler !== null) return handler(request, reply, url.pathname, { ...options, getUpstream: () => url.origin })
   try {
-    reply.from(url.origin + url.pathname, fromOptions(proxy, call, request, reply, url))
+    reply.from(url.origin + url.pathname, options)
   } catch (err) {
     // reply-from refuses some paths we allow (e.g. a segment starting with `..`, like `..foo`).
     if ((err as { statusCode?: number }).statusCode !== 400) throw err
@@ -134,7 +172,18 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): F
   return reply
 }
 
-function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, reply: FastifyReply, url: URL): FastifyReplyFromHooks {
+/** reply.fromParameters: the upstream path and the options `reply.from` needs to send it like the proxy would. */
+function parametersFor (proxy: Proxy, reply: FastifyReply, given: string, params: Record<string, unknown>, prefix: string): { url: string, options: FastifyReplyFromHooks } {
+  const { settings } = proxy
+  const target = targetFor(proxy.target, proxy.prefix, settings.upstream, settings.rewritePrefix, prefix, params)
+  const mapped = settings.compat.preRewrite === null ? given : settings.compat.preRewrite(given, params, prefix)
+  const url = mapUrl(mapped, reply.request, target, 'unchanged')
+  const call = callOf(reply.request, reply, proxy.budget)
+  const options = fromOptions(proxy, target, call, reply.request, reply, url, mapped)
+  return { url: url.pathname + url.search, options: { ...options, getUpstream: () => url.origin } }
+}
+
+function fromOptions (proxy: Proxy, target: ProxyTarget, call: ProxyCall, request: FastifyRequest, reply: FastifyReply, url: URL, mapped: string): FastifyReplyFromHooks {
   const { settings } = proxy
   const remaining = proxy.withDeadline ? () => request.deadline.remaining() : unlimited
   const rawQuery = url.search.slice(1)
@@ -143,11 +192,13 @@ function fromOptions (proxy: Proxy, call: ProxyCall, request: FastifyRequest, re
     ...settings.replyOptions,
     // reply-from's header types are narrower than what it really passes (arrays, numbers).
     rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, call, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
-    rewriteHeaders: (headers) => responseHeaders(proxy, call, headers as OutgoingHttpHeaders, request) as IncomingHttpHeaders,
-    onResponse: (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse, proxy),
-    onError: (_reply, { error }) => onUpstreamError(call, reply, error),
+    rewriteHeaders: (headers) => responseHeaders(proxy, call, headers as OutgoingHttpHeaders, request, url, mapped, target) as IncomingHttpHeaders,
+    onResponse: proxy.onResponse === undefined
+      ? (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse, proxy)
+      : (req, rep, res) => userResponse(proxy, call, req, rep, res),
+    onError: (_reply, details) => onUpstreamError(proxy, call, reply, details),
     // reply-from's types call the details Fastify objects; they are its own request options and undici's response.
-    retryDelay: retryPolicy(call, request, settings.retries, remaining) as unknown as FastifyReplyFromHooks['retryDelay']
+    retryDelay: retryPolicy(call, request, settings.retries, remaining, settings.compat.retryMethods) as unknown as FastifyReplyFromHooks['retryDelay']
   }
 }
 
@@ -161,15 +212,33 @@ function requestHeaders (settings: ProxySettings, call: ProxyCall, request: Fast
   return rewritten
 }
 
-function responseHeaders (proxy: Proxy, call: ProxyCall, headers: OutgoingHttpHeaders, request: FastifyRequest): OutgoingHttpHeaders {
+function responseHeaders (proxy: Proxy, call: ProxyCall, headers: OutgoingHttpHeaders, request: FastifyRequest,
+  url: URL, mapped: string, target: ProxyTarget): OutgoingHttpHeaders {
   // A copy: the upstream's own `Trailer` header is still needed when relaying the body.
   const clean = withoutHopByHop(headers, false)
   if (proxy.settings.serverTiming) addServerTiming(clean, call, request, proxy.withDeadline)
+  if (proxy.settings.compat.rewriteLocation && (clean.location !== undefined || clean['content-location'] !== undefined)) {
+    rewriteLocations(clean, mapped, target.prefix.length, url)
+  }
   const rewrite = proxy.settings.rewriteHeaders
   return rewrite === null ? clean : rewrite(clean, request)
 }
 
-function onUpstreamError (call: ProxyCall, reply: FastifyReply, error: Error): void {
+type OnResponseArgs = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>
+
+/**
+ * A user's replyOptions.onResponse gets the upstream response instead of the proxy's relay: the
+ * upstream call keeps its signal and timers, but the head is not flushed early, event streams are
+ * not ended at an event boundary by a drain, trailers are dropped, and a body that fails mid-way is
+ * handled by whatever the hook sends (README: Switching from @fastify/http-proxy).
+ */
+
+function userResponse (proxy: Proxy, call: ProxyCall, ...[request, reply, res]: OnResponseArgs): void {
+  reportResponse(call, request as FastifyRequest, reply as FastifyReply, (res as unknown as UpstreamResponse).statusCode)
+  proxy.onResponse?.(request, reply, res)
+}
+
+function onUpstreamError (proxy: Proxy, call: ProxyCall, reply: FastifyReply, details: { error: Error }): void {
   const reason = call.signal.reason as { code?: string } | undefined
   if (reason?.code === 'FST_STREAMLINE_CLIENT_DISCONNECTED') {
     reply.log.info('client disconnected; upstream request aborted')
@@ -178,6 +247,12 @@ function onUpstreamError (call: ProxyCall, reply: FastifyReply, error: Error): v
   // The rest of a request body the upstream stopped reading is read by nobody: kept alive, the
   // connection would hang the uploading client. Close it after the answer, as the deadline does.
   if (!reply.request.raw.complete) reply.raw.shouldKeepAlive = false
+  // A user's replyOptions.onError answers instead of the proxy's 502/504.
+  if (proxy.onError !== undefined) {
+    proxy.onError(reply, details)
+    return
+  }
+  const { error } = details
   sendUpstreamError(reply, error)
 }
 

@@ -2,6 +2,7 @@ import type { HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValid
 import { InvalidProxyOptionError } from './errors.js'
 import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions } from './types.js'
 import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './websocket/options.js'
+import { COMPAT_OPTIONS, fromHttpProxy, type CompatSettings } from './compat.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {
@@ -33,6 +34,8 @@ export interface ProxySettings {
   drainRetry: number | false
   /** Silence (ms) after which an event stream gets a heartbeat comment; 0: none. */
   sseHeartbeat: number
+  /** The @fastify/http-proxy options without a counterpart of ours. */
+  compat: CompatSettings
 }
 
 export const DEFAULT_METHODS: HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT']
@@ -44,13 +47,15 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
   'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS,
-  'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers'])
-const REPLY_OPTIONS = new Set(['queryString', 'method'])
+  'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS])
+// A user's onResponse / onError replaces the proxy's relay / error answer (README: what that costs).
+const REPLY_OPTIONS = new Set(['queryString', 'method', 'contentType', 'onResponse', 'onError', 'body'])
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
 
-export function resolveOptions (options: ProxyOptions): ProxySettings {
-  if (typeof options !== 'object' || options === null) throw new InvalidProxyOptionError('options', 'expected an object')
+export function resolveOptions (given: ProxyOptions): ProxySettings {
+  if (typeof given !== 'object' || given === null) throw new InvalidProxyOptionError('options', 'expected an object')
+  const { options, compat } = fromHttpProxy(given)
   for (const key of Object.keys(options)) {
     if (!KNOWN.has(key)) throw new InvalidProxyOptionError(key, 'unknown option')
   }
@@ -79,7 +84,8 @@ export function resolveOptions (options: ProxyOptions): ProxySettings {
     wsTimings: resolveTunnelTimings(options),
     drainTimeout: integer('drainTimeout', options.drainTimeout, 10_000, 0),
     drainRetry: options.drainRetry === false ? false : integer('drainRetry', options.drainRetry, 1000, 0),
-    sseHeartbeat: integer('sseHeartbeat', options.sseHeartbeat, 0, 0)
+    sseHeartbeat: integer('sseHeartbeat', options.sseHeartbeat, 0, 0),
+    compat
   }
 }
 

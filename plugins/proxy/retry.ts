@@ -21,10 +21,12 @@ export interface AttemptDetails {
 
 export type RetryPolicy = (details: AttemptDetails) => number | null
 
-export function retryPolicy (call: ProxyCall, request: FastifyRequest, retries: number, remaining: () => number): RetryPolicy {
+/** `methods`: the `retryMethods` option (@fastify/http-proxy's); a request with a body is never retried. */
+export function retryPolicy (call: ProxyCall, request: FastifyRequest, retries: number, remaining: () => number,
+  methods: ReadonlySet<string> | null = null): RetryPolicy {
   return ({ err, req, res, attempt }) => {
     if (attempt >= retries || call.signal.aborted) return null
-    if (!REPEATABLE.has(req.method) || request.body !== undefined) return null
+    if (!(methods ?? REPEATABLE).has(req.method) || request.body !== undefined) return null
     let delay: number
     if (res !== undefined && res !== null) {
       if (res.statusCode !== 503) return null

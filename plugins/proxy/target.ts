@@ -80,7 +80,18 @@ export function compileTarget (options: TargetOptions): ProxyTarget {
  * - InvalidUpstreamError (500): an `upstream` function returned something that is not a URL.
  */
 export function upstreamUrl (request: FastifyRequest, target: ProxyTarget): URL {
-  const raw = request.raw.url ?? ''
+  return mapUrl(request.raw.url ?? '', request, target, 'not-found')
+}
+
+/**
+ * What a URL that does not start with the prefix maps to: a 404 (requests), the path as it is
+ * under the upstream without `rewritePrefix` (`reply.fromParameters`, as @fastify/http-proxy), or
+ * the same but only when there is no `rewritePrefix` to stay under (`preRewrite`: a 400 otherwise).
+ */
+export type OutsidePrefix = 'not-found' | 'unchanged' | 'confined'
+
+/** upstreamUrl for a URL other than the request's own (a preRewrite result, a fromParameters argument): same checks. */
+export function mapUrl (raw: string, request: FastifyRequest, target: ProxyTarget, outside: OutsidePrefix): URL {
   if (raw.charCodeAt(0) !== 47) throw new BadPathError('the request target must be a path')
   const queryAt = raw.indexOf('?')
   const path = queryAt === -1 ? raw : raw.slice(0, queryAt)
@@ -89,15 +100,13 @@ export function upstreamUrl (request: FastifyRequest, target: ProxyTarget): URL 
 
   const segments = path.split('/')
   const params = new Map<string, string>()
-  let i = 1
-  for (const expected of target.prefix) {
-    const actual = segments[i++]
-    if (actual === undefined || actual === '') throw new PathNotFoundError()
-    if ('literal' in expected) {
-      if (actual !== expected.literal) throw new PathNotFoundError()
-    } else {
-      params.set(expected.param, encodeURIComponent(decodeSegment(actual)))
-    }
+  let i = matchPrefix(segments, target, params)
+  let rewritePrefix = target.rewritePrefix
+  if (i === -1) {
+    if (outside === 'not-found') throw new PathNotFoundError()
+    if (outside === 'confined' && rewritePrefix.length > 0) throw new BadPathError('outside the rewritten prefix')
+    i = 1
+    rewritePrefix = []
   }
   const rest = segments.slice(i)
   for (let j = 0; j < rest.length; j++) {
@@ -107,9 +116,24 @@ export function upstreamUrl (request: FastifyRequest, target: ProxyTarget): URL 
   }
 
   const base = target.base ?? upstreamFor(request, target.upstream)
-  const rewritten = target.rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
+  const rewritten = rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
   const pathname = base.path + (rewritten === '' ? '' : '/' + rewritten) + (rest.length === 0 ? '' : '/' + rest.join('/'))
   return new URL(base.origin + (pathname === '' ? '/' : pathname) + query)
+}
+
+/** The index of the first segment after the prefix (its params collected), or -1 when the path is not under it. */
+function matchPrefix (segments: string[], target: ProxyTarget, params: Map<string, string>): number {
+  let i = 1
+  for (const expected of target.prefix) {
+    const actual = segments[i++]
+    if (actual === undefined || actual === '') return -1
+    if ('literal' in expected) {
+      if (actual !== expected.literal) return -1
+    } else {
+      params.set(expected.param, encodeURIComponent(decodeSegment(actual)))
+    }
+  }
+  return i
 }
 
 /** Decodes one raw segment, refusing anything that could act as a separator or a dot segment. */

@@ -1,6 +1,7 @@
-import type { FastifyRequest, HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler, FastifyContextConfig } from 'fastify'
+import type { FastifyReply, FastifyRequest, HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler, FastifyContextConfig } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { OutgoingHttpHeaders } from 'node:http'
+import type { Dispatcher } from 'undici'
 import type { UpstreamOption } from './target.js'
 import type { WebSocketTimingOptions } from './websocket/options.js'
 
@@ -84,6 +85,41 @@ export interface ProxyOptions extends WebSocketTimingOptions {
    * `EventSource` clients reconnect (to another replica) after that delay. `false`: none. Default 1000.
    */
   drainRetry?: number | false
+  // ---- @fastify/http-proxy compatibility (see README "Switching from @fastify/http-proxy") ----
+  /** Fastify route constraints of the proxy's routes, e.g. `{ host: 'api.example.com' }`. */
+  constraints?: Record<string, unknown>
+  /** Route paths under the prefix that are proxied. Default `['/', '/*']`. */
+  routes?: string[]
+  /** Rewrites the request URL (path and query) before the prefix mapping; the result passes the same path checks. */
+  preRewrite?: (url: string, params: unknown, prefix: string) => string
+  /**
+   * Replaces the proxy's own `reply.from(dest, options)` call: `dest` is the upstream path, `options`
+   * carry the proxy's wiring (cancellation, timers, header rules) and must be passed on to `reply.from`.
+   */
+  handler?: (request: FastifyRequest, reply: FastifyReply, dest: string, options: FastifyReplyFromHooks) => unknown
+  /** reply-from's name for `upstream`. */
+  base?: string
+  /** undici Agent options (mapped onto ours; conflicting values are refused), `true`, or an undici Dispatcher. */
+  undici?: boolean | Record<string, unknown> | Dispatcher
+  /** false: bodies are parsed by the app's content type parsers and re-sent (JSON re-encoded). Default true. */
+  proxyPayloads?: boolean
+  /** A Location / Content-Location into the upstream's rewritten prefix comes back under the proxy's prefix. Default true. */
+  internalRewriteLocationHeader?: boolean
+  /** Methods retried (without a body) when `retries` > 0. Default GET, HEAD, OPTIONS, TRACE. */
+  retryMethods?: string[]
+  /** An alias of `retries`. */
+  maxRetriesOn503?: number
+  /** reply-from: content types JSON-encoded when a parsed body is re-sent (`proxyPayloads: false`). */
+  contentTypesToEncode?: string[]
+  /** Accepted for compatibility; they change nothing for a streaming proxy. */
+  disableCache?: boolean
+  cacheURLs?: number
+  disableRequestLogging?: boolean
+  /** Only `false` is accepted (HTTP/2 upstreams: `undici: { allowH2: true }`). */
+  http2?: boolean
+  /** Accepted and ignored, with a log line: the tunnel relays the client's handshake and then bytes. */
+  wsClientOptions?: Record<string, unknown>
+  wsServerOptions?: Record<string, unknown>
 }
 
 export interface ProxyTlsOptions {
@@ -96,4 +132,17 @@ export interface ProxyTlsOptions {
 }
 
 /** The `reply.from` options a user may still set; the others are managed by the proxy. */
-export type ProxyReplyOptions = Pick<FastifyReplyFromHooks, 'queryString' | 'method'>
+export type ProxyReplyOptions = Pick<FastifyReplyFromHooks, 'queryString' | 'method' | 'contentType' | 'onResponse' | 'onError' |
+'rewriteHeaders' | 'rewriteRequestHeaders' | 'getUpstream' | 'retriesCount' | 'body'> & { maxRetriesOn503?: number }
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /**
+     * @fastify/http-proxy's decorator, on a proxy registration's routes: the upstream path (with
+     * query) for `url` and the options that make `reply.from(url, options)` behave like the proxy.
+     * `prefix` (default '/') is stripped and replaced by `rewritePrefix`; a `url` that does not start
+     * with it is sent unchanged. Throws FST_STREAMLINE_PROXY_BAD_PATH (400) as the proxy's routes answer.
+     */
+    fromParameters: (url: string, params?: Record<string, unknown>, prefix?: string) => { url: string, options: FastifyReplyFromHooks }
+  }
+}

@@ -13,8 +13,9 @@ import { installExtendedConnect, isExtendedConnect } from './extended-connect.js
 import { sendError } from '../upstream-errors.js'
 import type { FastifyError } from '@fastify/error'
 import type { ProxySettings } from '../options.js'
-import { compileTarget, upstreamUrl } from '../target.js'
+import { compileTarget, mapUrl, upstreamUrl, type ProxyTarget } from '../target.js'
 import { asArray } from '../../../lib/as-array.js'
+import { wsRequestHeaders, wsTarget } from '../ws-client.js'
 
 export interface UpgradeSettings extends HandshakeSettings {
   /** The upstream URL (http: or https:) for this request's handshake; throws (400/404) to refuse it. */
@@ -39,13 +40,21 @@ export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings
     rewritePrefix: settings.rewritePrefix
   })
   return webSocketUpgrade(instance, {
-    target: request => upstreamUrl(request, target),
+    // preRewrite and wsClientOptions (@fastify/http-proxy): as for plain requests, then the query string.
+    target: wsTarget(preRewritten(settings, instance.prefix, target), settings.compat.wsClient),
     // A tunnel's close handshake never outlasts the drain of the server's other connections.
     timings: { ...settings.wsTimings, closeGrace: Math.min(settings.wsTimings.closeGrace, settings.drainTimeout) },
     tls: settings.tls,
-    rewriteRequestHeaders: settings.rewriteRequestHeaders,
+    rewriteRequestHeaders: wsRequestHeaders(settings.rewriteRequestHeaders, settings.compat.wsClient),
     rewriteHeaders: settings.rewriteHeaders
   })
+}
+
+/** The handshake's upstream URL, through `preRewrite` when there is one (its result is checked like a request's). */
+function preRewritten (settings: ProxySettings, prefix: string, target: ProxyTarget): (request: FastifyRequest) => URL {
+  const preRewrite = settings.compat.preRewrite
+  if (preRewrite === null) return request => upstreamUrl(request, target)
+  return request => mapUrl(preRewrite(request.url, request.params, prefix), request, target, 'confined')
 }
 
 /** Appends the hooks to a proxy route: after the user's own, so auth hooks run first. */
