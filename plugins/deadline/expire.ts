@@ -106,14 +106,26 @@ function quietLateRejection (reply: FastifyReply, reason: Error): void {
 /**
  * After headers: an event stream ends cleanly so EventSource reconnects; anything else is
  * cut, so the client cannot mistake a partial body for a whole one. A client that is not
- * reading (bytes still queued) is cut too: a clean end would never reach it. Returns whether
+ * reading (bytes piling up) is cut too: a clean end would never reach it. Returns whether
  * it ended cleanly.
  */
 function endOrCut (res: ServerResponse): boolean {
-  if (isEventStream(res) && sentHeader(res, 'content-length') === undefined && res.writableLength === 0) {
+  if (isEventStream(res) && sentHeader(res, 'content-length') === undefined && clientKeepsUp(res)) {
     res.end()
     return true
   }
   cutResponse(res)
   return false
+}
+
+// Bytes written an instant before the expiry (a heartbeat) may still sit in the response's
+// buffer, HTTP/2's above all, where the session sends them on a later turn: that is not a
+// client that stopped reading, which shows as backpressure (`writableNeedDrain`).
+const IN_FLIGHT = 1024
+
+function clientKeepsUp (res: ServerResponse): boolean {
+  if (res.writableLength === 0) return true
+  // The HTTP/2 compatibility response has no writableNeedDrain of its own; its stream has.
+  const writable = http2Stream(res) ?? res
+  return res.writableLength <= IN_FLIGHT && !writable.writableNeedDrain
 }
