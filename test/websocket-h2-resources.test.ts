@@ -3,7 +3,6 @@
 // session, leave upstream connections, file descriptors, handles and the sessions' listeners at
 // baseline. One session per way and 500, not 1,000: nghttp2's rapid-reset guard (CVE-2023-44487)
 // ends a session whose client has reset about 1,000 streams in a burst, as this test would.
-import { readdirSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
 import net, { type Socket } from 'node:net'
@@ -11,6 +10,7 @@ import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import { extendedConnect, h2ConnectSession, h2ProxyApp } from './helpers/h2-websocket.js'
 import { gone, portOf } from './helpers/ws-servers.js'
+import { fds, handles, settled } from './helpers/resources.js'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const ROUNDS = 500
@@ -79,26 +79,10 @@ async function run (session: http2.ClientHttp2Session, up: Awaited<ReturnType<ty
   await Promise.all(Array.from({ length: CONCURRENCY }, worker))
 }
 
-function fds (): number {
-  return readdirSync('/proc/self/fd').length
-}
-
-function handles (): Record<string, number> {
-  const counts: Record<string, number> = {}
-  for (const name of process.getActiveResourcesInfo()) counts[name] = (counts[name] ?? 0) + 1
-  return counts
-}
-
 function listeners (emitter: NodeJS.EventEmitter): number {
   let count = 0
   for (const name of emitter.eventNames()) count += emitter.listenerCount(name)
   return count
-}
-
-async function settled (check: () => boolean): Promise<void> {
-  // Closing streams and sockets finish on the next turns of the event loop; bounded so a leak fails, not hangs.
-  const until = Date.now() + 5000
-  while (!check() && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
 }
 
 const KILLS: Kill[] = ['client-reset', 'upstream-reset', 'mid-handshake', 'refused']

@@ -1,11 +1,11 @@
 // Nothing outlives a tunnel: 1,000 tunnels each killed by a client reset, an upstream reset
 // and a close in the middle of the handshake leave file descriptors and handles at baseline.
-import { readdirSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
 import deadline from '../plugins/deadline/index.js'
 import { ACCEPT_FOR_SAMPLE_KEY, gone, portOf, proxyApp, upgradeRequest, type Teardown } from './helpers/ws-servers.js'
+import { fds, handles, settled } from './helpers/resources.js'
 
 const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
 const ROUNDS = 1000
@@ -63,22 +63,6 @@ async function run (proxyPort: number, up: Awaited<ReturnType<typeof upstream>>,
     }
   }
   await Promise.all(Array.from({ length: CONCURRENCY }, worker))
-}
-
-function fds (): number {
-  return readdirSync('/proc/self/fd').length
-}
-
-function handles (): Record<string, number> {
-  const counts: Record<string, number> = {}
-  for (const name of process.getActiveResourcesInfo()) counts[name] = (counts[name] ?? 0) + 1
-  return counts
-}
-
-async function settled (check: () => boolean): Promise<void> {
-  // Closing sockets finish on the next turns of the event loop; bounded so a leak fails, not hangs.
-  const until = Date.now() + 5000
-  while (!check() && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
 }
 
 t.test(`${ROUNDS} tunnels per way of dying leave fds and handles at baseline`, async (t) => {
