@@ -129,15 +129,15 @@ http {
 
 function caddyConfig (dir, port, upstreamPort) {
   return `{
-	admin off
-	auto_https off
-	storage file_system ${dir}/data
+  admin off
+  auto_https off
+  storage file_system ${dir}/data
 }
 http://127.0.0.1:${port} {
-	bind 127.0.0.1
-	reverse_proxy 127.0.0.1:${upstreamPort} {
-		flush_interval -1
-	}
+  bind 127.0.0.1
+  reverse_proxy 127.0.0.1:${upstreamPort} {
+    flush_interval -1
+  }
 }
 `
 }

@@ -290,8 +290,30 @@ export const format = {
   kib: (bytes) => `${(bytes / 1024).toFixed(1)} KiB`
 }
 
+/**
+ * What bench/report.js writes at the end: every printed table, the issue's goals with the figure
+ * measured, bars (a target's ratio to @fastify/http-proxy in one scenario), and why a target was
+ * skipped (name -> reason).
+ */
+export const report = { tables: [], goals: [], bars: [], skipped: new Map() }
+
+/** A goal of the issue: `measured` as text, `met`, and when missed, by how much (`missedBy`). */
+export function addGoal (scenario, goal, measured, met, missedBy = '') {
+  report.goals.push({ scenario, goal, measured, met, missedBy })
+}
+
+/** Adds each proxied result's ratio to http-proxy of `field` to the chart, under `scenario`. */
+export function addBars (scenario, results, value) {
+  for (const result of results) {
+    if (result.name === 'direct') continue
+    const v = value(result)
+    if (Number.isFinite(v)) report.bars.push({ scenario, target: result.name, value: v })
+  }
+}
+
 /** Prints rows (arrays of strings) as an aligned text table under a title. */
 export function printTable (title, header, rows) {
+  report.tables.push({ title, header, rows: rows.map((row) => row.map(String)) })
   const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => String(row[i]).length)))
   const line = (row) => row.map((cell, i) => String(cell).padEnd(widths[i])).join('  ')
   console.log(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`)
@@ -305,7 +327,7 @@ export function printTable (title, header, rows) {
 export function printProxyComparison (title, unit, results) {
   const [direct] = results
   const httpProxy = results.find((r) => r.name === 'http-proxy')
-  printTable(`${title} (CPU: the upstream for direct, else the proxy process alone)`,
+  printTable(`${title} (CPU: the upstream for direct, else the proxy process alone, nginx: master + worker)`,
     ['path', `${unit}s/s`, 'p99', 'vs direct', 'vs http-proxy', `CPU/${unit}`, 'CPU vs http-proxy', 'rounds', 'failures'],
     results.map((r) => {
       const proxied = r !== direct
