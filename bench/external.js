@@ -14,7 +14,9 @@ const installTried = new Map()
 
 function which (binary) {
   try {
-    return execFileSync('sh', ['-c', `command -v ${binary}`], { encoding: 'utf8' }).trim() || null
+    // nginx lives in /usr/sbin, which a non-root PATH often lacks
+    const env = { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` }
+    return execFileSync('sh', ['-c', `command -v ${binary}`], { encoding: 'utf8', env }).trim() || null
   } catch {
     return null
   }
