@@ -3,7 +3,7 @@
 // registers an empty plugin instead: Fastify runs an app with no plugin registered at all faster
 // still (shown as 'bare'), and no app that could use the plugin is in that state. With --cpu-prof,
 // also profiles the plugin's server and lists the plugin's hottest functions.
-import { settings, startServer, stopServer, interleavedLoad, mergeReplicas, ratio, printTable, format } from './helpers.js'
+import { settings, startServer, stopServer, interleavedLoad, mergeReplicas, ratio, printTable, format, addGoal } from './helpers.js'
 import { profileServer } from './cpu-profile.js'
 
 const VARIANTS = [
@@ -33,6 +33,8 @@ export default async function deadlineBench ({ cpuProf = false } = {}) {
       format.us(r.cpuPerRequest), format.ratio(ratio(r, base, 'cpuPerRequest', true)), r.failures]))
   console.log(`with/without deadline: req/s ratio ${format.ratio(ratio(measured, base))}, ` +
     `CPU-per-request ratio (without/with) ${format.ratio(ratio(measured, base, 'cpuPerRequest', true))} (goal >= 0.95)`)
+  const kept = ratio(measured, base)
+  addGoal('deadline plugin on hello world', '>= 0.95x an app with an empty plugin (req/s)', `${format.ratio(kept)}x`, kept >= 0.95, `${format.ratio(0.95 - kept)}x`)
   if (cpuProf) {
     await profileServer('server-hello.js', { MODE: 'deadline' }, '/', 'dist/plugins/deadline/', 'deadline plugin')
   }

@@ -1,8 +1,9 @@
 // Shared plumbing for the benches: settings from the environment, server children, load runs,
 // memory sampling and table printing. Benches are plain ESM run by `node bench/run.js`; they are
 // never part of the test suite and nothing here asserts a figure.
-import { fork } from 'node:child_process'
+import { execFileSync, fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
@@ -28,6 +29,70 @@ export const settings = {
 const benchDir = new URL('.', import.meta.url)
 const children = new Set()
 
+/** Whether taskset (util-linux) can be run: pinning needs it. */
+function hasTaskset () {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Which cores run what: the server under test (a proxy, or the app in the deadline bench) on one
+ * core, the upstream and the load generator (this process) on the other, as the issue measures.
+ * Without pinning the scheduler moves them around and two targets of one run get different shares
+ * of the machine. BENCH_PIN=0 turns it off; BENCH_CPUS_SERVER / BENCH_CPUS_LOAD pick other cores.
+ */
+function planPinning () {
+  const cores = availableParallelism()
+  if (process.env.BENCH_PIN === '0') return { reason: 'BENCH_PIN=0' }
+  if (cores < 2) return { reason: `only ${cores} core` }
+  if (!hasTaskset()) return { reason: 'taskset (util-linux) not found' }
+  return {
+    server: process.env.BENCH_CPUS_SERVER ?? String(cores - 1),
+    load: process.env.BENCH_CPUS_LOAD ?? (cores > 2 ? `0-${cores - 2}` : '0')
+  }
+}
+
+export const pinning = planPinning()
+
+/** One line saying how the processes were pinned, for the console and the results file. */
+export function describePinning () {
+  if (pinning.reason) return `no core pinning (${pinning.reason})`
+  return `cores pinned with taskset: server under test (proxy / app / nginx / caddy) on CPU ${pinning.server}; ` +
+    `upstream and load generator on CPU ${pinning.load}`
+}
+
+/** Pins every thread of a running process to the cores of `role` ('server' or 'load'). */
+export function pin (pid, role) {
+  if (pinning.reason) return
+  execFileSync('taskset', ['-a', '-p', '-c', pinning[role], String(pid)], { stdio: 'ignore' })
+}
+
+/** The command that starts `argv` already pinned to `role`'s cores (its children inherit it). */
+export function pinnedCommand (argv, role) {
+  return pinning.reason ? argv : ['taskset', '-c', pinning[role], ...argv]
+}
+
+/** Adds a child process started elsewhere (nginx, caddy) to the ones killed on a crash. */
+export function trackChild (child) {
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+}
+
+// Worker processes of a server whose CPU and memory count as its own (nginx: master + worker).
+const workersOf = new Map()
+
+export function setWorkers (pid, workers) {
+  workersOf.set(pid, workers)
+}
+
+export function workers (pid) {
+  return workersOf.get(pid) ?? []
+}
+
 /**
  * Starts a server script of bench/ in its own process, so the load generator (this process) never
  * shares an event loop with the server under test. The child answers { type: 'ready', port }.
@@ -38,12 +103,12 @@ export async function startServer (script, env = {}, execArgv = []) {
     execArgv,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
+  trackChild(child)
   const [message] = await Promise.race([
     once(child, 'message'),
     once(child, 'exit').then(([code]) => { throw new Error(`${script} exited with ${code} before it was ready`) })
   ])
+  pin(child.pid, script === 'server-upstream.js' ? 'load' : 'server')
   return { child, pid: child.pid, port: message.port, url: `http://127.0.0.1:${message.port}` }
 }
 
@@ -61,7 +126,9 @@ export async function stopServer (server) {
 /** Last resort when a bench throws: kill every child still running, by PID. */
 export function killAllServers () {
   for (const child of children) {
-    try { process.kill(child.pid, 'SIGKILL') } catch {}
+    for (const pid of [...workers(child.pid), child.pid]) {
+      try { process.kill(pid, 'SIGKILL') } catch {}
+    }
   }
 }
 
@@ -79,11 +146,20 @@ export async function ask (server, type) {
   return answer
 }
 
-/** Resident set size and its peak (VmHWM) of a process, in bytes, from /proc (Linux). */
+/**
+ * Resident set size and its peak (VmHWM) of a process and its registered workers, in bytes, from
+ * /proc (Linux). The peaks of several processes are summed: an upper bound of their joint peak.
+ */
 export function processMemory (pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const field = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))[1]) * 1024
-  return { rss: field('VmRSS'), peak: field('VmHWM') }
+  let rss = 0
+  let peak = 0
+  for (const one of [pid, ...workers(pid)]) {
+    const status = readFileSync(`/proc/${one}/status`, 'utf8')
+    const field = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))[1]) * 1024
+    rss += field('VmRSS')
+    peak += field('VmHWM')
+  }
+  return { rss, peak }
 }
 
 /** Samples a child's RSS every `intervalMs` until stop() is called; returns the highest seen. */
@@ -98,9 +174,13 @@ export function sampleRss (pid, intervalMs = 20) {
  * requests/s it barely moves when other processes compete for the 2 cores.
  */
 export function processCpuMs (pid) {
-  // the fields after the command name, which is in parentheses and may hold spaces
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
+  let ms = 0
+  for (const one of [pid, ...workers(pid)]) {
+    // the fields after the command name, which is in parentheses and may hold spaces
+    const fields = readFileSync(`/proc/${one}/stat`, 'utf8').split(') ')[1].split(' ')
+    ms += (Number(fields[11]) + Number(fields[12])) * 10
+  }
+  return ms
 }
 
 /**
@@ -210,8 +290,30 @@ export const format = {
   kib: (bytes) => `${(bytes / 1024).toFixed(1)} KiB`
 }
 
+/**
+ * What bench/report.js writes at the end: every printed table, the issue's goals with the figure
+ * measured, bars (a target's ratio to @fastify/http-proxy in one scenario), and why a target was
+ * skipped (name -> reason).
+ */
+export const report = { tables: [], goals: [], bars: [], skipped: new Map() }
+
+/** A goal of the issue: `measured` as text, `met`, and when missed, by how much (`missedBy`). */
+export function addGoal (scenario, goal, measured, met, missedBy = '') {
+  report.goals.push({ scenario, goal, measured, met, missedBy })
+}
+
+/** Adds each proxied result's ratio to http-proxy of `field` to the chart, under `scenario`. */
+export function addBars (scenario, results, value) {
+  for (const result of results) {
+    if (result.name === 'direct') continue
+    const v = value(result)
+    if (Number.isFinite(v)) report.bars.push({ scenario, target: result.name, value: v })
+  }
+}
+
 /** Prints rows (arrays of strings) as an aligned text table under a title. */
 export function printTable (title, header, rows) {
+  report.tables.push({ title, header, rows: rows.map((row) => row.map(String)) })
   const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => String(row[i]).length)))
   const line = (row) => row.map((cell, i) => String(cell).padEnd(widths[i])).join('  ')
   console.log(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`)
@@ -225,7 +327,7 @@ export function printTable (title, header, rows) {
 export function printProxyComparison (title, unit, results) {
   const [direct] = results
   const httpProxy = results.find((r) => r.name === 'http-proxy')
-  printTable(`${title} (CPU: the upstream for direct, else the proxy process alone)`,
+  printTable(`${title} (CPU: the upstream for direct, else the proxy process alone, nginx: master + worker)`,
     ['path', `${unit}s/s`, 'p99', 'vs direct', 'vs http-proxy', `CPU/${unit}`, 'CPU vs http-proxy', 'rounds', 'failures'],
     results.map((r) => {
       const proxied = r !== direct

@@ -1,7 +1,11 @@
 // `npm run bench` runs every bench in sequence; `npm run bench -- proxy websocket` runs the named
 // ones; `--cpu-prof` also profiles the deadline and proxy plugins. Durations come from BENCH_*
-// variables (see helpers.js). Build first: the benches import the package from dist/.
-import { killAllServers, settings } from './helpers.js'
+// variables (see helpers.js); BENCH_NOTE adds a line to the results file (e.g. what else ran).
+// Build first: the benches import the package from dist/. At the end it writes
+// bench/results/latest.md and latest.svg (see report.js).
+import { loadavg } from 'node:os'
+import { killAllServers, settings, pin, describePinning } from './helpers.js'
+import { describeRun, writeResults } from './report.js'
 
 const benches = {
   deadline: () => import('./deadline.js'),
@@ -18,7 +22,12 @@ if (unknown.length > 0) {
   process.exit(1)
 }
 
-console.log(`node ${process.version}, ${JSON.stringify(settings)}`)
+const startLoad = loadavg()[0]
+const envs = Object.entries(process.env).filter(([name]) => name.startsWith('BENCH_') && name !== 'BENCH_NOTE').map(([name, value]) => `${name}=${value}`)
+const command = [...envs, 'npm run bench', ...(args.length > 0 ? ['--', ...args] : [])].join(' ')
+// the load generator is this process: it shares its cores with the upstream (helpers.pinning)
+pin(process.pid, 'load')
+console.log(`node ${process.version}, ${JSON.stringify(settings)}\n${describePinning()}`)
 process.once('SIGINT', () => { killAllServers(); process.exit(130) })
 try {
   for (const name of names.length > 0 ? names : Object.keys(benches)) {
@@ -31,3 +40,5 @@ try {
   killAllServers()
   throw err
 }
+const run = { ...describeRun(command, startLoad), note: process.env.BENCH_NOTE }
+console.log(`\nwrote ${writeResults(run).join(' and ')}`)

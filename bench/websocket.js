@@ -1,12 +1,13 @@
 // WebSocket bench: echo round trips per second and p99 straight to the upstream, through this
-// proxy (websocket: true) and through @fastify/http-proxy (websocket: true), as ratios; then the
+// proxy (websocket: true), through @fastify/http-proxy (websocket: true), nginx and Caddy, as ratios; then the
 // proxy's memory per idle open tunnel with BENCH_WS_TUNNELS (2,000) of them open.
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import {
   settings, startServer, stopServer, interleavedLoad, printProxyComparison, ask, processCpuMs, processMemory, percentile,
-  nowMs, wait, printTable, format
+  nowMs, wait, printTable, format, ratio, addGoal, addBars
 } from './helpers.js'
+import { withProxies } from './proxy.js'
 
 const MODES = ['streamline', 'http-proxy']
 const message = Buffer.alloc(32, 'm')
@@ -65,18 +66,19 @@ async function echoRun (url, seconds = settings.seconds, pid = undefined) {
 }
 
 async function echoes (upstream) {
-  const proxies = []
-  let results
-  try {
-    for (const mode of MODES) proxies.push(await startServer('server-proxy.js', { MODE: mode, UPSTREAM: upstream.url, WEBSOCKET: '1' }))
-    results = await interleavedLoad([
-      { name: 'direct', url: wsUrl(upstream.url), pid: upstream.pid },
-      ...proxies.map((server, i) => ({ name: MODES[i], url: wsUrl(server.url), pid: server.pid }))
-    ], echoRun)
-  } finally {
-    for (const server of proxies) await stopServer(server)
-  }
+  const results = await withProxies(upstream, [...MODES, 'nginx', 'caddy'], (proxies) => interleavedLoad([
+    { name: 'direct', url: wsUrl(upstream.url), pid: upstream.pid },
+    ...proxies.map((server) => ({ name: server.name, url: wsUrl(server.url), pid: server.pid }))
+  ], echoRun), { WEBSOCKET: '1' })
   printProxyComparison(`websocket: 32-byte echo, ${settings.wsClients} clients, median of ${settings.rounds} x ${settings.seconds} s`, 'round trip', results)
+  const [direct] = results
+  const httpProxy = results.find((r) => r.name === 'http-proxy')
+  const ours = results.find((r) => r.name === 'streamline')
+  addBars('WebSocket echo, round trips/s', results, (r) => ratio(r, httpProxy))
+  const vsDirect = ratio(ours, direct)
+  const vsHttpProxy = ratio(ours, httpProxy)
+  addGoal(`WebSocket echo, ${settings.wsClients} clients`, '>= 0.9x direct', `${format.ratio(vsDirect)}x`, vsDirect >= 0.9, `${format.ratio(0.9 - vsDirect)}x`)
+  addGoal(`WebSocket echo, ${settings.wsClients} clients`, '>= 1.5x http-proxy', `${format.ratio(vsHttpProxy)}x`, vsHttpProxy >= 1.5, `${format.ratio(1.5 - vsHttpProxy)}x`)
 }
 
 /** RSS growth of a fresh proxy process while settings.wsTunnels idle tunnels are open through it. */
