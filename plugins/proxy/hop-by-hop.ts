@@ -26,6 +26,17 @@ export function withoutHopByHop<T extends Headers> (headers: T, keepTeTrailers: 
   return clean as T
 }
 
+/**
+ * True when `headers` holds a hop-by-hop header (`Connection` included). The usual request has
+ * none once reply-from has dropped `Connection`: its headers, already a copy, need no second one.
+ */
+export function hasHopByHop (headers: Headers): boolean {
+  for (const name of HOP_BY_HOP) {
+    if (headers[name] !== undefined) return true
+  }
+  return false
+}
+
 /** True when a `TE` header value lists `trailers`. */
 export function acceptsTrailers (te: unknown): boolean {
   return te !== undefined && listValues(te).includes('trailers')
