@@ -116,7 +116,7 @@ export function mapUrl (raw: string, request: FastifyRequest, target: ProxyTarge
   }
 
   const base = target.base ?? upstreamFor(request, target.upstream)
-  const rewritten = rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
+  const rewritten = rewritePrefix.length === 0 ? '' : rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
   const pathname = base.path + (rewritten === '' ? '' : '/' + rewritten) + (rest.length === 0 ? '' : '/' + rest.join('/'))
   return new URL(base.origin + (pathname === '' ? '/' : pathname) + query)
 }
