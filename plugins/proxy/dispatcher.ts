@@ -83,7 +83,13 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
       if (call === undefined) return agent.request(options, callback)
       Object.assign(headers, call.budget())
       call.sentAt = performance.now()
-      agent.request({ ...options, signal: call.signal, ...timers }, (err, data) => {
+      // In place rather than a spread copy: reply-from builds these options afresh for each
+      // attempt and never reads them again, and the copy was the wrapper's main cost.
+      const sent = options as Dispatcher.RequestOptions & TransportTimers
+      sent.signal = call.signal
+      sent.headersTimeout = timers.headersTimeout
+      sent.bodyTimeout = timers.bodyTimeout
+      agent.request(sent, (err, data) => {
         if (err === null) call.trailers = data.trailers
         else quietReplyFromFailure(call.request)
         callback(err, data)

@@ -4,8 +4,9 @@
 // and we call these functions before adding our own headers, so a client `Connection:
 // x-forwarded-for` can never remove a header the proxy adds.
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'transfer-encoding', 'upgrade'])
+const HOP_BY_HOP_NAMES: readonly string[] = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate',
+  'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+const HOP_BY_HOP = new Set(HOP_BY_HOP_NAMES)
 
 type Headers = Record<string, unknown>
 
@@ -24,6 +25,18 @@ export function withoutHopByHop<T extends Headers> (headers: T, keepTeTrailers: 
   }
   if (keepTeTrailers && acceptsTrailers(headers.te)) clean.te = 'trailers'
   return clean as T
+}
+
+/**
+ * True when `headers` holds a hop-by-hop header (`Connection` included). The usual request has
+ * none once reply-from has dropped `Connection`: its headers, already a copy, need no second one.
+ */
+export function hasHopByHop (headers: Headers): boolean {
+  // An indexed loop over an array: no iterator is allocated on this per-request path.
+  for (let i = 0; i < HOP_BY_HOP_NAMES.length; i++) {
+    if (headers[HOP_BY_HOP_NAMES[i]] !== undefined) return true
+  }
+  return false
 }
 
 /** True when a `TE` header value lists `trailers`. */

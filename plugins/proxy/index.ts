@@ -7,7 +7,7 @@ import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type P
 import { compileTarget, mapUrl, upstreamUrl, type ProxyTarget } from './target.js'
 import { attachCall, createDispatcher } from './dispatcher.js'
 import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
-import { stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
+import { hasHopByHop, stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
 import { relayResponse, type UpstreamResponse } from './response.js'
 import { reportResponse } from './stream-report.js'
@@ -203,7 +203,8 @@ function fromOptions (proxy: Proxy, target: ProxyTarget, call: ProxyCall, reques
 }
 
 function requestHeaders (settings: ProxySettings, call: ProxyCall, request: FastifyRequest, received: UpstreamRequestHeaders): UpstreamRequestHeaders {
-  const headers = withoutHopByHop(received, true)
+  // `received` is reply-from's own copy for this request, ours to change.
+  const headers = hasHopByHop(received) ? withoutHopByHop(received, true) : received
   stripRequestOnly(headers, request.body !== undefined)
   setForwardedHeaders(request, headers)
   const rewrite = settings.rewriteRequestHeaders

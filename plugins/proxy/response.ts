@@ -47,12 +47,14 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   // Node sends the head with the first body byte; an SSE client would see nothing until
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
   // 'pipe' is the first moment the complete head can be flushed (also after async onSend hooks).
-  reply.raw.once('pipe', flushHead)
+  // `on`, not `once` (here and for 'error' below): each fires at most once per response, and
+  // `once` costs a wrapper and a removal on every request.
+  reply.raw.on('pipe', flushHead)
   const body = isEventStream(res.headers['content-type']) ? relayEventStream(res.stream, reply, watch) : res.stream
   // Fastify destroys the response when the body fails mid-way; over HTTP/2 that would read as a
   // complete body, and either way the close would look like the client's doing. (A drain ending
   // an event stream destroys the upstream body, not the relay: no error here.)
-  body.once('error', () => cutResponse(reply.raw))
+  body.on('error', () => cutResponse(reply.raw))
   if (watch.safety.pending) watch.safety.watch(reply, body)
   reply.send(body)
 }

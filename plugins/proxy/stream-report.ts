@@ -11,6 +11,7 @@ import { endedByDrain } from './drain.js'
  * channel without subscribers.
  */
 export function reportResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, statusCode: number): void {
+  if (!proxyResponse.hasSubscribers && !streamEnd.hasSubscribers) return
   const now = performance.now()
   if (proxyResponse.hasSubscribers) {
     const message: ProxyResponseMessage = { request, statusCode, upstreamHeadersMs: now - call.sentAt }

@@ -116,7 +116,7 @@ export function mapUrl (raw: string, request: FastifyRequest, target: ProxyTarge
   }
 
   const base = target.base ?? upstreamFor(request, target.upstream)
-  const rewritten = rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
+  const rewritten = rewritePrefix.length === 0 ? '' : rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
   const pathname = base.path + (rewritten === '' ? '' : '/' + rewritten) + (rest.length === 0 ? '' : '/' + rest.join('/'))
   return new URL(base.origin + (pathname === '' ? '/' : pathname) + query)
 }
@@ -138,6 +138,12 @@ function matchPrefix (segments: string[], target: ProxyTarget, params: Map<strin
 
 /** Decodes one raw segment, refusing anything that could act as a separator or a dot segment. */
 function decodeSegment (segment: string): string {
+  // The usual segment has no `%`: it decodes to itself, and SAFE_PATH has already refused
+  // control characters, so only the dot-segment check applies (it runs on every request).
+  if (!segment.includes('%')) {
+    if (isDotSegment(segment)) throw new BadPathError('dot segment')
+    return segment
+  }
   if (ENCODED_SEPARATOR.test(segment)) throw new BadPathError('encoded path separator')
   let decoded: string
   try {
@@ -145,12 +151,17 @@ function decodeSegment (segment: string): string {
   } catch {
     throw new BadPathError('malformed percent-encoding')
   }
-  // `..;x` is `..` for servlet containers (path parameters), so the part before `;` counts.
-  const name = decoded.split(';', 1)[0]
-  if (name === '.' || name === '..') throw new BadPathError('dot segment')
+  if (isDotSegment(decoded)) throw new BadPathError('dot segment')
   if (ENCODED_SEPARATOR_OR_DOT.test(decoded)) throw new BadPathError('double-encoded character')
   if (CONTROL.test(decoded)) throw new BadPathError('control character')
   return decoded
+}
+
+/** `.` or `..`, also with path parameters (`..;x`: `..` for servlet containers). */
+function isDotSegment (decoded: string): boolean {
+  const end = decoded.indexOf(';')
+  const name = end === -1 ? decoded : decoded.slice(0, end)
+  return name === '.' || name === '..'
 }
 
 function upstreamFor (request: FastifyRequest, upstream: UpstreamOption): UpstreamBase {
