@@ -3,17 +3,13 @@
 // stays off here, the default: Chromium then opens its WebSocket with an HTTP/1.1 upgrade on a
 // connection of its own, which the ingress serves through allowHTTP1. No skip: without chromium
 // this test fails.
-import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
-import { chromium } from 'playwright-core'
+import { openPage } from './helpers/chromium.js'
 import { startExample } from './helpers/example-app.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 const SCREENSHOT = fileURLToPath(new URL('./artifacts/example-page-h2.png', import.meta.url))
 const TIMEOUT_MS = 1000
 const STREAMS = 10
@@ -26,22 +22,10 @@ interface Stream {
 }
 
 test('over HTTPS/2, 10 EventSource streams on one origin all stream past the timeout and the WebSocket echoes', async (t) => {
-  t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`)
   const app = await startExample(t, { HTTPS: '1', DEADLINE_TIMEOUT_MS: String(TIMEOUT_MS), TICK_MS: '300', CLOCK_DELAY_MS: '1500', DOWNLOAD_MB: '16' })
   t.match(app.ingress, /^https:\/\/127\.0\.0\.1:\d+$/, 'the ingress URL is printed as https')
   t.ok(app.lines.lines.some(line => /certificate self-signed for localhost, 127\.0\.0\.1, ::1/.test(line)), 'a self-signed certificate was made')
-  const profile = await mkdtemp(join(tmpdir(), 'streamline-chromium-'))
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 1000 }, ignoreHTTPSErrors: true
-  })
-  t.teardown(async () => {
-    await context.close()
-    await rm(profile, { recursive: true, force: true })
-  })
-  const page = context.pages()[0] ?? await context.newPage()
-  const pageErrors: string[] = []
-  page.on('pageerror', (err) => pageErrors.push(err.message))
-  page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(message.text()) })
+  const { page, pageErrors } = await openPage(t, true)
 
   await page.goto(`${app.ingress}/`)
   await page.waitForSelector('#settings-line[data-state="loaded"]', WAIT)

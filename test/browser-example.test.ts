@@ -1,39 +1,22 @@
 // The example page in a real browser (Debian's chromium driven by playwright-core): what a
 // user sees when they open the ingress. No skip: without chromium this test fails.
-import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
-import { chromium } from 'playwright-core'
+import { openPage } from './helpers/chromium.js'
 import { startExample } from './helpers/example-app.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 const SCREENSHOT = fileURLToPath(new URL('./artifacts/example-page.png', import.meta.url))
 const TIMEOUT_MS = 1000
 const DOWNLOAD_MB = 128 // half the default: the bar must reach 100 %, the size only costs test time
 const WAIT = { timeout: 30_000 }
 
 test('the example page shows SSE, WebSocket, download and a 504 through the ingress', async (t) => {
-  t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (apt-get install chromium; .ci/run does it)`)
   const app = await startExample(t, {
     DEADLINE_TIMEOUT_MS: String(TIMEOUT_MS), TICK_MS: '300', CLOCK_DELAY_MS: '1500', SLOW_MS: '5000', DOWNLOAD_MB: String(DOWNLOAD_MB)
   })
-  // Playwright refuses --user-data-dir in args: a fresh profile goes to launchPersistentContext.
-  const profile = await mkdtemp(join(tmpdir(), 'streamline-chromium-'))
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 1000 }
-  })
-  t.teardown(async () => {
-    await context.close()
-    await rm(profile, { recursive: true, force: true })
-  })
-  const page = context.pages()[0] ?? await context.newPage()
-  const pageErrors: string[] = []
-  page.on('pageerror', (err) => pageErrors.push(err.message))
-  page.on('console', (message) => { if (message.type() === 'error') pageErrors.push(message.text()) })
+  const { page, pageErrors } = await openPage(t)
 
   await page.goto(`${app.ingress}/`)
   await page.waitForSelector('#settings-line[data-state="loaded"]', WAIT)

@@ -2,18 +2,10 @@
 // playwright-core): with SETTINGS_ENABLE_CONNECT_PROTOCOL advertised Chromium opens it as an
 // RFC 8441 extended CONNECT stream on the page's own connection; without it, as an HTTP/1.1
 // upgrade on a second connection (allowHTTP1). No skip: without chromium this test fails.
-import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
-import { chromium } from 'playwright-core'
+import { openPage } from './helpers/chromium.js'
 import { h2ProxyApp } from './helpers/h2-websocket.js'
 import { wsUpstream } from './helpers/ws-servers.js'
-
-const CHROMIUM = '/usr/bin/chromium'
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--ignore-certificate-errors']
 
 const PAGE = `<!doctype html><title>ws</title><link rel="icon" href="data:,"><script>
 window.openSocket = (path) => new Promise((resolve) => {
@@ -28,7 +20,6 @@ interface Seen { method: string, httpVersion: string, url: string }
 
 for (const enableConnectProtocol of [true, false]) {
   t.test(`Chromium WebSocket with extended CONNECT ${enableConnectProtocol ? 'on' : 'off'}`, async (t) => {
-    t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed`)
     const up = await wsUpstream(t, { handleProtocols: (protocols) => protocols.has('chat') ? 'chat' : false })
     const seen: Seen[] = []
     const { port } = await h2ProxyApp(t, 'tls', {
@@ -41,13 +32,7 @@ for (const enableConnectProtocol of [true, false]) {
         app.get('/', async (_request, reply) => await reply.type('text/html').send(PAGE))
       }
     })
-    const profile = await mkdtemp(join(tmpdir(), 'streamline-chromium-'))
-    const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS })
-    t.teardown(async () => {
-      await context.close()
-      await rm(profile, { recursive: true, force: true })
-    })
-    const page = context.pages()[0] ?? await context.newPage()
+    const { page } = await openPage(t, true)
     const response = await page.goto(`https://127.0.0.1:${port}/`)
     t.equal(response?.status(), 200, 'page loaded')
     const protocolUsed = await page.evaluate(() => (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).nextHopProtocol)
