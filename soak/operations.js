@@ -152,7 +152,5 @@ export const KINDS = {
       await ctx.up.when(id, 'ws-closed')
     }
   }
-  // 'drain': app.close() during traffic. Reserved for the graceful drain of issue 9, built
-  // separately; it ends the proxy process's server, so it belongs in a last phase of the run
-  // (or a second proxy child) once drain exists. Not implemented here.
+  // The drain (app.close() with traffic open) ends the proxy's server: it is the run's last phase, soak/drain.js.
 }

@@ -17,12 +17,16 @@ const upstream = process.env.UPSTREAM
 const app = Fastify({ logger: false })
 
 await app.register(deadline, { timeout: 10_000, streamIdleTimeout: 10_000 })
-await app.register(proxy, { upstream, prefix: '/api', websocket: true })
-await app.register(proxy, { upstream, prefix: '/short', config: { deadline: { timeout: 300 } } })
-await app.register(proxy, { upstream, prefix: '/idle', config: { deadline: { streamIdleTimeout: 400 } } })
+// The drain phase's bound; with several registrations the longest drainTimeout applies, so all have it.
+const drainTimeout = Number(process.env.DRAIN_TIMEOUT)
+
+await app.register(proxy, { upstream, prefix: '/api', websocket: true, drainTimeout })
+await app.register(proxy, { upstream, prefix: '/short', config: { deadline: { timeout: 300 } }, drainTimeout })
+await app.register(proxy, { upstream, prefix: '/idle', config: { deadline: { streamIdleTimeout: 400 } }, drainTimeout })
 await app.register(proxy, {
   upstream,
   prefix: '/held',
+  drainTimeout,
   preHandler: async (request) => {
     process.send({ type: 'held', id: request.headers['x-soak-id'] })
     // capped, so that a runner bug cannot hold a request (and its socket) forever
@@ -73,6 +77,11 @@ async function stats () {
 
 process.on('message', async (message) => {
   if (message.type === 'stats') process.send({ type: 'stats', ...await stats() })
+  // The graceful close an orchestrator's SIGTERM would start (bench/child.js's 'stop' closes every connection first).
+  if (message.type === 'drain') {
+    await app.close()
+    process.exit(0)
+  }
 })
 
 await serve(...fastifyServer(app))

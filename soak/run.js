@@ -11,6 +11,7 @@ import { startUpstream } from './upstream.js'
 import { KINDS } from './operations.js'
 import { closeLeftovers, within } from './clients.js'
 import { settle, snapshot, compare } from './measure.js'
+import { DRAIN_TIMEOUT, drainPhase } from './drain.js'
 
 function envInteger (name, fallback) {
   const value = Number(process.env[name])
@@ -116,7 +117,7 @@ function heldMessages (server) {
 
 async function soak () {
   const up = await startUpstream()
-  const server = await startServer('../soak/proxy-child.js', { UPSTREAM: up.url }, CHILD_FLAGS)
+  const server = await startServer('../soak/proxy-child.js', { UPSTREAM: up.url, DRAIN_TIMEOUT: String(DRAIN_TIMEOUT) }, CHILD_FLAGS)
   const ctx = { port: server.port, up, held: heldMessages(server), concurrency: settings.concurrency, agent: null }
   try {
     await phase(ctx, server, settings.warmup, 'warmup')
@@ -126,14 +127,15 @@ async function soak () {
     const seconds = (Date.now() - started) / 1000
     const alive = server.child.exitCode === null && server.child.signalCode === null
     const after = await snapshot(server, up)
-    return { before, after, results, seconds, alive, skipped }
+    const drain = await drainPhase(ctx.port, server.child)
+    return { before, after, results, seconds, alive, skipped, drain }
   } finally {
     await stopServer(server)
     await up.close()
   }
 }
 
-function report ({ before, after, results, seconds, alive, skipped }) {
+function report ({ before, after, results, seconds, alive, skipped, drain }) {
   const comparison = compare(before, after)
   const unexpected = Object.values(results).reduce((sum, r) => sum + r.unexpected, 0)
   printTable(`soak: ${format.int(settings.operations)} operations, ${settings.concurrency} at a time, in ${seconds.toFixed(1)} s`,
@@ -141,10 +143,11 @@ function report ({ before, after, results, seconds, alive, skipped }) {
     Object.entries(results).map(([name, r]) => [name, r.ran, r.unexpected, Object.keys(r.errors)[0] ?? '']))
   printTable('soak: the proxy process, idle, before and after (after GC)',
     ['metric', 'before', 'after', 'allowed', 'result'], comparison.rows)
-  const ok = !comparison.leaked && unexpected === 0 && alive && skipped === 0
-  console.log(`\n${ok ? 'PASS' : 'FAIL'}: ${comparison.leaked ? 'a leak' : 'no leak'}, ${unexpected} unexpected outcomes, ${skipped} not run, proxy ${alive ? 'alive' : 'DEAD'}`)
+  console.log(`\ndrain: app.close() with event streams, downloads and tunnels open took ${drain.ms} ms (drainTimeout ${DRAIN_TIMEOUT})${drain.failures.length > 0 ? `; FAILED: ${drain.failures.join('; ')}` : ''}`)
+  const ok = !comparison.leaked && unexpected === 0 && alive && skipped === 0 && drain.failures.length === 0
+  console.log(`\n${ok ? 'PASS' : 'FAIL'}: ${comparison.leaked ? 'a leak' : 'no leak'}, ${unexpected} unexpected outcomes, ${skipped} not run, proxy ${alive ? 'alive' : 'DEAD'}, drain ${drain.failures.length === 0 ? 'clean' : 'FAILED'}`)
   if (process.env.SOAK_JSON === '1') {
-    console.log(`SOAK_RESULT ${JSON.stringify({ ok, alive, leaked: comparison.leaked, unexpected, skipped, seconds, before, after, heapGrowth: comparison.heapGrowth, results })}`)
+    console.log(`SOAK_RESULT ${JSON.stringify({ ok, alive, leaked: comparison.leaked, unexpected, skipped, seconds, before, after, heapGrowth: comparison.heapGrowth, results, drain })}`)
   }
   return ok
 }

@@ -20,6 +20,11 @@ const routes = {
   },
   /** Never answers: the proxy (client abort, deadline) has to cancel it. */
   hang () {},
+  /** An event stream: one event, then silence (for the drain phase). */
+  events (req, res) {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.write(`id: 1\ndata: ${'e'.repeat(120)}\n\n`)
+  },
   /** A head and one chunk, then silence: an endless download. */
   stream (req, res) {
     res.writeHead(200, { 'content-type': 'application/octet-stream' })

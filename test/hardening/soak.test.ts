@@ -26,6 +26,7 @@ interface SoakResult {
   before: Snapshot
   after: Snapshot
   results: Record<string, { ran: number, unexpected: number, errors: Record<string, number> }>
+  drain: { ms: number, failures: string[] }
 }
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -63,6 +64,8 @@ t.test('600 mixed failures against one proxy process leave nothing behind', asyn
   t.equal(after.connections, 0, 'the proxy holds no client connection')
   t.same(after.handles, before.handles, 'active resources back to baseline')
   t.ok(result.heapGrowth <= 0.02, `heap after GC within 2 % (${(result.heapGrowth * 100).toFixed(2)} %)`)
+  t.same(result.drain.failures, [], `the last phase, app.close() with streams, downloads and tunnels open: ${result.drain.ms} ms, every client saw what a drain promises`)
+  t.ok(result.drain.ms < 1500 + 1000, 'close() within drainTimeout + 1 s')
   t.equal(code, 0, 'the soak passed')
   t.ok(result.ok && !result.leaked && result.unexpected === 0, 'and says so')
 })
