@@ -2,9 +2,9 @@ import type { FastifyInstance } from 'fastify'
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Server as TlsServer } from 'node:tls'
+import { listenFirst } from './server-listener.js'
 
 const kUpgradeHead = Symbol('fastify-streamline.upgrade-head')
-const installed = new WeakSet<Server>()
 
 interface WithHead {
   [kUpgradeHead]?: Buffer
@@ -37,8 +37,6 @@ const EMPTY = Buffer.alloc(0)
  */
 export function installUpgradeDispatch (app: FastifyInstance): void {
   const server = app.server
-  if (installed.has(server)) return
-  installed.add(server)
   const route = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (!isWebSocketUpgrade(raw)) return reparseAsPlainRequest(server, raw, socket, head)
     socket.on('error', destroyOnError)
@@ -62,12 +60,7 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
       if (socketUse(socket) === untouched && (socket as HttpSocket)._httpMessage == null) dispatch(raw, socket, head)
     })
   }
-  server.prependListener('upgrade', onUpgrade)
-  app.addHook('onClose', (_instance, done) => {
-    server.removeListener('upgrade', onUpgrade)
-    installed.delete(server)
-    done()
-  })
+  listenFirst(app, 'upgrade', onUpgrade)
 }
 
 /**

@@ -4,9 +4,9 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import { ConnectNotAllowedError } from '../errors.js'
 import { writeError } from './response.js'
+import { listenFirst } from './server-listener.js'
 
 const kExtendedConnect = Symbol('fastify-streamline.extended-connect')
-const installed = new WeakSet<object>()
 
 interface Marked {
   [kExtendedConnect]?: true
@@ -34,9 +34,6 @@ export function isExtendedConnect (raw: IncomingMessage): boolean {
  */
 export function installExtendedConnect (app: FastifyInstance): void {
   const server = app.server
-  if (installed.has(server)) return
-  installed.add(server)
-  if (!app.supportedMethods.includes('CONNECT')) app.addHttpMethod('CONNECT')
   const onConnect = (req: IncomingMessage | Http2ServerRequest, res: Duplex | Http2ServerResponse): void => {
     const alone = server.listenerCount('connect') === 1
     if (req.httpVersionMajor !== 2) {
@@ -55,12 +52,8 @@ export function installExtendedConnect (app: FastifyInstance): void {
     if (alone) return route()
     queueMicrotask(() => { if (untouched(res as Http2ServerResponse)) route() })
   }
-  server.prependListener('connect', onConnect)
-  app.addHook('onClose', (_instance, done) => {
-    server.removeListener('connect', onConnect)
-    installed.delete(server)
-    done()
-  })
+  if (!listenFirst(app, 'connect', onConnect)) return
+  if (!app.supportedMethods.includes('CONNECT')) app.addHttpMethod('CONNECT')
 }
 
 /** Nobody answered the stream, ended it, or reads it. */
