@@ -5,22 +5,7 @@ import http from 'node:http'
 import { Writable } from 'node:stream'
 import type { Socket } from 'node:net'
 import t from 'tap'
-import {
-  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream, type RawUpstream, type Teardown
-} from './helpers/ws-servers.js'
-
-const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
-
-/** A raw client and a raw upstream joined by one tunnel through the proxy, the 101 already read. */
-async function rawTunnel (t: Teardown, port: number, up: RawUpstream): Promise<{ client: Awaited<ReturnType<typeof rawClient>>, upstream: Socket, upstreamBytes: () => Buffer, headLength: number }> {
-  const client = await rawClient(t, port)
-  client.socket.write(upgradeRequest('/ws/tunnel'))
-  const conn = await up.next()
-  const head = await conn.head
-  conn.socket.write(SWITCH)
-  await client.nextData(SWITCH.length)
-  return { client, upstream: conn.socket, upstreamBytes: () => conn.received().subarray(head.length), headLength: head.length }
-}
+import { gone, openClient, proxyApp, rawClient, rawTunnel, rawUpstream, SWITCH, wsUpstream } from './helpers/ws-servers.js'
 
 async function waitFor (condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise(resolve => setTimeout(resolve, 5))
@@ -29,7 +14,7 @@ async function waitFor (condition: () => boolean): Promise<void> {
 t.test('a half-close passes on in both directions and data still flows the other way', async (t) => {
   const up = await rawUpstream(t)
   const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
-  const { client, upstream, upstreamBytes } = await rawTunnel(t, port, up)
+  const { client, upstream, fromClient: upstreamBytes } = await rawTunnel(t, port, up)
   client.socket.end('last words')
   await once(upstream, 'end')
   t.equal(upstreamBytes().toString(), 'last words', 'the upstream got the bytes, then the FIN')
@@ -76,7 +61,7 @@ async function fillUntilStalled (socket: Socket, limit: number): Promise<{ accep
 t.test('backpressure both ways: a reader that stops stalls the writer, then everything arrives', async (t) => {
   const up = await rawUpstream(t)
   const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
-  const { client, upstream, upstreamBytes } = await rawTunnel(t, port, up)
+  const { client, upstream, fromClient: upstreamBytes } = await rawTunnel(t, port, up)
   const limit = 256 << 20
 
   client.socket.pause()

@@ -5,18 +5,15 @@
 import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import https from 'node:https'
-import type { Socket } from 'node:net'
 import Fastify, { type FastifyServerOptions } from 'fastify'
 import t from 'tap'
 import proxy from '../../plugins/proxy/index.js'
 import { WebSocketServer, type WebSocket } from 'ws'
 import {
-  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream,
-  type RawUpstream, type Teardown
+  gone, openClient, parseReply, portOf, proxyApp, rawClient, rawTunnel, rawUpstream, SWITCH, upgradeRequest, wsUpstream
 } from '../helpers/ws-servers.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
 
-const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
 const GRACE = 5000
 const GOING_AWAY_UNMASKED = Buffer.from([0x88, 0x02, 0x03, 0xe9])
 
@@ -63,26 +60,6 @@ function openFds (): number {
 
 function closeCode (f: Parsed | undefined): number | undefined {
   return f?.opcode === 0x8 ? f.payload.readUInt16BE(0) : undefined
-}
-
-/** A raw client and a raw upstream joined by one tunnel through the proxy, the 101 already read. */
-async function rawTunnel (t: Teardown, port: number, up: RawUpstream): Promise<{
-  client: Awaited<ReturnType<typeof rawClient>>, upstream: Socket, fromUpstream: () => Buffer, fromClient: () => Buffer, upstreamGot: (n: number) => Promise<void>
-}> {
-  const client = await rawClient(t, port)
-  client.socket.write(upgradeRequest('/ws/tunnel'))
-  const conn = await up.next()
-  const head = await conn.head
-  conn.socket.write(SWITCH)
-  await client.nextData(SWITCH.length)
-  const fromClient = (): Buffer => conn.received().subarray(head.length)
-  const upstreamGot = async (n: number): Promise<void> => {
-    while (fromClient().length < n) {
-      if (conn.socket.destroyed) throw new Error(`upstream closed after ${fromClient().length} bytes`)
-      await once(conn.socket, 'data')
-    }
-  }
-  return { client, upstream: conn.socket, fromUpstream: () => client.received().subarray(SWITCH.length), fromClient, upstreamGot }
 }
 
 /** The close codes each `ws` endpoint saw, server side, by connection order. */

@@ -190,3 +190,26 @@ export async function gone (socket: Socket): Promise<void> {
     socket.once('close', resolve)
   })
 }
+
+/** The 101 a raw upstream answers the sample key with. */
+export const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
+
+/** A raw client and a raw upstream joined by one tunnel through the proxy, the 101 already read. */
+export async function rawTunnel (t: Teardown, port: number, up: RawUpstream): Promise<{
+  client: Awaited<ReturnType<typeof rawClient>>, upstream: Socket, fromUpstream: () => Buffer, fromClient: () => Buffer, upstreamGot: (n: number) => Promise<void>
+}> {
+  const client = await rawClient(t, port)
+  client.socket.write(upgradeRequest('/ws/tunnel'))
+  const conn = await up.next()
+  const head = await conn.head
+  conn.socket.write(SWITCH)
+  await client.nextData(SWITCH.length)
+  const fromClient = (): Buffer => conn.received().subarray(head.length)
+  const upstreamGot = async (n: number): Promise<void> => {
+    while (fromClient().length < n) {
+      if (conn.socket.destroyed) throw new Error(`upstream closed after ${fromClient().length} bytes`)
+      await once(conn.socket, 'data')
+    }
+  }
+  return { client, upstream: conn.socket, fromUpstream: () => client.received().subarray(SWITCH.length), fromClient, upstreamGot }
+}
