@@ -13,10 +13,11 @@ export type BudgetHeaders = (request: FastifyRequest) => Record<string, string>
 /**
  * Creates the call for one request. Its signal aborts on the events `requestSignal` reports:
  * when the client leaves (before upstream headers, mid-upload, mid-stream) and, when the route
- * has a deadline, when that passes; undici then cancels the upstream request.
+ * has a deadline, when that passes; the upstream handler then cancels the upstream request.
+ * `wholeBody`: the response goes to the proxy's own relay, which takes a small body as a Buffer.
  */
-export function startCall (request: FastifyRequest, reply: FastifyReply, budget: BudgetHeaders): ProxyCall {
+export function startCall (request: FastifyRequest, reply: FastifyReply, budget: BudgetHeaders, wholeBody: boolean): ProxyCall {
   const signal = new CallSignal()
   onRequestAbort(request, reply, (reason) => signal.abort(reason))
-  return { request, signal, budget: () => budget(request), trailers: null, sentAt: 0 }
+  return { request, signal, budget: () => budget(request), trailers: null, sentAt: 0, wholeBody }
 }

@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { CallSignal } from './call-signal.js'
 import { quietLine } from '../../lib/quiet-line.js'
 import type { ProxySettings } from './options.js'
+import { UpstreamHandler, type UpstreamCallback } from './upstream-handler.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
 // does accept, as its `undici` option, any object with a `request(options, callback)`
@@ -14,7 +15,8 @@ import type { ProxySettings } from './options.js'
 // (retries included) with Object.assign, which copies own symbol keys too, and undici reads
 // only string keys. An AsyncLocalStorage would also work, but on Node 20 it turns on async
 // hooks for the whole process, which cost every proxied request measurable CPU.
-// Aborting the signal makes undici destroy the upstream request (before headers) or its body
+// Each attempt goes out through undici's dispatch() with our handler (upstream-handler.ts).
+// Aborting the signal makes it cancel the upstream request (before headers) or destroy the body
 // stream (after): the upstream sees its socket close.
 
 /** One proxied request, as the dispatcher needs it. */
@@ -23,8 +25,10 @@ export interface UpstreamCall {
   readonly signal: CallSignal
   /** Headers stamped on each attempt when it is sent (the remaining deadline budget). */
   readonly budget: () => Record<string, string>
-  /** The upstream's trailers; undici fills the object when the body ends. */
+  /** The upstream's trailers, set when the body ends. */
   trailers: Record<string, string | string[] | undefined> | null
+  /** Whether a small body may be handed over as one Buffer (the proxy's own relay takes one). */
+  readonly wholeBody: boolean
   /** When the latest attempt was sent upstream (performance.now()), for head latency. */
   sentAt: number
 }
@@ -40,11 +44,9 @@ export function attachCall (headers: object, call: UpstreamCall): void {
   (headers as WithCall)[kUpstreamCall] = call
 }
 
-type Callback = (err: Error | null, data: Dispatcher.ResponseData) => void
-
 /** What reply-from's `undici` option receives, plus `destroy` for the plugin's onClose. */
 export interface ProxyDispatcher {
-  request: (options: Dispatcher.RequestOptions, callback: Callback) => void
+  request: (options: Dispatcher.RequestOptions, callback: UpstreamCallback) => void
   destroy: () => Promise<void>
 }
 
@@ -80,20 +82,21 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
       const call = headers[kUpstreamCall]
       // A `reply.from(url)` the app's own hook made without the proxy's options (fromParameters
       // gives them): sent as it is, without a signal, under the agent's own timers.
-      if (call === undefined) return agent.request(options, callback)
+      if (call === undefined) {
+        agent.request(options, callback as (err: Error | null, data: Dispatcher.ResponseData) => void)
+        return
+      }
       Object.assign(headers, call.budget())
       call.sentAt = performance.now()
       // In place rather than a spread copy: reply-from builds these options afresh for each
       // attempt and never reads them again, and the copy was the wrapper's main cost.
-      const sent = options as Dispatcher.RequestOptions & TransportTimers
-      sent.signal = call.signal
+      const sent = options as Dispatcher.DispatchOptions & TransportTimers
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
-      agent.request(sent, (err, data) => {
-        if (err === null) call.trailers = data.trailers
-        else quietReplyFromFailure(call.request)
+      agent.dispatch(sent, new UpstreamHandler(call, (err, data) => {
+        if (err !== null) quietReplyFromFailure(call.request)
         callback(err, data)
-      })
+      }, options.method, options.body))
     },
     destroy: async () => { if (given === null) await agent.destroy() }
   }

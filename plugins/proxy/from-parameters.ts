@@ -18,9 +18,9 @@ interface WithCall {
  * The request's call, started once: a preHandler may call `fromParameters` several times and
  * the route's handler may still run after it; each start would add abort listeners.
  */
-export function callOf (request: FastifyRequest, reply: FastifyReply, budget: BudgetHeaders): ProxyCall {
+export function callOf (request: FastifyRequest, reply: FastifyReply, budget: BudgetHeaders, wholeBody: boolean): ProxyCall {
   const holder = request as unknown as WithCall
-  holder[kCall] ??= startCall(request, reply, budget)
+  holder[kCall] ??= startCall(request, reply, budget, wholeBody)
   return holder[kCall]
 }
 

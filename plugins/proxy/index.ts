@@ -157,7 +157,7 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): u
     return reply
   }
   // A preHandler that called reply.fromParameters has started the call already.
-  const call = startedCall(request) ?? startCall(request, reply, proxy.budget)
+  const call = startedCall(request) ?? startCall(request, reply, proxy.budget, proxy.onResponse === undefined)
   const options = fromOptions(proxy, proxy.target, call, request, reply, url, mapped)
   // @fastify/http-proxy's `handler(request, reply, dest, options)`: dest is the upstream path; the
   // origin travels in the options, for `reply.from(dest, options)` to reach the same upstream.
@@ -178,7 +178,7 @@ function parametersFor (proxy: Proxy, reply: FastifyReply, given: string, params
   const target = targetFor(proxy.target, proxy.prefix, settings.upstream, settings.rewritePrefix, prefix, params)
   const mapped = settings.compat.preRewrite === null ? given : settings.compat.preRewrite(given, params, prefix)
   const url = mapUrl(mapped, reply.request, target, 'unchanged')
-  const call = callOf(reply.request, reply, proxy.budget)
+  const call = callOf(reply.request, reply, proxy.budget, proxy.onResponse === undefined)
   const options = fromOptions(proxy, target, call, reply.request, reply, url, mapped)
   return { url: url.pathname + url.search, options: { ...options, getUpstream: () => url.origin } }
 }

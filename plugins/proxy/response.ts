@@ -9,11 +9,15 @@ import type { ProxyDrain } from './drain.js'
 import type { SseHeartbeat } from './sse-heartbeat.js'
 import type { StreamSafety } from '../../lib/stream-safety.js'
 
-/** What reply-from hands to `onResponse` (its type says ServerResponse, but undici gives this). */
+/**
+ * What reply-from hands to `onResponse` (its type says ServerResponse; it is the upstream
+ * handler's answer). A small body that came whole is a Buffer (upstream-handler.ts), and only
+ * for the proxy's own relay: a user's onResponse always gets a stream.
+ */
 export interface UpstreamResponse {
   statusCode: number
   headers: Record<string, string | string[] | undefined>
-  stream: Readable
+  stream: Readable | Buffer
 }
 
 const EVENT_STREAM = /^\s*text\/event-stream\s*(;|$)/i
@@ -36,9 +40,17 @@ interface BodyWatch {
  * by the heartbeat when there is one.
  */
 export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, watch: BodyWatch): void {
+  const { stream } = res
+  if (Buffer.isBuffer(stream)) {
+    // Whole already, of known length: Fastify sends it with the head in one write.
+    if (reply.sent) return
+    reportResponse(call, request, reply, res.statusCode, stream.length)
+    reply.send(stream)
+    return
+  }
   if (reply.sent) {
     // reply-from already answered (it got a status code Fastify refuses): drop the body.
-    res.stream.destroy()
+    stream.destroy()
     return
   }
   reportResponse(call, request, reply, res.statusCode)
@@ -50,7 +62,7 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   // `on`, not `once` (here and for 'error' below): each fires at most once per response, and
   // `once` costs a wrapper and a removal on every request.
   reply.raw.on('pipe', flushHead)
-  const body = isEventStream(res.headers['content-type']) ? relayEventStream(res.stream, reply, watch) : res.stream
+  const body = isEventStream(res.headers['content-type']) ? relayEventStream(stream, reply, watch) : stream
   // Fastify destroys the response when the body fails mid-way; over HTTP/2 that would read as a
   // complete body, and either way the close would look like the client's doing. (A drain ending
   // an event stream destroys the upstream body, not the relay: no error here.)

@@ -38,7 +38,7 @@ export function retryPolicy (call: ProxyCall, request: FastifyRequest, retries: 
     }
     if (delay > MAX_RETRY_AFTER || delay >= remaining()) return null
     // The 503 we drop still holds its upstream connection until its body is consumed.
-    res?.stream.destroy()
+    if (res !== undefined && res !== null && !Buffer.isBuffer(res.stream)) res.stream.destroy()
     return delay
   }
 }

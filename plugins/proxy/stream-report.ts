@@ -8,20 +8,20 @@ import { endedByDrain } from './drain.js'
 /**
  * The diagnostics channels' view of a relayed response: `proxy:response` when the upstream's
  * head arrives, `stream:end` when the body is over, however it ended. Nothing is done for a
- * channel without subscribers.
+ * channel without subscribers. `wholeBytes`: the size of a body sent whole (not piped).
  */
-export function reportResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, statusCode: number): void {
+export function reportResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, statusCode: number, wholeBytes = 0): void {
   if (!proxyResponse.hasSubscribers && !streamEnd.hasSubscribers) return
   const now = performance.now()
   if (proxyResponse.hasSubscribers) {
     const message: ProxyResponseMessage = { request, statusCode, upstreamHeadersMs: now - call.sentAt }
     proxyResponse.publish(message)
   }
-  if (streamEnd.hasSubscribers) watchStreamEnd(call, request, reply, now)
+  if (streamEnd.hasSubscribers) watchStreamEnd(call, request, reply, now, wholeBytes)
 }
 
-function watchStreamEnd (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, startedAt: number): void {
-  let bytes = 0
+function watchStreamEnd (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, startedAt: number, wholeBytes: number): void {
+  let bytes = wholeBytes
   let piped: Readable | null = null
   // Counted from the moment Fastify pipes the body: a 'data' listener added earlier would
   // start the flow before the pipe exists, and those bytes would never reach the client.

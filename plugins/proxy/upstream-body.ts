@@ -1,0 +1,34 @@
+import { Readable } from 'node:stream'
+import { errors } from 'undici'
+
+const MAX_BUFFERED = 64 * 1024
+
+function noop (): void {}
+
+/**
+ * An upstream response body as a stream, fed by the upstream handler. What undici's own
+ * `request()` body does, without what the proxy never uses (its `.json()`/`.text()` mixins):
+ * reading asks undici to resume the connection (backpressure), and destroying the stream before
+ * its end aborts the upstream request, so the upstream sees its connection close.
+ */
+export class UpstreamBody extends Readable {
+  constructor (private readonly resumeUpstream: () => void, private readonly abortUpstream: (reason?: Error) => void) {
+    // 64 KiB, as undici's body: one socket read, and the same backpressure as before.
+    super({ highWaterMark: MAX_BUFFERED })
+  }
+
+  override _read (): void {
+    this.resumeUpstream()
+  }
+
+  override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.readableEnded) this.abortUpstream(err ?? new errors.RequestAbortedError())
+    callback(err)
+  }
+
+  /** Ends the stream with `err` from our side: never an unhandled 'error', whoever reads it. */
+  fail (err: Error): void {
+    this.on('error', noop)
+    this.destroy(err)
+  }
+}
