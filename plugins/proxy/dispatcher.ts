@@ -39,6 +39,11 @@ interface WithCall {
   [kUpstreamCall]?: UpstreamCall
 }
 
+/** The call `headers` belong to (see attachCall), if any. */
+export function callOfHeaders (headers: object): UpstreamCall | undefined {
+  return (headers as WithCall)[kUpstreamCall]
+}
+
 /** Marks upstream headers as belonging to `call`, for the dispatcher to find. */
 export function attachCall (headers: object, call: UpstreamCall): void {
   (headers as WithCall)[kUpstreamCall] = call

@@ -5,13 +5,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type ProxySettings } from './options.js'
 import { compileTarget, mapUrl, upstreamUrl, type ProxyTarget } from './target.js'
-import { attachCall, createDispatcher } from './dispatcher.js'
+import { attachCall, callOfHeaders, createDispatcher } from './dispatcher.js'
 import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
 import { hasHopByHop, stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
 import { setForwardedHeaders } from './forwarded.js'
 import { relayResponse, type UpstreamResponse } from './response.js'
 import { reportResponse } from './stream-report.js'
-import { retryPolicy } from './retry.js'
+import { retryDelay, type AttemptDetails } from './retry.js'
 import { addServerTiming } from './server-timing.js'
 import { ProxyDrain } from './drain.js'
 import { SseHeartbeat } from './sse-heartbeat.js'
@@ -33,6 +33,27 @@ export * from './errors.js'
 
 const noBudget: BudgetHeaders = () => ({})
 const unlimited = (): number => Infinity
+const deadlineRemaining = (request: FastifyRequest): number => request.deadline.remaining()
+
+// The mapping of the request being proxied, for the registration's reply-from hooks: they are
+// built once per registration (fromOptions) and find their request's state here, instead of
+// a set of closures and an options object built for every request.
+const kForwarding = Symbol('fastify-streamline.forwarding')
+
+/** One proxied request's mapping and upstream call. */
+interface Forwarding {
+  call: ProxyCall
+  target: ProxyTarget
+  url: URL
+  /** The request URL the upstream URL was mapped from (the raw URL, or a preRewrite result). */
+  mapped: string
+}
+
+type WithForwarding = FastifyRequest & { [kForwarding]: Forwarding }
+
+function forwardingOf (request: FastifyRequest): Forwarding {
+  return (request as WithForwarding)[kForwarding]
+}
 
 /** The per-registration wiring shared by every request of that registration. */
 interface Proxy {
@@ -50,6 +71,9 @@ interface Proxy {
   /** A user's replyOptions.onResponse / onError: they replace the proxy's relay / error answer. */
   onResponse: FastifyReplyFromHooks['onResponse'] | undefined
   onError: FastifyReplyFromHooks['onError'] | undefined
+  /** The reply-from options of every request of the registration (see kForwarding). */
+  fromOptions: FastifyReplyFromHooks
+  remaining: (request: FastifyRequest) => number
 }
 
 async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
@@ -76,8 +100,13 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       safety: new StreamSafety(app),
       prefix: instance.prefix,
       onResponse: settings.replyOptions.onResponse,
-      onError: settings.replyOptions.onError
+      onError: settings.replyOptions.onError,
+      fromOptions: {},
+      remaining: withDeadline ? deadlineRemaining : unlimited
     }
+    proxy.fromOptions = fromOptions(proxy)
+    // A stable shape for Fastify's request objects: the slot exists before the first request.
+    instance.decorateRequest(kForwarding, null)
     // proxyPayloads: false (@fastify/http-proxy): the app's parsers apply and reply-from re-sends the parsed body.
     if (settings.compat.proxyPayloads) {
       instance.removeAllContentTypeParsers()
@@ -158,12 +187,12 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): u
   }
   // A preHandler that called reply.fromParameters has started the call already.
   const call = startedCall(request) ?? startCall(request, reply, proxy.budget, proxy.onResponse === undefined)
-  const options = fromOptions(proxy, proxy.target, call, request, reply, url, mapped)
+  ;(request as WithForwarding)[kForwarding] = { call, target: proxy.target, url, mapped }
   // @fastify/http-proxy's `handler(request, reply, dest, options)`: dest is the upstream path; the
   // origin travels in the options, for `reply.from(dest, options)` to reach the same upstream.
-  if (handler !== null) return handler(request, reply, url.pathname, { ...options, getUpstream: () => url.origin })
+  if (handler !== null) return handler(request, reply, url.pathname, { ...proxy.fromOptions, getUpstream: () => url.origin })
   try {
-    reply.from(url.origin + url.pathname, options)
+    reply.from(url.origin + url.pathname, proxy.fromOptions)
   } catch (err) {
     // reply-from refuses some paths we allow (e.g. a segment starting with `..`, like `..foo`).
     if ((err as { statusCode?: number }).statusCode !== 400) throw err
@@ -172,49 +201,60 @@ function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): u
   return reply
 }
 
-/** reply.fromParameters: the upstream path and the options `reply.from` needs to send it like the proxy would. */
+/**
+ * reply.fromParameters: the upstream path and the options `reply.from` needs to send it like the
+ * proxy would. The request's latest call of it is the mapping its reply-from hooks use.
+ */
 function parametersFor (proxy: Proxy, reply: FastifyReply, given: string, params: Record<string, unknown>, prefix: string): { url: string, options: FastifyReplyFromHooks } {
   const { settings } = proxy
   const target = targetFor(proxy.target, proxy.prefix, settings.upstream, settings.rewritePrefix, prefix, params)
   const mapped = settings.compat.preRewrite === null ? given : settings.compat.preRewrite(given, params, prefix)
   const url = mapUrl(mapped, reply.request, target, 'unchanged')
   const call = callOf(reply.request, reply, proxy.budget, proxy.onResponse === undefined)
-  const options = fromOptions(proxy, target, call, reply.request, reply, url, mapped)
-  return { url: url.pathname + url.search, options: { ...options, getUpstream: () => url.origin } }
+  ;(reply.request as WithForwarding)[kForwarding] = { call, target, url, mapped }
+  return { url: url.pathname + url.search, options: { ...proxy.fromOptions, getUpstream: () => url.origin } }
 }
 
-function fromOptions (proxy: Proxy, target: ProxyTarget, call: ProxyCall, request: FastifyRequest, reply: FastifyReply, url: URL, mapped: string): FastifyReplyFromHooks {
+/** The registration's reply-from options; each hook finds its request's mapping (kForwarding). */
+function fromOptions (proxy: Proxy): FastifyReplyFromHooks {
   const { settings } = proxy
-  const remaining = proxy.withDeadline ? () => request.deadline.remaining() : unlimited
-  const rawQuery = url.search.slice(1)
+  // reply-from's types are narrower than what it really passes: header values may be arrays or
+  // numbers, and retryDelay's details are its own request options and the upstream response.
+  // Requests and replies are this app's (its types say any server's).
   return {
-    queryString: () => rawQuery,
+    queryString: (_search, _url, request) => forwardingOf(request as FastifyRequest).url.search.slice(1),
     ...settings.replyOptions,
-    // reply-from's header types are narrower than what it really passes (arrays, numbers).
-    rewriteRequestHeaders: (_req, headers) => requestHeaders(settings, call, request, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
-    rewriteHeaders: (headers) => responseHeaders(proxy, call, headers as OutgoingHttpHeaders, request, url, mapped, target) as IncomingHttpHeaders,
+    rewriteRequestHeaders: (request, headers) => requestHeaders(settings, request as FastifyRequest, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
+    rewriteHeaders: (headers, request) => responseHeaders(proxy, request as FastifyRequest, headers as OutgoingHttpHeaders) as IncomingHttpHeaders,
     onResponse: proxy.onResponse === undefined
-      ? (_req, _reply, res) => relayResponse(call, request, reply, res as unknown as UpstreamResponse, proxy)
-      : (req, rep, res) => userResponse(proxy, call, req, rep, res),
-    onError: (_reply, details) => onUpstreamError(proxy, call, reply, details),
-    // reply-from's types call the details Fastify objects; they are its own request options and undici's response.
-    retryDelay: retryPolicy(call, request, settings.retries, remaining, settings.compat.retryMethods) as unknown as FastifyReplyFromHooks['retryDelay']
+      ? (request, reply, res) => relayResponse(forwardingOf(request as FastifyRequest).call, request as FastifyRequest, reply as FastifyReply, res as unknown as UpstreamResponse, proxy)
+      : (request, reply, res) => userResponse(proxy, forwardingOf(request as FastifyRequest).call, request, reply, res),
+    onError: (reply, details) => onUpstreamError(proxy, reply as FastifyReply, details),
+    retryDelay: (details) => retryOf(proxy, details as unknown as AttemptDetails)
   }
 }
 
-function requestHeaders (settings: ProxySettings, call: ProxyCall, request: FastifyRequest, received: UpstreamRequestHeaders): UpstreamRequestHeaders {
+/** The retry policy for one attempt; reply-from gives it its own request options, which carry the call. */
+function retryOf (proxy: Proxy, details: AttemptDetails): number | null {
+  const call = callOfHeaders(details.req.headers)
+  if (call === undefined) return null
+  const { retries, compat } = proxy.settings
+  return retryDelay(call, details, retries, proxy.remaining, compat.retryMethods)
+}
+
+function requestHeaders (settings: ProxySettings, request: FastifyRequest, received: UpstreamRequestHeaders): UpstreamRequestHeaders {
   // `received` is reply-from's own copy for this request, ours to change.
   const headers = hasHopByHop(received) ? withoutHopByHop(received, true) : received
   stripRequestOnly(headers, request.body !== undefined)
   setForwardedHeaders(request, headers)
   const rewrite = settings.rewriteRequestHeaders
   const rewritten = rewrite === null ? headers : rewrite(request, headers)
-  attachCall(rewritten, call)
+  attachCall(rewritten, forwardingOf(request).call)
   return rewritten
 }
 
-function responseHeaders (proxy: Proxy, call: ProxyCall, headers: OutgoingHttpHeaders, request: FastifyRequest,
-  url: URL, mapped: string, target: ProxyTarget): OutgoingHttpHeaders {
+function responseHeaders (proxy: Proxy, request: FastifyRequest, headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const { call, mapped, target, url } = forwardingOf(request)
   // A copy: the upstream's own `Trailer` header is still needed when relaying the body.
   const clean = withoutHopByHop(headers, false)
   if (proxy.settings.serverTiming) addServerTiming(clean, call, request, proxy.withDeadline)
@@ -239,8 +279,8 @@ function userResponse (proxy: Proxy, call: ProxyCall, ...[request, reply, res]: 
   proxy.onResponse?.(request, reply, res)
 }
 
-function onUpstreamError (proxy: Proxy, call: ProxyCall, reply: FastifyReply, details: { error: Error }): void {
-  const reason = call.signal.reason as { code?: string } | undefined
+function onUpstreamError (proxy: Proxy, reply: FastifyReply, details: { error: Error }): void {
+  const reason = forwardingOf(reply.request).call.signal.reason as { code?: string } | undefined
   if (reason?.code === 'FST_STREAMLINE_CLIENT_DISCONNECTED') {
     reply.log.info('client disconnected; upstream request aborted')
     return

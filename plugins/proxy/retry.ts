@@ -14,33 +14,33 @@ const MAX_RETRY_AFTER = 10_000
 /** What reply-from really passes to `retryDelay` (its types call `req`/`res` Fastify objects; they are not). */
 export interface AttemptDetails {
   err?: Error | null
-  req: { method: string }
+  req: { method: string, headers: object }
   res?: UpstreamResponse | null
   attempt: number
 }
 
-export type RetryPolicy = (details: AttemptDetails) => number | null
-
-/** `methods`: the `retryMethods` option (@fastify/http-proxy's); a request with a body is never retried. */
-export function retryPolicy (call: ProxyCall, request: FastifyRequest, retries: number, remaining: () => number,
-  methods: ReadonlySet<string> | null = null): RetryPolicy {
-  return ({ err, req, res, attempt }) => {
-    if (attempt >= retries || call.signal.aborted) return null
-    if (!(methods ?? REPEATABLE).has(req.method) || request.body !== undefined) return null
-    let delay: number
-    if (res !== undefined && res !== null) {
-      if (res.statusCode !== 503) return null
-      delay = retryAfter(res.headers['retry-after']) ?? backoff(attempt)
-    } else if (err !== undefined && err !== null) {
-      delay = backoff(attempt)
-    } else {
-      return null
-    }
-    if (delay > MAX_RETRY_AFTER || delay >= remaining()) return null
-    // The 503 we drop still holds its upstream connection until its body is consumed.
-    if (res !== undefined && res !== null && !Buffer.isBuffer(res.stream)) res.stream.destroy()
-    return delay
+/**
+ * The wait before the next attempt of `call`, or null for none. `methods`: the `retryMethods`
+ * option (@fastify/http-proxy's); a request with a body is never retried. `remaining`: what is
+ * left of the request's deadline.
+ */
+export function retryDelay (call: ProxyCall, { err, req, res, attempt }: AttemptDetails, retries: number,
+  remaining: (request: FastifyRequest) => number, methods: ReadonlySet<string> | null = null): number | null {
+  if (attempt >= retries || call.signal.aborted) return null
+  if (!(methods ?? REPEATABLE).has(req.method) || call.request.body !== undefined) return null
+  let delay: number
+  if (res !== undefined && res !== null) {
+    if (res.statusCode !== 503) return null
+    delay = retryAfter(res.headers['retry-after']) ?? backoff(attempt)
+  } else if (err !== undefined && err !== null) {
+    delay = backoff(attempt)
+  } else {
+    return null
   }
+  if (delay > MAX_RETRY_AFTER || delay >= remaining(call.request)) return null
+  // The 503 we drop still holds its upstream connection until its body is consumed.
+  if (res !== undefined && res !== null && !Buffer.isBuffer(res.stream)) res.stream.destroy()
+  return delay
 }
 
 /** 100 ms, 200 ms, 400 ms ... up to 2 s, with jitter; at least 1 (reply-from ignores 0). */
