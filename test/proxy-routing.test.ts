@@ -63,6 +63,10 @@ t.test('many registrations, prefixes, rewritePrefix params, routing by request, 
 
   const first = JSON.parse((await receive(`${url}/a/x/y?z=1&q=%20`)).body)
   t.equal(first.url, '/base/v1/x/y?z=1&q=%20', 'upstream path + rewritePrefix + rest, raw query kept')
+  // Characters a raw client may send unencoded leave encoded, as the URL parser encodes them.
+  const rawAnswer = await rawRequest(url, 'GET /a/{x}?a="b\'<c>&d HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
+  const raw = JSON.parse(rawAnswer.slice(rawAnswer.indexOf('\r\n\r\n') + 4))
+  t.equal(raw.url, '/base/v1/%7Bx%7D?a=%22b%27%3Cc%3E&d', 'path and query percent-encoded for the upstream')
   const exact = JSON.parse((await receive(`${url}/a`)).body)
   t.equal(exact.url, '/base/v1')
   const slash = JSON.parse((await receive(`${url}/slash/x/`)).body)

@@ -4,7 +4,7 @@ import type { FastifyError } from '@fastify/error'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type ProxySettings } from './options.js'
-import { compileTarget, mapUrl, upstreamUrl, type ProxyTarget } from './target.js'
+import { compileTarget, mapTarget, type ProxyTarget, type UpstreamTarget } from './target.js'
 import { attachCall, callOfHeaders, createDispatcher } from './dispatcher.js'
 import { startCall, type BudgetHeaders, type ProxyCall } from './cancellation.js'
 import { hasHopByHop, stripRequestOnly, withoutHopByHop } from './hop-by-hop.js'
@@ -44,7 +44,7 @@ const kForwarding = Symbol('fastify-streamline.forwarding')
 interface Forwarding {
   call: ProxyCall
   target: ProxyTarget
-  url: URL
+  url: UpstreamTarget
   /** The request URL the upstream URL was mapped from (the raw URL, or a preRewrite result). */
   mapped: string
 }
@@ -170,13 +170,13 @@ function routeOptions (proxy: Proxy, url: string): RouteOptions {
 function forward (proxy: Proxy, request: FastifyRequest, reply: FastifyReply): unknown {
   const { preRewrite, handler } = proxy.settings.compat
   let mapped = request.raw.url ?? ''
-  let url: URL
+  let url: UpstreamTarget
   try {
     if (preRewrite === null) {
-      url = upstreamUrl(request, proxy.target)
+      url = mapTarget(mapped, request, proxy.target, 'not-found')
     } else {
       mapped = preRewrite(request.url, request.params, proxy.prefix)
-      url = mapUrl(mapped, request, proxy.target, 'confined')
+      url = mapTarget(mapped, request, proxy.target, 'confined')
     }
   } catch (err) {
     // Ours (bad path, bad upstream URL) get their JSON answer; an exception thrown by a user's
@@ -209,7 +209,7 @@ function parametersFor (proxy: Proxy, reply: FastifyReply, given: string, params
   const { settings } = proxy
   const target = targetFor(proxy.target, proxy.prefix, settings.upstream, settings.rewritePrefix, prefix, params)
   const mapped = settings.compat.preRewrite === null ? given : settings.compat.preRewrite(given, params, prefix)
-  const url = mapUrl(mapped, reply.request, target, 'unchanged')
+  const url = mapTarget(mapped, reply.request, target, 'unchanged')
   const call = callOf(reply.request, reply, proxy.budget, proxy.onResponse === undefined)
   ;(reply.request as WithForwarding)[kForwarding] = { call, target, url, mapped }
   return { url: url.pathname + url.search, options: { ...proxy.fromOptions, getUpstream: () => url.origin } }

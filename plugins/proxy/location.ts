@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http'
+import type { UpstreamTarget } from './target.js'
 
 // `internalRewriteLocationHeader` (on by default, as in @fastify/http-proxy), with the meaning of
 // nginx's `proxy_redirect default`: a redirect the upstream points into its own mapped prefix
@@ -16,7 +17,7 @@ const NAMES = ['location', 'content-location'] as const
  * Both end in the same segments after the prefix, which locates the upstream's prefix without
  * redoing the mapping (by segments, not characters: the URL parser may re-encode some).
  */
-export function rewriteLocations (headers: OutgoingHttpHeaders, mapped: string, prefixSegments: number, upstream: URL): void {
+export function rewriteLocations (headers: OutgoingHttpHeaders, mapped: string, prefixSegments: number, upstream: UpstreamTarget): void {
   let prefixes: { proxy: string, upstream: string } | null = null
   for (const name of NAMES) {
     const value = headers[name]
@@ -28,7 +29,7 @@ export function rewriteLocations (headers: OutgoingHttpHeaders, mapped: string, 
 }
 
 /** The proxy's and the upstream's path prefixes of this request, each without a trailing slash. */
-function prefixesOf (mapped: string, prefixSegments: number, upstream: URL): { proxy: string, upstream: string } {
+function prefixesOf (mapped: string, prefixSegments: number, upstream: UpstreamTarget): { proxy: string, upstream: string } {
   const queryAt = mapped.indexOf('?')
   const segments = (queryAt === -1 ? mapped : mapped.slice(0, queryAt)).split('/')
   const restCount = Math.max(0, segments.length - 1 - prefixSegments)

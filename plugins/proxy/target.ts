@@ -43,6 +43,9 @@ export interface ProxyTarget {
 // Characters allowed raw in a path: visible ASCII except `"`, `#` and `\`.
 const SAFE_PATH = /^[\x21\x24-\x5b\x5d-\x7e]*$/
 const SAFE_QUERY = /^[\x21\x22\x24-\x7e]*$/
+const QUERY_ENCODED = /["'<>]/
+const QUERY_ENCODED_ALL = /["'<>]/g
+const QUERY_ESCAPES: Record<string, string> = { '"': '%22', "'": '%27', '<': '%3C', '>': '%3E' }
 const ENCODED_SEPARATOR = /%(?:2f|5c)/i
 const ENCODED_SEPARATOR_OR_DOT = /%(?:2e|2f|5c)/i
 const CONTROL = /[\x00-\x1f\x7f]/ // eslint-disable-line no-control-regex
@@ -92,6 +95,22 @@ export type OutsidePrefix = 'not-found' | 'unchanged' | 'confined'
 
 /** upstreamUrl for a URL other than the request's own (a preRewrite result, a fromParameters argument): same checks. */
 export function mapUrl (raw: string, request: FastifyRequest, target: ProxyTarget, outside: OutsidePrefix): URL {
+  const { origin, pathname, search } = mapTarget(raw, request, target, outside)
+  return new URL(origin + pathname + search)
+}
+
+/** An upstream URL in pieces, as a URL object would give them (what the HTTP proxy sends). */
+export interface UpstreamTarget {
+  origin: string
+  pathname: string
+  search: string
+}
+
+/**
+ * mapUrl without building a URL object: the proxy's per-request path, where reply-from parses the
+ * URL again anyway. The query is percent-encoded as the URL parser would (see QUERY_ENCODED).
+ */
+export function mapTarget (raw: string, request: FastifyRequest, target: ProxyTarget, outside: OutsidePrefix): UpstreamTarget {
   if (raw.charCodeAt(0) !== 47) throw new BadPathError('the request target must be a path')
   const queryAt = raw.indexOf('?')
   const path = queryAt === -1 ? raw : raw.slice(0, queryAt)
@@ -118,7 +137,16 @@ export function mapUrl (raw: string, request: FastifyRequest, target: ProxyTarge
   const base = target.base ?? upstreamFor(request, target.upstream)
   const rewritten = rewritePrefix.length === 0 ? '' : rewritePrefix.map(s => 'literal' in s ? s.literal : params.get(s.param)).join('/')
   const pathname = base.path + (rewritten === '' ? '' : '/' + rewritten) + (rest.length === 0 ? '' : '/' + rest.join('/'))
-  return new URL(base.origin + (pathname === '' ? '/' : pathname) + query)
+  return { origin: base.origin, pathname: pathname === '' ? '/' : pathname, search: encodeQuery(query) }
+}
+
+/**
+ * The query as `new URL()` gives it (`search`): the WHATWG URL parser percent-encodes these four
+ * of the characters SAFE_QUERY lets through, and drops a lone `?`.
+ */
+function encodeQuery (query: string): string {
+  if (query === '?') return ''
+  return QUERY_ENCODED.test(query) ? query.replace(QUERY_ENCODED_ALL, c => QUERY_ESCAPES[c]) : query
 }
 
 /** The index of the first segment after the prefix (its params collected), or -1 when the path is not under it. */
