@@ -13,7 +13,7 @@ import { request } from 'node:http'
 import { connect } from 'node:net'
 import { Readable, pipeline } from 'node:stream'
 import {
-  settings, startServer, stopServer, ask, processMemory, sampleRss, percentile, nowMs, wait, printTable, format,
+  settings, startServer, stopServer, ask, processMemory, processCpuMs, sampleRss, percentile, nowMs, wait, printTable, format,
   addGoal, addBars
 } from './helpers.js'
 import { withProxies } from './proxy.js'
@@ -125,7 +125,7 @@ function openStream (base, i, n, run) {
  * overflows), waits for their first events, records event delays for settings.fanoutSeconds, and
  * calls `measure` (memory with every stream open) before closing them all.
  */
-async function fanoutRun (base, measure = async () => null) {
+async function fanoutRun (base, pid, measure = async () => null) {
   const n = settings.fanoutStreams
   const run = { served: 0, failures: 0, delays: [], recording: false, requests: [] }
   for (let i = 0; i < n; i += 100) {
@@ -134,22 +134,24 @@ async function fanoutRun (base, measure = async () => null) {
   const firstBy = nowMs() + EVENT_EVERY_MS + FIRST_EVENT_GRACE_MS
   while (run.served + run.failures < n && nowMs() < firstBy) await wait(100)
   const served = run.served
+  const cpuBefore = processCpuMs(pid)
   run.recording = true
   await wait(settings.fanoutSeconds * 1000)
   run.recording = false
+  const cpuPerEvent = ((processCpuMs(pid) - cpuBefore) * 1000) / run.delays.length
   const memory = await measure()
   const failures = run.failures // before the close, whose destroyed requests count as errors too
   await closeAll(run.requests)
-  return { served, failures, delays: run.delays, memory }
+  return { served, failures, delays: run.delays, cpuPerEvent, memory }
 }
 
 async function fanout (upstream) {
-  const rows = [['direct', await fanoutRun(upstream.url)]]
+  const rows = [['direct', await fanoutRun(upstream.url, upstream.pid)]]
   for (const mode of PROXIES) {
     const measured = await withProxy(upstream, mode, async (server) => {
       await getAll(`${server.url}/sse?n=3&every=1`) // warm the code paths before the baseline
       const before = await memoryOf(server)
-      const result = await fanoutRun(server.url, () => memoryOf(server))
+      const result = await fanoutRun(server.url, server.pid, () => memoryOf(server))
       return { ...result, before }
     })
     if (measured) rows.push([mode, measured])
@@ -163,13 +165,13 @@ function printFanout (rows) {
   const added = (name) => p99.get(name) - p99.get('direct')
   const perStream = new Map(rows.filter(([, r]) => r.memory).map(([name, r]) => [name, (r.memory.rss - r.before.rss) / n]))
   printTable(`streams: SSE fan-out, ${n} streams open at once, 1 event/s each, delays over ${settings.fanoutSeconds} s ` +
-    '(RSS: node after a forced GC; nginx master + worker and Caddy as they stand)',
-  ['path', 'served (first event)', 'failures', 'events', 'p50', 'p99', 'p99 added over direct', 'proxy RSS before',
+    '(CPU: the upstream for direct, else the proxy; RSS: node after a forced GC, nginx master + worker and Caddy as they stand)',
+  ['path', 'served (first event)', 'failures', 'events', 'p50', 'p99', 'p99 added over direct', 'CPU/event', 'proxy RSS before',
     'RSS with streams open', 'RSS per open stream', 'heap per open stream', 'RSS per stream vs http-proxy (http-proxy / path)'],
   rows.map(([name, r]) => {
     const proxied = name !== 'direct'
     return [name, `${r.served} / ${n}`, r.failures, r.delays.length, format.ms(percentile(r.delays, 50)), format.ms(p99.get(name)),
-      proxied ? `${added(name).toFixed(2)} ms` : '', proxied ? format.mib(r.before.rss) : '',
+      proxied ? `${added(name).toFixed(2)} ms` : '', format.us(r.cpuPerEvent), proxied ? format.mib(r.before.rss) : '',
       proxied ? format.mib(r.memory.rss) : '', proxied ? format.kib(perStream.get(name)) : '',
       proxied && Number.isFinite(r.before.heapUsed) ? format.kib((r.memory.heapUsed - r.before.heapUsed) / n) : '',
       proxied ? ratioText(memoryRatio(perStream.get('http-proxy'), perStream.get(name))) : '']
