@@ -111,7 +111,7 @@ function openStream (base, i, n, run) {
           if (run.recording) run.delays.push(received - Number(event.slice('data: '.length)))
         }
       })
-      res.on('error', () => {})
+      res.on('error', () => { run.failures++ }) // cut by the proxy (or by the close at the end, counted before)
     })
     req.on('error', () => { run.failures++; resolve() })
     req.once('socket', (socket) => socket.once('connect', resolve))
@@ -247,24 +247,27 @@ async function uploads (upstream) {
 }
 
 /**
- * One reader of `base`/big on a raw socket that is never set flowing: the socket stops reading
- * once its buffer is full, the kernel's receive window closes, and the proxy has to hold back.
- * Every tick it takes at most SLOW_READ_BYTES. Counts bytes and the status into `reader`.
+ * One reader of `url`/big on a raw socket that is never set flowing: the socket stops reading once
+ * its buffer is full, the kernel's receive window closes, and the proxy has to hold back. Each
+ * read() takes at most SLOW_READ_BYTES and counts the bytes; the first gives the status.
  */
 function slowReader (url) {
-  const reader = { status: '', bytes: 0, socket: null }
   const { port, hostname } = new URL(url)
-  reader.socket = connect(Number(port), hostname, () => {
-    reader.socket.write(`GET /big?mib=${settings.slowMiB} HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\n\r\n`)
+  const socket = connect(Number(port), hostname, () => {
+    socket.write(`GET /big?mib=${settings.slowMiB} HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\n\r\n`)
   })
-  reader.socket.on('error', () => {})
-  reader.read = () => {
-    const data = reader.socket.read(SLOW_READ_BYTES) ?? reader.socket.read()
-    if (data === null) return
-    if (reader.status === '') reader.status = data.subarray(9, 12).toString('latin1')
-    reader.bytes += data.length
+  socket.on('error', () => {})
+  return {
+    socket,
+    status: '',
+    bytes: 0,
+    read () {
+      const data = socket.read(SLOW_READ_BYTES) ?? socket.read()
+      if (data === null) return
+      if (this.status === '') this.status = data.subarray(9, 12).toString('latin1')
+      this.bytes += data.length
+    }
   }
-  return reader
 }
 
 /** Heap plus Buffer memory of a node proxy (NaN for nginx / Caddy). */
