@@ -9,6 +9,7 @@
 //   for BENCH_SLOW_SECONDS (10): the proxy's peak RSS growth, which backpressure keeps bounded.
 // The client side is this one process with plain node:http requests and net sockets, cheap
 // enough to share core 0 with the upstream.
+import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { connect } from 'node:net'
 import { Readable, pipeline } from 'node:stream'
@@ -145,7 +146,18 @@ async function fanoutRun (base, pid, measure = async () => null) {
   return { served, failures, delays: run.delays, cpuPerEvent, memory }
 }
 
+/**
+ * Warns when the open-file limit (inherited by every child) is below what the fan-out needs: a
+ * proxy holds two sockets per stream. Streams refused for it show up as failures, not as a crash.
+ */
+function checkFileLimit () {
+  const needed = 2 * settings.fanoutStreams + 200
+  const soft = Number(readFileSync('/proc/self/limits', 'utf8').match(/^Max open files\s+(\d+)/m)?.[1] ?? Infinity)
+  if (soft < needed) console.log(`warning: ulimit -n is ${soft}, the SSE fan-out needs about ${needed}; streams beyond it will fail`)
+}
+
 async function fanout (upstream) {
+  checkFileLimit()
   const rows = [['direct', await fanoutRun(upstream.url, upstream.pid)]]
   for (const mode of PROXIES) {
     const measured = await withProxy(upstream, mode, async (server) => {
