@@ -25,6 +25,8 @@ const OURS = 'streamline-deadline'
 // each stream on its own phase so the events are spread evenly over the second, as independent
 // clients' streams are (a broadcast to all at once would measure the burst, not the proxy).
 const EVENT_EVERY_MS = 1000
+// Streams opened straight to the upstream beside each proxy's, for the direct delay of the same seconds.
+const CONTROL_STREAMS = 200
 // How long a stream may take to bring its first event once all are open, beyond its phase.
 const FIRST_EVENT_GRACE_MS = 3000
 // A slow reader takes at most this much every tick: about 160 KiB/s each.
@@ -121,29 +123,38 @@ function openStream (base, i, n, run) {
   })
 }
 
-/**
- * Opens settings.fanoutStreams streams through `base` (in batches, so the listen backlog never
- * overflows), waits for their first events, records event delays for settings.fanoutSeconds, and
- * calls `measure` (memory with every stream open) before closing them all.
- */
-async function fanoutRun (base, pid, measure = async () => null) {
-  const n = settings.fanoutStreams
+/** Opens `n` streams on `base` into a new run, in batches so the listen backlog never overflows. */
+async function openStreams (base, n) {
   const run = { served: 0, failures: 0, delays: [], recording: false, requests: [] }
   for (let i = 0; i < n; i += 100) {
     await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => openStream(base, i + j, n, run)))
   }
+  return run
+}
+
+/**
+ * Opens settings.fanoutStreams streams through `base` and, given `controlBase` (the upstream),
+ * CONTROL_STREAMS straight to it; waits for their first events; records event delays and the CPU
+ * time of `pid` (the proxy, or the upstream for direct) per event for settings.fanoutSeconds; calls
+ * `measure` (memory with every stream open) before closing them all. The control streams give the
+ * direct delay of the same seconds, on a machine whose load moves from one target to the next.
+ */
+async function fanoutRun (base, pid, measure = async () => null, controlBase = null) {
+  const n = settings.fanoutStreams
+  const run = await openStreams(base, n)
+  const control = controlBase ? await openStreams(controlBase, CONTROL_STREAMS) : await openStreams(base, 0)
   const firstBy = nowMs() + EVENT_EVERY_MS + FIRST_EVENT_GRACE_MS
   while (run.served + run.failures < n && nowMs() < firstBy) await wait(100)
   const served = run.served
   const cpuBefore = processCpuMs(pid)
-  run.recording = true
+  run.recording = control.recording = true
   await wait(settings.fanoutSeconds * 1000)
-  run.recording = false
+  run.recording = control.recording = false
   const cpuPerEvent = ((processCpuMs(pid) - cpuBefore) * 1000) / run.delays.length
   const memory = await measure()
   const failures = run.failures // before the close, whose destroyed requests count as errors too
-  await closeAll(run.requests)
-  return { served, failures, delays: run.delays, cpuPerEvent, memory }
+  await closeAll([...run.requests, ...control.requests])
+  return { served, failures, delays: run.delays, controlDelays: control.delays, cpuPerEvent, memory }
 }
 
 /**
@@ -151,57 +162,41 @@ async function fanoutRun (base, pid, measure = async () => null) {
  * proxy holds two sockets per stream. Streams refused for it show up as failures, not as a crash.
  */
 function checkFileLimit () {
-  const needed = 2 * settings.fanoutStreams + 200
+  const needed = 2 * (settings.fanoutStreams + CONTROL_STREAMS) + 200
   const soft = Number(readFileSync('/proc/self/limits', 'utf8').match(/^Max open files\s+(\d+)/m)?.[1] ?? Infinity)
   if (soft < needed) console.log(`warning: ulimit -n is ${soft}, the SSE fan-out needs about ${needed}; streams beyond it will fail`)
 }
 
-/**
- * Direct runs first and again last, and its two runs are pooled: the targets run one after the
- * other for about a minute, and the machine's load drifts over that time.
- */
 async function fanout (upstream) {
   checkFileLimit()
-  const directRuns = [await fanoutRun(upstream.url, upstream.pid)]
-  const rows = []
+  const rows = [['direct', await fanoutRun(upstream.url, upstream.pid)]]
   for (const mode of PROXIES) {
     const measured = await withProxy(upstream, mode, async (server) => {
       await getAll(`${server.url}/sse?n=3&every=1`) // warm the code paths before the baseline
       const before = await memoryOf(server)
-      const result = await fanoutRun(server.url, server.pid, () => memoryOf(server))
+      const result = await fanoutRun(server.url, server.pid, () => memoryOf(server), upstream.url)
       return { ...result, before }
     })
     if (measured) rows.push([mode, measured])
   }
-  directRuns.push(await fanoutRun(upstream.url, upstream.pid))
-  printFanout([['direct', pool(directRuns)], ...rows])
-}
-
-/** Two fan-out runs as one: their events together, the fewer served, the CPU per event over both. */
-function pool ([a, b]) {
-  const events = a.delays.length + b.delays.length
-  return {
-    served: Math.min(a.served, b.served),
-    failures: a.failures + b.failures,
-    delays: [...a.delays, ...b.delays],
-    cpuPerEvent: (a.cpuPerEvent * a.delays.length + b.cpuPerEvent * b.delays.length) / events
-  }
+  printFanout(rows)
 }
 
 function printFanout (rows) {
   const n = settings.fanoutStreams
   const p99 = new Map(rows.map(([name, r]) => [name, percentile(r.delays, 99)]))
-  const added = (name) => p99.get(name) - p99.get('direct')
+  const directP99 = new Map(rows.map(([name, r]) => [name, percentile(r.controlDelays, 99)]))
+  const added = (name) => p99.get(name) - directP99.get(name)
   const perStream = new Map(rows.filter(([, r]) => r.memory).map(([name, r]) => [name, (r.memory.rss - r.before.rss) / n]))
   printTable(`streams: SSE fan-out, ${n} streams open at once, 1 event/s each, delays over ${settings.fanoutSeconds} s ` +
-    '(direct: run first and last, pooled; CPU: the upstream for direct, else the proxy; RSS: node after a forced GC, ' +
-    'nginx master + worker and Caddy as they stand)',
-  ['path', 'served (first event)', 'failures', 'events', 'p50', 'p99', 'p99 added over direct', 'CPU/event', 'proxy RSS before',
+    `(direct p99 meanwhile: ${CONTROL_STREAMS} streams straight to the upstream during the same seconds; CPU: the upstream ` +
+    'for direct, else the proxy; RSS: node after a forced GC, nginx master + worker and Caddy as they stand)',
+  ['path', 'served (first event)', 'failures', 'events', 'p50', 'p99', 'direct p99 meanwhile', 'p99 added over direct', 'CPU/event', 'proxy RSS before',
     'RSS with streams open', 'RSS per open stream', 'heap per open stream', 'RSS per stream vs http-proxy (http-proxy / path)'],
   rows.map(([name, r]) => {
     const proxied = name !== 'direct'
     return [name, `${r.served} / ${n}`, r.failures, r.delays.length, format.ms(percentile(r.delays, 50)), format.ms(p99.get(name)),
-      proxied ? `${added(name).toFixed(2)} ms` : '', format.us(r.cpuPerEvent), proxied ? format.mib(r.before.rss) : '',
+      proxied ? format.ms(directP99.get(name)) : '', proxied ? `${added(name).toFixed(2)} ms` : '', format.us(r.cpuPerEvent), proxied ? format.mib(r.before.rss) : '',
       proxied ? format.mib(r.memory.rss) : '', proxied ? format.kib(perStream.get(name)) : '',
       proxied && Number.isFinite(r.before.heapUsed) ? format.kib((r.memory.heapUsed - r.before.heapUsed) / n) : '',
       proxied ? ratioText(memoryRatio(perStream.get('http-proxy'), perStream.get(name))) : '']
