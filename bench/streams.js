@@ -2,8 +2,8 @@
 // deadline + proxy; @fastify/http-proxy; nginx; Caddy), each in a fresh process so its memory
 // belongs to one scenario:
 // - SSE fan-out: BENCH_FANOUT_STREAMS (2,000) event streams open at once: how many got their first
-//   event, the p99 delay each event gains over direct (upstream write -> client receipt) and the
-//   proxy's RSS per open stream;
+//   event, the p99 delay (upstream write -> client receipt) and what it adds over direct streams
+//   open in the same seconds, the proxy's CPU time per event and its RSS per open stream;
 // - a BENCH_UPLOAD_MIB (1,024) MiB upload streamed to the upstream: MiB/s and peak RSS growth;
 // - BENCH_SLOW_READERS (50) clients downloading BENCH_SLOW_MIB (64) MiB each but reading slowly,
 //   for BENCH_SLOW_SECONDS (10): the proxy's peak RSS growth, which backpressure keeps bounded.
