@@ -8,8 +8,8 @@ export async function serve (listen, close) {
   process.on('message', async (message) => {
     if (message.type === 'mem') {
       globalThis.gc?.()
-      const { rss, heapUsed } = process.memoryUsage()
-      process.send({ type: 'mem', rss, heapUsed })
+      const { rss, heapUsed, arrayBuffers } = process.memoryUsage()
+      process.send({ type: 'mem', rss, heapUsed, arrayBuffers })
     } else if (message.type === 'stop') {
       // exit even if close() stalls on open connections; process.exit still writes a --cpu-prof profile
       setTimeout(() => process.exit(0), 2000).unref()

@@ -97,6 +97,8 @@ error_log ${dir}/error.log warn;
 events { worker_connections 8192; }
 http {
   access_log off;
+  # no limit on request bodies (the default is 1 MiB): the streams bench uploads 1 GiB
+  client_max_body_size 0;
   client_body_temp_path ${dir}/client_body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;

@@ -23,7 +23,13 @@ export const settings = {
   sseEvents: envNumber('BENCH_SSE_EVENTS', 200),
   streamMiB: envNumber('BENCH_STREAM_MIB', 1024),
   wsClients: envNumber('BENCH_WS_CLIENTS', 50),
-  wsTunnels: envNumber('BENCH_WS_TUNNELS', 2000)
+  wsTunnels: envNumber('BENCH_WS_TUNNELS', 2000),
+  fanoutStreams: envNumber('BENCH_FANOUT_STREAMS', 2000), // SSE streams open at once (streams bench)
+  fanoutSeconds: envNumber('BENCH_FANOUT_SECONDS', 5), // event delays recorded with all of them open
+  uploadMiB: envNumber('BENCH_UPLOAD_MIB', 1024),
+  slowReaders: envNumber('BENCH_SLOW_READERS', 50),
+  slowMiB: envNumber('BENCH_SLOW_MIB', 64), // the response each slow reader asks for
+  slowSeconds: envNumber('BENCH_SLOW_SECONDS', 10) // how long the slow readers read, per target
 }
 
 const benchDir = new URL('.', import.meta.url)

@@ -29,9 +29,10 @@ export default async function proxyBench ({ cpuProf = false } = {}) {
 
 /**
  * Starts a proxy per mode (node children, or nginx / caddy) and calls fn with the ones that
- * started, each { name, url, pid }; a skipped external target is left out (its reason printed once).
+ * started, each { name, url, pid, external }; a skipped external target is left out (its reason
+ * printed once). `execArgv` goes to the node children only (e.g. --expose-gc).
  */
-export async function withProxies (upstream, modes, fn, env = {}) {
+export async function withProxies (upstream, modes, fn, env = {}, execArgv = []) {
   const proxies = []
   try {
     for (const mode of modes) {
@@ -41,7 +42,7 @@ export async function withProxies (upstream, modes, fn, env = {}) {
         if (server) proxies.push({ ...server, external: true })
         else if (!known) console.log(`skipping ${mode}: ${report.skipped.get(mode)}`)
       } else {
-        const server = await startServer('server-proxy.js', { MODE: mode, UPSTREAM: upstream.url, ...env })
+        const server = await startServer('server-proxy.js', { MODE: mode, UPSTREAM: upstream.url, ...env }, execArgv)
         proxies.push({ ...server, name: mode })
       }
     }

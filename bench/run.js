@@ -10,6 +10,7 @@ import { describeRun, writeResults } from './report.js'
 const benches = {
   deadline: () => import('./deadline.js'),
   proxy: () => import('./proxy.js'),
+  streams: () => import('./streams.js'),
   websocket: () => import('./websocket.js')
 }
 

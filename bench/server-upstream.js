@@ -1,7 +1,8 @@
-// The upstream behind every proxy in the proxy and websocket benches (node:http + ws, no framework
+// The upstream behind every proxy in the proxy, streams and websocket benches (node:http + ws, no framework
 // so it costs as little CPU as possible on a 2-core machine):
 //   GET /small            12-byte text body
-//   GET /sse?n=&every=    n SSE events, one every `every` ms, each carrying its write time
+//   GET /sse?n=&every=&phase=  n SSE events, one every `every` ms (the first after `phase` ms,
+//                         default `every`), each carrying its write time
 //   GET /big?mib=         a Content-Length body of `mib` MiB, written with backpressure
 //   POST /upload          reads the whole body, then answers its length
 //   upgrade /ws           WebSocket echo
@@ -24,9 +25,12 @@ const routes = {
   async '/sse' (req, res, query) {
     const events = Number(query.get('n') ?? 200)
     const every = Number(query.get('every') ?? 10)
+    // the streams bench spreads the events of its 2,000 streams over the interval with it
+    const phase = Number(query.get('phase') ?? every)
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+    // a stream the client left (res.destroyed) stops at its next event
     for (let i = 0; i < events && !res.destroyed; i++) {
-      await new Promise((resolve) => setTimeout(resolve, every))
+      await new Promise((resolve) => setTimeout(resolve, i === 0 ? phase : every))
       // CLOCK_MONOTONIC is shared by all processes: the client subtracts it from its own reading
       res.write(`data: ${Number(process.hrtime.bigint()) / 1e6}\n\n`)
     }
