@@ -3,7 +3,7 @@ import { FrameCursor } from './frames.js'
 
 /** What a relay reports to the tunnel it belongs to. */
 export interface RelayOwner {
-  /** `relay.from` sent its FIN (already passed on to `relay.to`). */
+  /** `relay.from` sent its FIN (passed on to `relay.to` unless a shutdown took the direction over). */
   sideEnded: (relay: Relay) => void
   /** `relay.from` closed, cleanly or not. */
   sideClosed: (relay: Relay, hadError: boolean) => void
@@ -59,6 +59,7 @@ export class Relay {
     this.to.removeListener('drain', this.onDrain)
   }
 
+  /** Activity the shutdown's ClosingDirection saw on `from`, for the idle timeout. */
   touch (): void {
     if (this.stampData) this.lastDataAt = Date.now()
   }
