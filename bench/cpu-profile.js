@@ -79,12 +79,13 @@ export function summariseProfile (path, match, top = 12) {
 /**
  * Runs a server script under `node --cpu-prof` for one load run on `path` and prints the hot
  * functions of the files under `dir` (e.g. 'dist/plugins/deadline/'), and what they call.
+ * `run(url)` is the load: autocannon by default, the WebSocket bench passes its echo run.
  */
-export async function profileServer (script, env, path, dir, label) {
+export async function profileServer (script, env, path, dir, label, run = load) {
   const profileDir = mkdtempSync(join(tmpdir(), 'streamline-prof-'))
   const server = await startServer(script, env, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`])
   try {
-    await load(`${server.url}${path}`)
+    await run(`${server.url}${path}`)
   } finally {
     await stopServer(server)
   }

@@ -1,6 +1,7 @@
 // `npm run bench` runs every bench in sequence; `npm run bench -- proxy websocket` runs the named
-// ones; `--cpu-prof` also profiles the deadline and proxy plugins. Durations come from BENCH_*
-// variables (see helpers.js); BENCH_NOTE adds a line to the results file (e.g. what else ran).
+// ones; `--cpu-prof` also profiles the deadline and proxy plugins and the WebSocket tunnel.
+// Durations come from BENCH_* variables (see helpers.js); BENCH_NOTE adds a line to the results
+// file (e.g. what else ran).
 // Build first: the benches import the package from dist/. At the end it writes
 // bench/results/latest.md and latest.svg (see report.js).
 import { loadavg } from 'node:os'

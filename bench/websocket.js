@@ -1,6 +1,7 @@
 // WebSocket bench: echo round trips per second and p99 straight to the upstream, through this
 // proxy (websocket: true), through @fastify/http-proxy (websocket: true), nginx and Caddy, as ratios; then the
-// proxy's memory per idle open tunnel with BENCH_WS_TUNNELS (2,000) of them open.
+// proxy's memory per idle open tunnel with BENCH_WS_TUNNELS (2,000) of them open. With --cpu-prof,
+// also profiles this proxy's tunnel code under the echo load.
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import {
@@ -8,14 +9,19 @@ import {
   nowMs, wait, printTable, format, ratio, addGoal, addBars
 } from './helpers.js'
 import { withProxies } from './proxy.js'
+import { profileServer } from './cpu-profile.js'
 
 const MODES = ['streamline', 'http-proxy']
 const message = Buffer.alloc(32, 'm')
 
-export default async function websocketBench () {
+export default async function websocketBench ({ cpuProf = false } = {}) {
   const upstream = await startServer('server-upstream.js')
   try {
     await echoes(upstream)
+    if (cpuProf) {
+      await profileServer('server-proxy.js', { MODE: 'streamline', UPSTREAM: upstream.url, WEBSOCKET: '1' }, '/ws',
+        'dist/plugins/proxy/websocket/', 'WebSocket tunnel', (url) => echoRun(url.replace('http:', 'ws:')))
+    }
     await idleTunnels(upstream)
   } finally {
     await stopServer(upstream)
@@ -57,10 +63,12 @@ async function echoRun (url, seconds = settings.seconds, pid = undefined) {
     }
   }
   const started = nowMs()
-  const cpuBefore = processCpuMs(pid)
+  // no pid: a profiling run, where only the profile counts
+  const cpuMs = () => pid === undefined ? 0 : processCpuMs(pid)
+  const cpuBefore = cpuMs()
   await Promise.all(sockets.map(loop))
   const elapsed = (nowMs() - started) / 1000
-  const cpuPerRequest = ((processCpuMs(pid) - cpuBefore) * 1000) / latencies.length
+  const cpuPerRequest = ((cpuMs() - cpuBefore) * 1000) / latencies.length
   await closeAll(sockets)
   return { rps: latencies.length / elapsed, p99: percentile(latencies, 99), cpuPerRequest, failures }
 }

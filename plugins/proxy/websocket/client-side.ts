@@ -23,8 +23,8 @@ export interface ClientSide {
   upstreamHeaders: (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null) => UpstreamRequestHeaders
   /** Whether the upstream's 101 completes the handshake this side started (its key, its protocol). */
   acceptable: (res: IncomingMessage) => boolean
-  /** Tells the client the tunnel is open. */
-  accept: (res: IncomingMessage) => void
+  /** Tells the client the tunnel is open; `answer` (reply.raw) is not used again. */
+  accept: (res: IncomingMessage, answer: ServerResponse) => void
   /** Ends the client's side once an HTTP answer (a refusal, an error, a 504) has gone out on `res`. */
   endAfterAnswer: (res: ServerResponse) => void
 }
@@ -48,8 +48,11 @@ export class Http1Client implements ClientSide {
     return true
   }
 
-  accept (res: IncomingMessage): void {
+  accept (res: IncomingMessage, answer: ServerResponse): void {
     this.socket.write(switchingProtocolsHead(res))
+    // The 101 went out on the socket itself. The ServerResponse bound to it (by dispatch.ts, or
+    // @fastify/websocket) lets go of it, or every idle tunnel would keep one (and its listeners).
+    if (answer.socket === this.socket) answer.detachSocket(this.socket)
   }
 
   /** The connection left the HTTP parser: whatever is answered on it is its last response. */

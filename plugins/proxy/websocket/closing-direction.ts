@@ -1,13 +1,14 @@
 import type { Duplex } from 'node:stream'
 import { abortSide } from '../../../lib/http2-response.js'
 import { goingAwayFrame, OPCODE_CLOSE, type FrameCursor } from './frames.js'
+import type { Relay } from './relay.js'
 
 /**
- * One direction of a tunnel during shutdown, made by `Tunnel.goAway`: `from`'s pipe to `to`
- * stops at the next frame boundary (the cursor has followed every byte `from` sent), a close
- * frame goes to `to`, and `from` is then read only to see its own close frame, which is not
- * passed on: after sending a close frame an endpoint sends nothing more (RFC 6455 5.5.1),
- * and the proxy has sent one for `from` already.
+ * One direction of a tunnel during shutdown, made by `Tunnel.goAway` from the direction's
+ * relay: forwarding stops at the next frame boundary (the relay's cursor has followed every
+ * byte `from` sent), a close frame goes to `to`, and `from` is then read only to see its own
+ * close frame, which is not passed on: after sending a close frame an endpoint sends nothing
+ * more (RFC 6455 5.5.1), and the proxy has sent one for `from` already.
  */
 export class ClosingDirection {
   /** The close frame went to `to`, or none can: `to` is ended or gone. */
@@ -15,22 +16,27 @@ export class ClosingDirection {
   /** `from` sent its close frame, ended or closed: it will send nothing more. */
   peerDone = false
 
+  private readonly from: Duplex
+  private readonly to: Duplex
+  private readonly cursor: FrameCursor
+
   constructor (
-    private readonly from: Duplex,
-    private readonly to: Duplex,
-    private readonly cursor: FrameCursor,
+    private readonly relay: Relay,
     /** Towards the upstream the proxy is a WebSocket client: its frames are masked. */
     private readonly masked: boolean,
     /** Called when `closeSent` or `peerDone` may have changed. */
     private readonly onProgress: () => void
-  ) {}
+  ) {
+    this.from = relay.from
+    this.to = relay.to
+    this.cursor = relay.frames
+  }
 
   start (): void {
     const { from, to } = this
     // From here this class forwards what is left of the current frame itself, so it can stop
-    // at its end: pipe would write a whole chunk, which may hold the next frame's start.
-    from.unpipe(to)
-    from.removeListener('data', this.cursor.follow)
+    // at its end: the relay would write a whole chunk, which may hold the next frame's start.
+    this.relay.stop()
     from.on('data', chunk => this.onData(chunk as Buffer))
     const fromGone = (): void => this.fromGone()
     from.once('end', fromGone)
@@ -44,6 +50,8 @@ export class ClosingDirection {
   }
 
   private onData (chunk: Buffer): void {
+    // Still activity for the idle timeout while the close handshake runs.
+    this.relay.touch()
     let at = 0
     if (!this.closeSent) {
       at = this.cursor.advance(chunk, 0, true)

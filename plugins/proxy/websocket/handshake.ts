@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ClientRequest, IncomingMessage } from 'node:http'
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { ClientSide } from './client-side.js'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
@@ -33,16 +33,20 @@ export interface HandshakeSettings {
  */
 export class Handshake {
   private readonly client: TunnelSocket
-  // Both dropped once the handshake is settled: an idle tunnel should hold as little as possible.
+  // Dropped once the handshake is settled: an idle tunnel should hold as little as possible.
   private held: HeldBytes | null
   private watch: HandshakeWatch | null = null
   private upstreamReq: ClientRequest | null = null
+  // Where an HTTP answer (an error, a relayed refusal) goes; dropped once the tunnel opens.
+  private answer: ServerResponse | null
+  // When the request began, on performance.now()'s clock: the log lines' responseTime.
+  private readonly requestStart: number
   private tunnel: Tunnel | null = null
   private settled = false
 
   constructor (
     private readonly request: FastifyRequest,
-    private readonly reply: FastifyReply,
+    reply: FastifyReply,
     private readonly settings: HandshakeSettings,
     private readonly side: ClientSide,
     head: Buffer,
@@ -50,12 +54,14 @@ export class Handshake {
   ) {
     this.client = side.socket
     this.held = new HeldBytes(this.client, head)
+    this.answer = reply.raw
+    this.requestStart = performance.now() - reply.elapsedTime
+    // Whatever answer goes out on reply.raw (ours or the deadline plugin's 504) is the last.
+    side.endAfterAnswer(reply.raw)
   }
 
   start (target: URL): void {
-    const { client, reply } = this
-    // Whatever answer goes out on reply.raw (ours or the deadline plugin's 504) is the last.
-    this.side.endAfterAnswer(reply.raw)
+    const { client } = this
     this.held?.listen()
     client.once('end', this.onClientGone)
     client.once('close', this.onClientGone)
@@ -66,9 +72,10 @@ export class Handshake {
     const headers = this.side.upstreamHeaders(this.request, target, this.settings.rewriteRequestHeaders)
     const upstreamReq = requestUpgrade(target, headers, this.settings.tls)
     this.upstreamReq = upstreamReq
-    upstreamReq.on('upgrade', this.onUpgrade)
-    upstreamReq.on('response', this.onRefusal)
-    upstreamReq.on('error', this.onUpstreamError)
+    // Closures rather than fields: they go with the request object once the handshake is over.
+    upstreamReq.on('upgrade', (res: IncomingMessage, upstream: Socket, upstreamHead: Buffer) => this.onUpgrade(res, upstream, upstreamHead))
+    upstreamReq.on('response', (res: IncomingMessage) => this.onRefusal(res))
+    upstreamReq.on('error', (err: Error) => this.onUpstreamError(err))
     upstreamReq.end()
   }
 
@@ -89,8 +96,9 @@ export class Handshake {
     abortSide(this.client)
   }
 
-  private readonly onUpgrade = (res: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void => {
-    if (this.settled) {
+  private onUpgrade (res: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
+    const answer = this.answer
+    if (this.settled || answer === null) {
       upstream.destroy()
       return
     }
@@ -109,7 +117,8 @@ export class Handshake {
     this.upstreamReq = null
     // From here the tunnel governs its own lifetime (idle timeout, wsMaxStreamDuration).
     releaseDeadline(this.request)
-    this.side.accept(res)
+    this.side.accept(res, answer)
+    this.answer = null
     upstream.on('error', this.onUpstreamSocketError)
     const early = { toClient: upstreamHead.length > 0 ? [upstreamHead] : [], toUpstream: this.held?.take() ?? [] }
     this.held = null
@@ -120,8 +129,9 @@ export class Handshake {
     }
   }
 
-  private readonly onRefusal = (res: IncomingMessage): void => {
-    if (this.settled) return
+  private onRefusal (res: IncomingMessage): void {
+    const answer = this.answer
+    if (this.settled || answer === null) return
     // A 101 Node did not take as an upgrade (no Upgrade header) cannot be relayed as HTTP.
     if ((res.statusCode ?? 0) < 200) {
       res.destroy()
@@ -129,11 +139,11 @@ export class Handshake {
     }
     this.settle()
     this.held = null
-    relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), this.reply.raw)
-    this.request.log.info({ res: { statusCode: res.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket upgrade refused by upstream')
+    relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), answer)
+    this.request.log.info({ res: { statusCode: res.statusCode }, responseTime: this.responseTime() }, 'websocket upgrade refused by upstream')
   }
 
-  private readonly onUpstreamError = (err: Error): void => {
+  private onUpstreamError (err: Error): void {
     if (this.settled) return
     this.request.log.warn({ err }, 'websocket handshake to the upstream failed')
     this.fail(classifyUpstreamError(err))
@@ -153,7 +163,7 @@ export class Handshake {
     this.settle()
     this.upstreamReq?.destroy()
     abortSide(this.client)
-    this.request.log.info({ responseTime: this.reply.elapsedTime }, 'websocket client left during the handshake')
+    this.request.log.info({ responseTime: this.responseTime() }, 'websocket client left during the handshake')
   }
 
   /** Without a tunnel the client connection was the last thing open; a tunnel reports its own end. */
@@ -162,7 +172,7 @@ export class Handshake {
   }
 
   private readonly onTunnelEnd = (stats: TunnelStats): void => {
-    this.request.log.info({ res: { statusCode: this.side.acceptStatus }, responseTime: this.reply.elapsedTime, ...stats }, 'websocket tunnel closed')
+    this.request.log.info({ res: { statusCode: this.side.acceptStatus }, responseTime: this.responseTime(), ...stats }, 'websocket tunnel closed')
     if (tunnelClosed.hasSubscribers) {
       const message: TunnelClosedMessage = { request: this.request, ...stats }
       tunnelClosed.publish(message)
@@ -177,7 +187,7 @@ export class Handshake {
       this.settle()
       this.held = null
       this.upstreamReq?.destroy()
-      this.request.log.warn({ res: { statusCode: reason.statusCode }, responseTime: this.reply.elapsedTime }, 'websocket handshake timed out')
+      this.request.log.warn({ res: { statusCode: reason.statusCode }, responseTime: this.responseTime() }, 'websocket handshake timed out')
       return
     }
     this.onClientGone()
@@ -187,13 +197,18 @@ export class Handshake {
     this.settle()
     this.held = null
     this.upstreamReq?.destroy()
-    const res = this.reply.raw
-    if (res.headersSent || this.client.destroyed) {
+    const res = this.answer
+    if (res === null || res.headersSent || this.client.destroyed) {
       abortSide(this.client)
     } else {
       writeError(res, err)
     }
-    this.request.log.warn({ res: { statusCode: err.statusCode }, code: err.code, responseTime: this.reply.elapsedTime }, 'websocket upgrade failed')
+    this.request.log.warn({ res: { statusCode: err.statusCode }, code: err.code, responseTime: this.responseTime() }, 'websocket upgrade failed')
+  }
+
+  /** Milliseconds since the request began, as `reply.elapsedTime` counts them. */
+  private responseTime (): number {
+    return performance.now() - this.requestStart
   }
 
   /** The handshake's outcome is decided: its timer, deadline and listeners go. */

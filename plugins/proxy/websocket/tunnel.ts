@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import { abortSide } from '../../../lib/http2-response.js'
 import { closeGracefully } from './dispatch.js'
 import { ClosingDirection } from './closing-direction.js'
-import { FrameCursor } from './frames.js'
+import { Relay, type RelayOwner } from './relay.js'
 
 /** Why a tunnel ended, for its log line. */
 export type TunnelEnd = 'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'
@@ -41,11 +41,11 @@ export interface EarlyBytes {
 }
 
 /**
- * Pipes two sockets both ways until both are done. `pipe` gives backpressure in both
- * directions and passes a half-close (FIN) on; a side that closes abruptly (reset, error, or
- * closed before it finished reading) takes the other down at once. Frame boundaries are
- * followed (frame headers only) so that `goAway` can close both sides cleanly on shutdown.
- * One timer at most enforces `idleTimeout` and `maxStreamDuration`.
+ * Relays two sockets both ways until both are done (relay.ts: backpressure in both directions,
+ * a half-close (FIN) passed on); a side that closes abruptly (reset, error, or closed before it
+ * finished reading) takes the other down at once. Frame boundaries are followed (frame headers
+ * only) so that `goAway` can close both sides cleanly on shutdown. One timer at most enforces
+ * `idleTimeout` and `maxStreamDuration`.
  */
 export function openTunnel (client: TunnelSocket, upstream: Socket, limits: TunnelLimits, early: EarlyBytes, onEnd: (stats: TunnelStats) => void): Tunnel {
   const tunnel = new Tunnel(client, upstream, limits, onEnd)
@@ -60,28 +60,18 @@ interface Closing {
   upstreamEnded: boolean
 }
 
-/** Writes what `from` sent before the tunnel opened, then pipes the rest, `frames` following it all. */
-function relay (from: Duplex, to: Duplex, frames: FrameCursor, early: readonly Buffer[]): void {
-  for (const chunk of early) {
-    frames.follow(chunk)
-    to.write(chunk)
-  }
-  from.on('data', frames.follow)
-  from.pipe(to)
-}
-
-export class Tunnel {
+export class Tunnel implements RelayOwner {
   private readonly startedAt = Date.now()
-  private lastActivityAt = this.startedAt
   private timer: NodeJS.Timeout | null = null
   private closedBy: TunnelEnd | null = null
   private closedSides = 0
-  // Where frames end in each direction; the rest of the shutdown state exists only once it starts.
-  private readonly toUpstreamFrames = new FrameCursor()
-  private readonly toClientFrames = new FrameCursor()
+  private readonly toUpstream: Relay
+  private readonly toClient: Relay
+  // The shutdown state exists only once it starts.
   private closing: Closing | null = null
-  // Bytes the upstream sent, kept only for a client without a byte count (an HTTP/2 stream).
-  private fromUpstream = -1
+  // What `upstream.bytesRead` stood at before the tunnel's first byte from the upstream: a
+  // client without a byte count (an HTTP/2 stream) is counted from it, with no listener per chunk.
+  private upstreamReadBase = 0
 
   constructor (
     private readonly client: TunnelSocket,
@@ -92,28 +82,19 @@ export class Tunnel {
     client.setTimeout(0)
     client.setNoDelay?.(true)
     upstream.setNoDelay(true)
-    if (client.bytesWritten === undefined) {
-      this.fromUpstream = 0
-      upstream.on('data', (chunk: Buffer) => { this.fromUpstream += chunk.length })
-    }
-    client.on('close', (hadError: boolean) => this.sideClosed(client, upstream, 'client', hadError))
-    upstream.on('close', (hadError: boolean) => this.sideClosed(upstream, client, 'upstream', hadError))
-    // In a clean close the side whose FIN came first ended the tunnel; which socket's 'close'
-    // comes first depends only on how fast each peer answers the FIN passed on to it.
-    client.once('end', () => { this.closedBy ??= 'client' })
-    upstream.once('end', () => { this.closedBy ??= 'upstream' })
-    if (limits.idleTimeout > 0) {
-      const touch = (): void => { this.lastActivityAt = Date.now() }
-      client.on('data', touch)
-      upstream.on('data', touch)
-    }
+    const stamp = limits.idleTimeout > 0
+    this.toUpstream = new Relay(client, upstream, this, stamp, this.startedAt)
+    this.toClient = new Relay(upstream, client, this, stamp, this.startedAt)
     this.schedule(this.startedAt)
   }
 
   start (early: EarlyBytes): void {
-    if (this.fromUpstream >= 0) for (const chunk of early.toClient) this.fromUpstream += chunk.length
-    relay(this.upstream, this.client, this.toClientFrames, early.toClient)
-    relay(this.client, this.upstream, this.toUpstreamFrames, early.toUpstream)
+    // The bytes that came with the upstream's 101 were read already; they count as sent to the client.
+    let earlyToClient = 0
+    for (const chunk of early.toClient) earlyToClient += chunk.length
+    this.upstreamReadBase = this.upstream.bytesRead - earlyToClient
+    this.toClient.start(early.toClient)
+    this.toUpstream.start(early.toUpstream)
   }
 
   /**
@@ -126,8 +107,8 @@ export class Tunnel {
     this.closedBy ??= 'shutdown'
     const progress = (): void => this.closeProgress()
     const closing: Closing = {
-      toClient: new ClosingDirection(this.upstream, this.client, this.toClientFrames, false, progress),
-      toUpstream: new ClosingDirection(this.client, this.upstream, this.toUpstreamFrames, true, progress),
+      toClient: new ClosingDirection(this.toClient, false, progress),
+      toUpstream: new ClosingDirection(this.toUpstream, true, progress),
       clientEnded: false,
       upstreamEnded: false
     }
@@ -157,23 +138,36 @@ export class Tunnel {
     this.upstream.destroy()
   }
 
-  private sideClosed (side: Duplex, other: Duplex, name: TunnelEnd, hadError: boolean): void {
-    // A side that read its peer's FIN and finished writing closed cleanly: `pipe` has ended
+  /**
+   * In a clean close the side whose FIN came first ended the tunnel; which socket's 'close'
+   * comes first depends only on how fast each peer answers the FIN passed on to it.
+   */
+  sideEnded (relay: Relay): void {
+    this.closedBy ??= this.sideName(relay)
+  }
+
+  sideClosed (relay: Relay, hadError: boolean): void {
+    // A side that read its peer's FIN and finished writing closed cleanly: its relay has ended
     // the other side, which may still be flushing to a slow reader. Anything else is abrupt.
     // During a shutdown each side closes on its own once its close handshake is done.
-    if (this.closing === null && (hadError || !side.readableEnded)) {
+    const name = this.sideName(relay)
+    if (this.closing === null && (hadError || !relay.from.readableEnded)) {
       this.closedBy ??= name
-      abortSide(other)
+      abortSide(relay.to)
     }
     if (++this.closedSides < 2) return
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     this.onEnd({
       bytesIn: this.upstream.bytesWritten,
-      bytesOut: this.client.bytesWritten ?? this.fromUpstream,
+      bytesOut: this.client.bytesWritten ?? this.upstream.bytesRead - this.upstreamReadBase,
       durationMs: Date.now() - this.startedAt,
       closedBy: this.closedBy ?? name
     })
+  }
+
+  private sideName (relay: Relay): TunnelEnd {
+    return relay === this.toUpstream ? 'client' : 'upstream'
   }
 
   private schedule (now: number): void {
@@ -183,9 +177,13 @@ export class Tunnel {
 
   private nextDue (): number {
     const { idleTimeout, maxStreamDuration } = this.limits
-    const idleAt = idleTimeout > 0 ? this.lastActivityAt + idleTimeout : Infinity
+    const idleAt = idleTimeout > 0 ? this.lastActivityAt() + idleTimeout : Infinity
     const lifetimeAt = maxStreamDuration > 0 ? this.startedAt + maxStreamDuration : Infinity
     return Math.min(idleAt, lifetimeAt)
+  }
+
+  private lastActivityAt (): number {
+    return Math.max(this.toUpstream.lastDataAt, this.toClient.lastDataAt)
   }
 
   /** Activity only moves a timestamp; the single timer re-arms itself from it when it fires. */
@@ -194,7 +192,7 @@ export class Tunnel {
     const now = Date.now()
     const { maxStreamDuration, idleTimeout } = this.limits
     if (maxStreamDuration > 0 && now >= this.startedAt + maxStreamDuration) return this.cut('lifetime')
-    if (idleTimeout > 0 && now >= this.lastActivityAt + idleTimeout) return this.cut('idle')
+    if (idleTimeout > 0 && now >= this.lastActivityAt() + idleTimeout) return this.cut('idle')
     this.schedule(now)
   }
 }
