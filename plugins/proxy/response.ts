@@ -8,6 +8,7 @@ import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
 import type { ProxyDrain } from './drain.js'
 import type { SseHeartbeat } from './sse-heartbeat.js'
 import type { StreamSafety } from '../../lib/stream-safety.js'
+import { EventStreamBody } from './event-stream-body.js'
 
 /**
  * What reply-from hands to `onResponse` (its type says ServerResponse; it is the upstream
@@ -19,8 +20,6 @@ export interface UpstreamResponse {
   headers: Record<string, string | string[] | undefined>
   stream: Readable | Buffer
 }
-
-const EVENT_STREAM = /^\s*text\/event-stream\s*(;|$)/i
 
 // Fields that must not be sent as trailers (RFC 9110 §6.5.1); Fastify refuses them too.
 const FORBIDDEN_TRAILERS = new Set(['transfer-encoding', 'content-length', 'host', 'cache-control', 'max-forwards', 'te',
@@ -62,19 +61,16 @@ export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: 
   // `on`, not `once` (here and for 'error' below): each fires at most once per response, and
   // `once` costs a wrapper and a removal on every request.
   reply.raw.on('pipe', flushHead)
-  const body = isEventStream(res.headers['content-type']) ? relayEventStream(stream, reply, watch) : stream
+  if (stream instanceof EventStreamBody) {
+    watch.drain.follow(stream)
+    watch.heartbeat?.watch(stream, reply)
+  }
   // Fastify destroys the response when the body fails mid-way; over HTTP/2 that would read as a
   // complete body, and either way the close would look like the client's doing. (A drain ending
-  // an event stream destroys the upstream body, not the relay: no error here.)
-  body.on('error', () => cutResponse(reply.raw))
-  if (watch.safety.pending) watch.safety.watch(reply, body)
-  reply.send(body)
-}
-
-function relayEventStream (body: Readable, reply: FastifyReply, { drain, heartbeat }: BodyWatch): Readable {
-  const relay = drain.relayEventStream(body)
-  heartbeat?.watch(relay, reply)
-  return relay
+  // an event stream ends it cleanly: no error here.)
+  stream.on('error', () => cutResponse(reply.raw))
+  if (watch.safety.pending) watch.safety.watch(reply, stream)
+  reply.send(stream)
 }
 
 /**
@@ -112,10 +108,6 @@ function flushUnsentHead (res: ServerResponse): void {
   // when the server has `rejectNonStandardBodyWrites`.
   if (!res.headersSent) res.writeHead(res.statusCode)
   internal._send('', 'latin1')
-}
-
-function isEventStream (type: string | string[] | undefined): boolean {
-  return typeof type === 'string' && EVENT_STREAM.test(type)
 }
 
 function forwardTrailers (call: ProxyCall, reply: FastifyReply, res: UpstreamResponse): void {

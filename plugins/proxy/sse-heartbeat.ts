@@ -2,7 +2,7 @@ import type { FastifyReply } from 'fastify'
 import type { ServerResponse } from 'node:http'
 import { writeFiller } from '../deadline/access.js'
 import { http2Stream } from '../../lib/http2-response.js'
-import type { EventStreamRelay } from './drain.js'
+import type { EventStreamBody } from './event-stream-body.js'
 
 // Quiet event streams are cut by intermediaries (nginx after 60 s, load balancers) long before
 // any timer of ours fires; a comment line keeps them open and every SSE client ignores it.
@@ -10,7 +10,7 @@ const COMMENT = Buffer.from(':\n\n')
 
 /** One proxied event stream under watch: when the sweep last saw it relay something. */
 interface Watched {
-  relay: EventStreamRelay
+  relay: EventStreamBody
   reply: FastifyReply
   seen: number
   quietSince: number
@@ -27,7 +27,7 @@ export class SseHeartbeat {
 
   constructor (private readonly period: number) {}
 
-  watch (relay: EventStreamRelay, reply: FastifyReply): void {
+  watch (relay: EventStreamBody, reply: FastifyReply): void {
     const watched: Watched = { relay, reply, seen: 0, quietSince: 0 }
     this.streams.add(watched)
     relay.once('close', () => this.forget(watched))

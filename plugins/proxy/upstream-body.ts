@@ -12,7 +12,7 @@ function noop (): void {}
  * its end aborts the upstream request, so the upstream sees its connection close.
  */
 export class UpstreamBody extends Readable {
-  constructor (private readonly resumeUpstream: () => void, private readonly abortUpstream: (reason?: Error) => void) {
+  constructor (private readonly resumeUpstream: () => void, protected readonly abortUpstream: (reason?: Error) => void) {
     // 64 KiB, as undici's body: one socket read, and the same backpressure as before.
     super({ highWaterMark: MAX_BUFFERED })
   }
@@ -24,6 +24,16 @@ export class UpstreamBody extends Readable {
   override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.readableEnded) this.abortUpstream(err ?? new errors.RequestAbortedError())
     callback(err)
+  }
+
+  /** A chunk of the upstream's body; false: the reader is full, undici pauses the upstream. */
+  deliver (chunk: Buffer): boolean {
+    return this.push(chunk)
+  }
+
+  /** The upstream's body is complete. */
+  complete (): void {
+    this.push(null)
   }
 
   /** Ends the stream with `err` from our side: never an unhandled 'error', whoever reads it. */

@@ -3,6 +3,7 @@ import { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { UpstreamCall } from './dispatcher.js'
 import { UpstreamBody } from './upstream-body.js'
+import { EventStreamBody, isEventStream } from './event-stream-body.js'
 
 // undici's `request()` API wraps each call in a RequestHandler: an AsyncResource, an abort
 // listener on the signal, and a body stream that is piped into the response. A small proxied
@@ -71,7 +72,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   onData (chunk: Buffer): boolean {
-    if (this.body !== null) return this.body.push(chunk)
+    if (this.body !== null) return this.body.deliver(chunk)
     this.pending?.chunks.push(chunk)
     return true
   }
@@ -79,7 +80,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   onComplete (rawTrailers: Array<Buffer | string> | null): void {
     this.detach()
     if (rawTrailers !== null && rawTrailers.length > 0) this.call.trailers = util.parseHeaders(rawTrailers)
-    if (this.body !== null) this.body.push(null)
+    if (this.body !== null) this.body.complete()
     else if (this.pending !== null) this.pending.complete = true
   }
 
@@ -110,7 +111,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
-    const body = new UpstreamBody(resume, (reason) => this.abortUpstream?.(reason))
+    const abort = (reason?: Error): void => this.abortUpstream?.(reason)
+    const body = isEventStream(headers['content-type']) ? new EventStreamBody(resume, abort) : new UpstreamBody(resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body
@@ -128,8 +130,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
       return
     }
     const body = this.stream(statusCode, headers, resume)
-    for (const chunk of chunks) body.push(chunk)
-    if (complete) body.push(null)
+    for (const chunk of chunks) body.deliver(chunk)
+    if (complete) body.complete()
   }
 
   private hand (statusCode: number, headers: UpstreamData['headers'], body: Readable | Buffer): void {
