@@ -2,7 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ClientDisconnectedError } from './errors.js'
 import { budgetHeaders } from './propagation.js'
 import { closedByClient } from '../../lib/http2-response.js'
-import type { ActiveDeadline } from './request-deadline.js'
+import type { ServerResponse } from 'node:http'
+import { joinListeners, tellAll, type AbortListener, type AbortListeners, type ActiveDeadline } from './request-deadline.js'
 
 /** Where a request keeps its ActiveDeadline; private to this plugin. */
 export const kDeadline = Symbol('fastify-streamline.deadline')
@@ -50,16 +51,30 @@ export function writeFiller (request: FastifyRequest, reply: FastifyReply, chunk
 }
 
 /**
- * Calls `listener` once when work done on behalf of this request should stop: the same events
+ * Tells `listener` once when work done on behalf of this request should stop: the same events
  * as `requestSignal`, without allocating an AbortController (for the proxy's upstream calls).
+ * `listener` is a function called with the reason, or an object whose `abort(reason)` is called
+ * (a signal's owner, passed as it is: no closure per request). On a route with a deadline it
+ * joins the deadline's own listeners and costs nothing more; otherwise one `close` listener.
  */
-export function onRequestAbort (request: FastifyRequest, reply: FastifyReply, listener: (reason: Error) => void): void {
+export function onRequestAbort (request: FastifyRequest, reply: FastifyReply, listener: AbortListener): void {
   const deadline = activeDeadline(request)
   if (deadline !== null) return deadline.onAbort(listener)
-  const res = reply.raw
-  res.once('close', () => {
-    if (closedByClient(res)) listener(new ClientDisconnectedError())
-  })
+  const res = reply.raw as ListenedResponse
+  const listeners = res[kAbortListeners]
+  res[kAbortListeners] = joinListeners(listeners, listener)
+  // `on`, not `once`: close fires once per response, and `once` costs a wrapper and a removal.
+  if (listeners === undefined) res.on('close', tellClientLeft)
+}
+
+/** A response's abort listeners, for `tellClientLeft`: one listener shared by all responses, not a closure each. */
+const kAbortListeners = Symbol('fastify-streamline.abort-listeners')
+
+type ListenedResponse = ServerResponse & { [kAbortListeners]?: AbortListeners }
+
+function tellClientLeft (this: ListenedResponse): void {
+  const listeners = this[kAbortListeners]
+  if (listeners !== undefined && closedByClient(this)) tellAll(listeners, new ClientDisconnectedError())
 }
 
 /**
@@ -71,6 +86,6 @@ export function requestSignal (request: FastifyRequest, reply: FastifyReply): Ab
   const deadline = activeDeadline(request)
   if (deadline !== null) return deadline.signal
   const controller = new AbortController()
-  onRequestAbort(request, reply, (reason) => controller.abort(reason))
+  onRequestAbort(request, reply, controller)
   return controller.signal
 }

@@ -4,9 +4,12 @@ import { AsyncResource } from 'node:async_hooks'
 // may go this many places back from the tail before it is left to its own timer.
 const MAX_STEPS_BACK = 4
 
-/** What a CheckQueue links: the entry carries its own links, so adding and removing allocate nothing. */
+/**
+ * What a CheckQueue links: the entry carries its own links, so adding and removing allocate
+ * nothing. Its check is due `offset` ms after its arrival, computed rather than stored.
+ */
 export interface QueueEntry<T extends QueueEntry<T>> {
-  checkAt: number
+  readonly arrival: number
   queue: CheckQueue<T> | null
   prev: T | null
   next: T | null
@@ -43,14 +46,13 @@ export class CheckQueue<T extends QueueEntry<T>> {
    * few places from the tail: its arrival was stamped long before it reached us (an app-level
    * hook awaited something), and the caller gives it a timer of its own rather than walk the queue.
    */
-  add (entry: T, arrival: number): boolean {
-    const checkAt = arrival + this.offset
+  add (entry: T): boolean {
+    const arrival = entry.arrival
     let before = this.tail
-    for (let steps = 0; before !== null && before.checkAt > checkAt; steps++) {
+    for (let steps = 0; before !== null && before.arrival > arrival; steps++) {
       if (steps === MAX_STEPS_BACK) return false
       before = before.prev
     }
-    entry.checkAt = checkAt
     entry.queue = this
     entry.prev = before
     entry.next = before === null ? this.head : before.next
@@ -58,6 +60,7 @@ export class CheckQueue<T extends QueueEntry<T>> {
     else before.next = entry
     if (entry.next === null) this.tail = entry
     else entry.next.prev = entry
+    const checkAt = arrival + this.offset
     if (checkAt < this.timerAt) this.arm(checkAt, Date.now())
     return true
   }
@@ -82,12 +85,12 @@ export class CheckQueue<T extends QueueEntry<T>> {
     this.timerAt = Infinity
     const now = Date.now()
     const due: T[] = []
-    while (this.head !== null && this.head.checkAt <= now) {
+    while (this.head !== null && this.head.arrival + this.offset <= now) {
       due.push(this.head)
       this.remove(this.head)
     }
     // Re-armed before the callbacks run: one that throws must not stall the rest of the queue.
-    if (this.head !== null) this.arm(this.head.checkAt, now)
+    if (this.head !== null) this.arm(this.head.arrival + this.offset, now)
     for (const entry of due) this.due(entry)
   }
 

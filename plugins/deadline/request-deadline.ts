@@ -21,22 +21,26 @@ export const UNLIMITED: RequestDeadline = Object.freeze({
   streaming: false
 })
 
+/** Told once when a deadline aborts: a function, or an object with `abort(reason)` (a signal's owner). */
+export type AbortListener = ((reason: Error) => void) | { abort: (reason: Error) => void }
+
 /**
  * One request's deadline and the state its single timer needs. The AbortController is
  * created only when a handler reads `signal`: most in-app routes never do.
+ *
+ * One is built for every request of a watched route, so it stores no more than that needs:
+ * times that follow from others are getters (V8 boxes each stored time, on every request).
  */
 export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadline> {
   readonly request: FastifyRequest
   readonly reply: FastifyReply
   readonly settings: DeadlineSettings
   readonly arrival: number
-  readonly expiresAt: number
-  /** Epoch ms at which the whole response must be over; Infinity when unlimited. */
-  readonly lifetimeAt: number
+  /** ms from arrival until the response must have started: `expiresAt - arrival`. */
+  readonly budget: number
   phase: WatchPhase
   /** Its own timer, once the route's first-check queue has handed it over (or a caller shortened its budget). */
   timer: NodeJS.Timeout | null = null
-  checkAt = 0
   queue: CheckQueue<ActiveDeadline> | null = null
   prev: ActiveDeadline | null = null
   next: ActiveDeadline | null = null
@@ -55,21 +59,30 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
    */
   scope: AsyncResource | null = null
   private controller: AbortController | null = null
-  /** Internal listeners (the proxy's upstream call): told of the abort without an AbortController. */
-  private listeners: Array<(reason: Error) => void> | null = null
+  /** Internal listeners (the proxy's upstream call), told of the abort without an AbortController; a lone one is kept without an array. */
+  private listeners: AbortListeners | null = null
 
-  constructor (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings, arrival: number, expiresAt: number) {
+  constructor (request: FastifyRequest, reply: FastifyReply, settings: DeadlineSettings, arrival: number, budget: number) {
     this.request = request
     this.reply = reply
     this.settings = settings
     this.arrival = arrival
-    this.expiresAt = expiresAt
-    this.lifetimeAt = settings.maxStreamDuration > 0 ? arrival + settings.maxStreamDuration : Infinity
+    this.budget = budget
     this.phase = settings.streaming ? 'stream' : 'response'
     // Only a streaming route needs the byte count from arrival (reading it walks the socket's
     // buffer); other routes take it when their headers go out.
     this.lastBytes = settings.streaming ? this.progress() : 0
     this.lastProgressAt = arrival
+  }
+
+  get expiresAt (): number {
+    return this.arrival + this.budget
+  }
+
+  /** Epoch ms at which the whole response must be over; Infinity when unlimited. */
+  get lifetimeAt (): number {
+    const max = this.settings.maxStreamDuration
+    return max > 0 ? this.arrival + max : Infinity
   }
 
   get signal (): AbortSignal {
@@ -110,10 +123,10 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     return written
   }
 
-  /** Calls `listener` once with the reason when this deadline aborts (at once if it has). */
-  onAbort (listener: (reason: Error) => void): void {
-    if (this.reason !== null) listener(this.reason)
-    else (this.listeners ??= []).push(listener)
+  /** Tells `listener` of the reason once, when this deadline aborts (at once if it has). */
+  onAbort (listener: AbortListener): void {
+    if (this.reason !== null) tell(listener, this.reason)
+    else this.listeners = joinListeners(this.listeners ?? undefined, listener)
   }
 
   /** Aborts the signal once; later calls keep the first reason. */
@@ -121,8 +134,9 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     if (this.reason !== null) return
     this.reason = reason
     this.controller?.abort(reason)
-    if (this.listeners !== null) for (const listener of this.listeners) listener(reason)
+    const listeners = this.listeners
     this.listeners = null
+    if (listeners !== null) tellAll(listeners, reason)
   }
 
   /** Stops watching: leaves the queue, clears the timer; the signal stays as it is. */
@@ -132,6 +146,28 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
   }
+}
+
+/** One listener, or several: most requests have at most one, kept without an array. */
+export type AbortListeners = AbortListener | AbortListener[]
+
+export function joinListeners (listeners: AbortListeners | undefined, listener: AbortListener): AbortListeners {
+  if (listeners === undefined) return listener
+  if (Array.isArray(listeners)) {
+    listeners.push(listener)
+    return listeners
+  }
+  return [listeners, listener]
+}
+
+export function tellAll (listeners: AbortListeners, reason: Error): void {
+  if (Array.isArray(listeners)) for (const listener of listeners) tell(listener, reason)
+  else tell(listeners, reason)
+}
+
+export function tell (listener: AbortListener, reason: Error): void {
+  if (typeof listener === 'function') listener(reason)
+  else listener.abort(reason)
 }
 
 /**
