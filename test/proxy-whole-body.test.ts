@@ -2,7 +2,7 @@
 // handed to Fastify as one Buffer (plugins/proxy/upstream-handler.ts). These tests pin down
 // what the client sees either way: the same status, headers and framing, and nothing held back
 // when the body is slower than its head, over HTTP/1.1 and HTTP/2.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import net from 'node:net'
 import type { FastifyServerOptions } from 'fastify'
 import { once } from 'node:events'
@@ -26,6 +26,20 @@ function rawClient (url: string, path: string): { socket: net.Socket, received: 
     while (!received.includes(text)) await once(socket, 'progress')
   }
   return { socket, received: () => received, waitFor }
+}
+
+/**
+ * An ingress in front of an upstream that sends `first` (a 12-byte text response's head, and maybe
+ * part of its body) and holds the connection: `held[0]` is the test's to finish.
+ */
+async function heldResponse (t: Test, first: string): Promise<{ url: string, held: net.Socket[] }> {
+  const held: net.Socket[] = []
+  const raw = await rawUpstream(t, (socket) => {
+    socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12${HEAD_END}${first}`)
+    held.push(socket)
+  })
+  const { url } = await proxyApp(t, { upstream: raw }, DEADLINE)
+  return { url, held }
 }
 
 function headOf (response: string): string {
@@ -57,12 +71,7 @@ t.test('a small body in its head\'s read: same status, headers, length and body'
 })
 
 t.test('a body slower than its head: the head reaches the client first', async (t) => {
-  const held: net.Socket[] = []
-  const raw = await rawUpstream(t, (socket) => {
-    socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12${HEAD_END}`)
-    held.push(socket)
-  })
-  const { url } = await proxyApp(t, { upstream: raw }, DEADLINE)
+  const { url, held } = await heldResponse(t, '')
   const client = rawClient(url, '/slow')
   await client.waitFor(HEAD_END)
   t.ok(client.received().endsWith(HEAD_END), 'the head arrived while the upstream held the body')
@@ -73,12 +82,7 @@ t.test('a body slower than its head: the head reaches the client first', async (
 })
 
 t.test('part of the body with the head: that part is not held back for the rest', async (t) => {
-  const held: net.Socket[] = []
-  const raw = await rawUpstream(t, (socket) => {
-    socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12${HEAD_END}hello`)
-    held.push(socket)
-  })
-  const { url } = await proxyApp(t, { upstream: raw }, DEADLINE)
+  const { url, held } = await heldResponse(t, 'hello')
   const client = rawClient(url, '/part')
   await client.waitFor(`${HEAD_END}hello`)
   t.pass('the first part arrived while the upstream held the rest')
@@ -100,12 +104,7 @@ t.test('no content-type from the upstream: none is added', async (t) => {
 })
 
 t.test('the client leaves while the rest of a small body is awaited: the upstream connection closes', async (t) => {
-  const held: net.Socket[] = []
-  const raw = await rawUpstream(t, (socket) => {
-    socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 12${HEAD_END}hello`)
-    held.push(socket)
-  })
-  const { url } = await proxyApp(t, { upstream: raw }, DEADLINE)
+  const { url, held } = await heldResponse(t, 'hello')
   const client = rawClient(url, '/left')
   await client.waitFor(`${HEAD_END}hello`)
   const upstreamClosed = once(held[0], 'close')
