@@ -1,6 +1,6 @@
 /** What the call's signal stops: the attempt in flight (the upstream handler). */
 export interface Abortable {
-  abort: (reason: Error | undefined) => void
+  abort: (reason: Error) => void
 }
 
 /**

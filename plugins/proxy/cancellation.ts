@@ -19,5 +19,5 @@ export type BudgetHeaders = (request: FastifyRequest) => Record<string, string>
 export function startCall (request: FastifyRequest, reply: FastifyReply, budget: BudgetHeaders, wholeBody: boolean): ProxyCall {
   const signal = new CallSignal()
   onRequestAbort(request, reply, signal)
-  return { request, signal, budget: () => budget(request), trailers: null, sentAt: 0, wholeBody }
+  return { request, signal, budget, trailers: null, sentAt: 0, wholeBody }
 }

@@ -1,7 +1,6 @@
 import { Agent, type Dispatcher } from 'undici'
 import type { FastifyRequest } from 'fastify'
 import type { CallSignal } from './call-signal.js'
-import { quietLine } from '../../lib/quiet-line.js'
 import type { ProxySettings } from './options.js'
 import { UpstreamHandler, type UpstreamCallback } from './upstream-handler.js'
 
@@ -23,8 +22,8 @@ import { UpstreamHandler, type UpstreamCallback } from './upstream-handler.js'
 export interface UpstreamCall {
   readonly request: FastifyRequest
   readonly signal: CallSignal
-  /** Headers stamped on each attempt when it is sent (the remaining deadline budget). */
-  readonly budget: () => Record<string, string>
+  /** Headers stamped on each attempt when it is sent (the remaining deadline budget), shared by the registration's calls. */
+  readonly budget: (request: FastifyRequest) => Record<string, string>
   /** The upstream's trailers, set when the body ends. */
   trailers: Record<string, string | string[] | undefined> | null
   /** Whether a small body may be handed over as one Buffer (the proxy's own relay takes one). */
@@ -91,27 +90,15 @@ export function createDispatcher (settings: ProxySettings, timers: TransportTime
         agent.request(options, callback as (err: Error | null, data: Dispatcher.ResponseData) => void)
         return
       }
-      Object.assign(headers, call.budget())
+      Object.assign(headers, call.budget(call.request))
       call.sentAt = performance.now()
       // In place rather than a spread copy: reply-from builds these options afresh for each
       // attempt and never reads them again, and the copy was the wrapper's main cost.
       const sent = options as Dispatcher.DispatchOptions & TransportTimers
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
-      agent.dispatch(sent, new UpstreamHandler(call, (err, data) => {
-        if (err !== null) quietReplyFromFailure(call.request)
-        callback(err, data)
-      }, options.method, options.body))
+      agent.dispatch(sent, new UpstreamHandler(call, callback, options.method, options.body))
     },
     destroy: async () => { if (given === null) await agent.destroy() }
   }
-}
-
-/**
- * reply-from logs every failed upstream call at warn ('response errored') before it answers. The
- * failure is logged once already, with what the client was told: by the proxy's onError (an
- * upstream fault at warn, a client that left at info) or by the deadline plugin (its expiry line).
- */
-function quietReplyFromFailure (request: FastifyRequest): void {
-  request.log = quietLine(request.log, 'warn', 'response errored', () => true)
 }

@@ -1,7 +1,9 @@
 import { util, type Dispatcher } from 'undici'
 import { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
+import type { FastifyRequest } from 'fastify'
 import type { UpstreamCall } from './dispatcher.js'
+import { quietLine } from '../../lib/quiet-line.js'
 import { UpstreamBody } from './upstream-body.js'
 import { EventStreamBody, isEventStream } from './event-stream-body.js'
 
@@ -54,8 +56,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   /** The call's signal aborted: undici cancels the request before headers, or the body after. */
-  abort (reason: Error | undefined): void {
-    if (this.body !== null) this.body.fail(reason ?? new Error('aborted'))
+  abort (reason: Error): void {
+    if (this.body !== null) this.body.fail(reason)
     else this.abortUpstream?.(reason)
   }
 
@@ -91,6 +93,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     const { callback, body } = this
     if (callback !== null) {
       this.callback = null
+      quietReplyFromFailure(this.call.request)
       queueMicrotask(() => callback(err, null))
     } else if (body !== null) {
       this.body = null
@@ -157,4 +160,13 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     body.on('error', noop)
     body.destroy(err)
   }
+}
+
+/**
+ * reply-from logs every failed upstream call at warn ('response errored') before it answers. The
+ * failure is logged once already, with what the client was told: by the proxy's onError (an
+ * upstream fault at warn, a client that left at info) or by the deadline plugin (its expiry line).
+ */
+function quietReplyFromFailure (request: FastifyRequest): void {
+  request.log = quietLine(request.log, 'warn', 'response errored', () => true)
 }
