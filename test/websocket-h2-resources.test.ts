@@ -3,53 +3,21 @@
 // session, leave upstream connections, file descriptors, handles and the sessions' listeners at
 // baseline. One session per way and 500, not 1,000: nghttp2's rapid-reset guard (CVE-2023-44487)
 // ends a session whose client has reset about 1,000 streams in a burst, as this test would.
-import { createHash } from 'node:crypto'
 import http2 from 'node:http2'
-import net, { type Socket } from 'node:net'
-import { once } from 'node:events'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { extendedConnect, h2ConnectSession, h2ProxyApp } from './helpers/h2-websocket.js'
-import { gone, portOf } from './helpers/ws-servers.js'
+import { gone, handingUpstream, type HandingUpstream } from './helpers/ws-servers.js'
 import { fds, handles, settled } from './helpers/resources.js'
 
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const ROUNDS = 500
 const CONCURRENCY = 50
 const { NGHTTP2_CANCEL } = http2.constants
 
 type Kill = 'client-reset' | 'upstream-reset' | 'mid-handshake' | 'refused'
 
-/** Answers a valid 101 (/silent: nothing, /refused: 403) and hands each socket to the test. */
-async function upstream (t: Test): Promise<{ port: number, next: () => Promise<Socket>, open: Set<Socket> }> {
-  const waiting: Array<(s: Socket) => void> = []
-  const open = new Set<Socket>()
-  const server = net.createServer(socket => {
-    open.add(socket)
-    socket.once('close', () => open.delete(socket))
-    socket.on('error', () => {})
-    let head = ''
-    socket.on('data', chunk => {
-      if (head.includes('\r\n\r\n')) return
-      head += chunk.toString('latin1')
-      if (!head.includes('\r\n\r\n')) return
-      if (head.startsWith('GET /refused')) {
-        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno')
-      } else if (!head.startsWith('GET /silent')) {
-        const key = /sec-websocket-key: (\S+)/i.exec(head)?.[1] ?? ''
-        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${createHash('sha1').update(key + GUID).digest('base64')}\r\n\r\n`)
-      }
-      waiting.shift()?.(socket)
-    })
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => server.close())
-  return { port: portOf(server), next: async () => await new Promise(resolve => waiting.push(resolve)), open }
-}
-
 const PATHS: Record<Kill, string> = { 'client-reset': '/ws/tunnel', 'upstream-reset': '/ws/tunnel', 'mid-handshake': '/ws/silent', refused: '/ws/refused' }
 
-async function oneTunnel (session: http2.ClientHttp2Session, up: Awaited<ReturnType<typeof upstream>>, kill: Kill): Promise<void> {
+async function oneTunnel (session: http2.ClientHttp2Session, up: HandingUpstream, kill: Kill): Promise<void> {
   const upstreamSocket = up.next()
   const request = extendedConnect(session, PATHS[kill])
   const upSocket = await upstreamSocket
@@ -68,7 +36,7 @@ async function oneTunnel (session: http2.ClientHttp2Session, up: Awaited<ReturnT
   }
 }
 
-async function run (session: http2.ClientHttp2Session, up: Awaited<ReturnType<typeof upstream>>, kill: Kill, rounds: number): Promise<void> {
+async function run (session: http2.ClientHttp2Session, up: HandingUpstream, kill: Kill, rounds: number): Promise<void> {
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < rounds) {
@@ -88,7 +56,7 @@ function listeners (emitter: NodeJS.EventEmitter): number {
 const KILLS: Kill[] = ['client-reset', 'upstream-reset', 'mid-handshake', 'refused']
 
 t.test(`${ROUNDS} h2 tunnels per way of dying leave upstream connections, fds, handles and listeners at baseline`, async (t) => {
-  const up = await upstream(t)
+  const up = await handingUpstream(t)
   const serverSessions: http2.ServerHttp2Session[] = []
   const { app, port } = await h2ProxyApp(t, 'h2c', { upstream: `http://127.0.0.1:${up.port}` })
   app.server.on('session', (session: http2.ServerHttp2Session) => serverSessions.push(session))

@@ -1,42 +1,18 @@
 // Nothing outlives a tunnel: 1,000 tunnels each killed by a client reset, an upstream reset
 // and a close in the middle of the handshake leave file descriptors and handles at baseline.
-import net, { type Socket } from 'node:net'
+import net from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
 import deadline from '../plugins/deadline/index.js'
-import { ACCEPT_FOR_SAMPLE_KEY, gone, portOf, proxyApp, upgradeRequest, type Teardown } from './helpers/ws-servers.js'
+import { gone, handingUpstream, proxyApp, upgradeRequest, type HandingUpstream } from './helpers/ws-servers.js'
 import { fds, handles, settled } from './helpers/resources.js'
 
-const SWITCH = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT_FOR_SAMPLE_KEY}\r\n\r\n`
 const ROUNDS = 1000
 const CONCURRENCY = 50
 
 type Kill = 'client-reset' | 'upstream-reset' | 'mid-handshake'
 
-/** An upstream that answers 101 (or, for /ws/silent, nothing) and hands each socket to the test. */
-async function upstream (t: Teardown): Promise<{ port: number, next: () => Promise<Socket>, open: Set<Socket> }> {
-  const waiting: Array<(s: Socket) => void> = []
-  const open = new Set<Socket>()
-  const server = net.createServer(socket => {
-    open.add(socket)
-    socket.once('close', () => open.delete(socket))
-    socket.on('error', () => {})
-    let head = ''
-    socket.on('data', chunk => {
-      if (head.includes('\r\n\r\n')) return
-      head += chunk.toString('latin1')
-      if (!head.includes('\r\n\r\n')) return
-      if (!head.startsWith('GET /silent')) socket.write(SWITCH)
-      waiting.shift()?.(socket)
-    })
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => server.close())
-  return { port: portOf(server), next: async () => await new Promise(resolve => waiting.push(resolve)), open }
-}
-
-async function oneTunnel (proxyPort: number, up: Awaited<ReturnType<typeof upstream>>, kill: Kill): Promise<void> {
+async function oneTunnel (proxyPort: number, up: HandingUpstream, kill: Kill): Promise<void> {
   const client = net.connect(proxyPort, '127.0.0.1')
   client.on('error', () => {})
   await once(client, 'connect')
@@ -54,7 +30,7 @@ async function oneTunnel (proxyPort: number, up: Awaited<ReturnType<typeof upstr
   }
 }
 
-async function run (proxyPort: number, up: Awaited<ReturnType<typeof upstream>>, kill: Kill, rounds: number): Promise<void> {
+async function run (proxyPort: number, up: HandingUpstream, kill: Kill, rounds: number): Promise<void> {
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < rounds) {
@@ -66,7 +42,7 @@ async function run (proxyPort: number, up: Awaited<ReturnType<typeof upstream>>,
 }
 
 t.test(`${ROUNDS} tunnels per way of dying leave fds and handles at baseline`, async (t) => {
-  const up = await upstream(t)
+  const up = await handingUpstream(t)
   const { app, port } = await proxyApp(t, {
     upstream: `http://127.0.0.1:${up.port}`,
     before: async (app) => { await app.register(deadline, { timeout: 10_000 }) }

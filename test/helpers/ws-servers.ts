@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import http, { type IncomingMessage } from 'node:http'
 import net, { type AddressInfo, type Socket } from 'node:net'
 import { once } from 'node:events'
+import { createHash } from 'node:crypto'
 import { WebSocketServer, WebSocket, type ServerOptions } from 'ws'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 
@@ -212,4 +213,46 @@ export async function rawTunnel (t: Teardown, port: number, up: RawUpstream): Pr
     }
   }
   return { client, upstream: conn.socket, fromUpstream: () => client.received().subarray(SWITCH.length), fromClient, upstreamGot }
+}
+
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+
+/** A raw upstream for the resource tests' many short tunnels. */
+export interface HandingUpstream {
+  port: number
+  /** The upstream side of the next handshake to arrive. */
+  next: () => Promise<Socket>
+  open: Set<Socket>
+}
+
+/**
+ * Answers each handshake with a valid 101 for its own key (`GET /silent...`: nothing; `GET
+ * /refused...`: a 403) and hands its socket to the test.
+ */
+export async function handingUpstream (t: Teardown): Promise<HandingUpstream> {
+  const waiting: Array<(s: Socket) => void> = []
+  const open = new Set<Socket>()
+  const server = net.createServer(socket => {
+    open.add(socket)
+    socket.once('close', () => open.delete(socket))
+    socket.on('error', () => {})
+    let head = ''
+    socket.on('data', chunk => {
+      if (head.includes('\r\n\r\n')) return
+      head += chunk.toString('latin1')
+      if (!head.includes('\r\n\r\n')) return
+      if (head.startsWith('GET /refused')) {
+        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno')
+      } else if (!head.startsWith('GET /silent')) {
+        const key = /sec-websocket-key: (\S+)/i.exec(head)?.[1] ?? ''
+        const accept = createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64')
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+      }
+      waiting.shift()?.(socket)
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { port: portOf(server), next: async () => await new Promise(resolve => waiting.push(resolve)), open }
 }
