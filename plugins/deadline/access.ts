@@ -1,9 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ClientDisconnectedError } from './errors.js'
 import { budgetHeaders } from './propagation.js'
-import { closedByClient } from '../../lib/http2-response.js'
+import { closedByClient } from '../../lib/abrupt-end.js'
 import type { ServerResponse } from 'node:http'
-import { joinListeners, tellAll, type AbortListener, type AbortListeners, type ActiveDeadline } from './request-deadline.js'
+import type { ActiveDeadline } from './request-deadline.js'
+import { joinListeners, tellAll, type AbortListener, type AbortListeners } from './listeners.js'
 
 /** Where a request keeps its ActiveDeadline; private to this plugin. */
 export const kDeadline = Symbol('fastify-streamline.deadline')

@@ -1,14 +1,13 @@
 import type { FastifyReply } from 'fastify'
 import type { ServerResponse } from 'node:http'
 import { deadlineExpired, type DeadlineExpiredMessage } from '../../lib/diagnostics.js'
-import { errorBody } from '../../lib/error-body.js'
+import { sendError, writeError } from '../../lib/error-answer.js'
 import { quietLine } from '../../lib/quiet-line.js'
 import { DeadlineExceededError } from './errors.js'
-import { cutResponse, http2Stream } from '../../lib/http2-response.js'
-import { isEventStream, sentHeader, type ActiveDeadline } from './request-deadline.js'
+import { cutResponse, http2Stream } from '../../lib/abrupt-end.js'
+import type { ActiveDeadline } from './request-deadline.js'
+import { isEventStream, sentHeader } from './response-probes.js'
 import type { DeadlinePhase } from './types.js'
-
-const JSON_TYPE = 'application/json; charset=utf-8'
 
 /**
  * Ends a request whose deadline passed. The answer comes first and the abort second: code
@@ -49,22 +48,18 @@ function publishExpiry (deadline: ActiveDeadline, phase: DeadlinePhase, elapsed:
 /** Before headers: one well-formed error response, then later sends from the handler are ignored. */
 function answerExpired (deadline: ActiveDeadline, reason: DeadlineExceededError): void {
   const { request, reply, settings } = deadline
-  const body = JSON.stringify(errorBody(reason, settings.statusCode))
   if (reply.sent) {
     // Hijacked: the handler owns reply.raw, so the answer is written on it directly, and the
     // connection closes after it: whatever the handler did with the socket, it is not reusable.
-    const res = reply.raw
-    if (res.destroyed) return
-    endConnectionAfter(res)
-    res.writeHead(settings.statusCode, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) })
-    res.end(body)
+    if (!reply.raw.destroyed) writeError(reply.raw, reason, settings.statusCode)
     return
   }
+  // The app's own headers (CORS, say) stay; a length or encoding set for another body would lie.
   reply.removeHeader('content-length')
   reply.removeHeader('content-encoding')
   // An unread request body would be parsed as the next request.
   if (!request.raw.complete) endConnectionAfter(reply.raw)
-  reply.code(settings.statusCode).type(JSON_TYPE).send(body)
+  sendError(reply, reason, settings.statusCode)
   reply.send = ignoreLateSend as FastifyReply['send']
 }
 

@@ -11,7 +11,8 @@ import { StreamSafety } from '../../lib/stream-safety.js'
 
 export type { DeadlineOptions, RouteDeadlineOptions, RequestDeadline, DeadlinePhase } from './types.js'
 export { DeadlineExceededError, ClientDisconnectedError, InvalidDeadlineOptionError } from './errors.js'
-export { deadlineHeaders, releaseDeadline, requestSignal } from './access.js'
+export { deadlineHeaders, onRequestAbort, releaseDeadline, requestSignal, writeFiller } from './access.js'
+export type { AbortListener } from './listeners.js'
 
 async function deadlinePlugin (app: FastifyInstance, options: DeadlineOptions): Promise<void> {
   const base = resolvePluginOptions(options)

@@ -1,6 +1,9 @@
 import type { FastifyRequest } from 'fastify'
 import { InvalidDeadlineOptionError } from './errors.js'
 import type { DeadlineOptions, RouteDeadlineOptions } from './types.js'
+import { optionChecks } from '../../lib/option-checks.js'
+
+const { duration, flag } = optionChecks(InvalidDeadlineOptionError)
 
 /** Everything one route's requests need, resolved once when the route is added. */
 export interface DeadlineSettings {
@@ -59,15 +62,12 @@ export function resolveRouteOptions (base: DeadlineSettings, route: RouteDeadlin
     throw new InvalidDeadlineOptionError('config.deadline', `expected false or an object, got ${String(route)}`)
   }
   rejectUnknown('config.deadline.', route, ROUTE_OPTIONS)
-  if (route.streaming !== undefined && typeof route.streaming !== 'boolean') {
-    throw new InvalidDeadlineOptionError('config.deadline.streaming', `expected a boolean, got ${String(route.streaming)}`)
-  }
   return {
     ...base,
     timeout: duration('config.deadline.timeout', route.timeout, base.timeout),
     streamIdleTimeout: duration('config.deadline.streamIdleTimeout', route.streamIdleTimeout, base.streamIdleTimeout),
     maxStreamDuration: duration('config.deadline.maxStreamDuration', route.maxStreamDuration, base.maxStreamDuration),
-    streaming: route.streaming ?? base.streaming
+    streaming: flag('config.deadline.streaming', route.streaming, base.streaming)
   }
 }
 
@@ -75,14 +75,6 @@ function rejectUnknown (path: string, options: object, known: Set<string>): void
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new InvalidDeadlineOptionError(path + key, 'unknown option')
   }
-}
-
-function duration (name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidDeadlineOptionError(name, `expected milliseconds (a finite number >= 0), got ${String(value)}`)
-  }
-  return value
 }
 
 function trustFunction (trust: DeadlineOptions['trustIncoming']): DeadlineSettings['trustIncoming'] {

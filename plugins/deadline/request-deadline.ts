@@ -1,10 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AsyncResource } from 'node:async_hooks'
-import type { ServerResponse } from 'node:http'
-import { http2Stream } from '../../lib/http2-response.js'
 import type { CheckQueue, QueueEntry } from './check-queue.js'
 import type { DeadlineSettings } from './options.js'
 import type { RequestDeadline } from './types.js'
+import { joinListeners, tell, tellAll, type AbortListener, type AbortListeners } from './listeners.js'
+import { bytesWritten, isEventStream, sentHeader } from './response-probes.js'
 
 /** Where a watched request is: waiting for its headers, streaming its body, or finished with. */
 export type WatchPhase = 'response' | 'stream' | 'done'
@@ -20,9 +20,6 @@ export const UNLIMITED: RequestDeadline = Object.freeze({
   remaining: () => Infinity,
   streaming: false
 })
-
-/** Told once when a deadline aborts: a function, or an object with `abort(reason)` (a signal's owner). */
-export type AbortListener = ((reason: Error) => void) | { abort: (reason: Error) => void }
 
 /**
  * One request's deadline and the state its single timer needs. The AbortController is
@@ -147,79 +144,3 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     this.timer = null
   }
 }
-
-/** One listener, or several: most requests have at most one, kept without an array. */
-export type AbortListeners = AbortListener | AbortListener[]
-
-export function joinListeners (listeners: AbortListeners | undefined, listener: AbortListener): AbortListeners {
-  if (listeners === undefined) return listener
-  if (Array.isArray(listeners)) {
-    listeners.push(listener)
-    return listeners
-  }
-  return [listeners, listener]
-}
-
-export function tellAll (listeners: AbortListeners, reason: Error): void {
-  if (Array.isArray(listeners)) for (const listener of listeners) tell(listener, reason)
-  else tell(listeners, reason)
-}
-
-export function tell (listener: AbortListener, reason: Error): void {
-  if (typeof listener === 'function') listener(reason)
-  else listener.abort(reason)
-}
-
-/**
- * A count that moves whenever the response writes: the idle clock's measure, read at each
- * check rather than kept by wrapping every write. Over HTTP/1.1 it is the socket's own byte
- * count (one connection, one response at a time). Over HTTP/2 the socket is the session's,
- * shared by every stream, so a stalled stream would look busy while another one flows; Node's
- * Http2Stream keeps no count of its own, so the response's writes are counted, by a wrapper
- * installed the first time the count is asked for (only streams that reach the idle clock pay).
- */
-export function bytesWritten (res: ServerResponse): number {
-  if (http2Stream(res) === undefined) return res.socket?.bytesWritten ?? 0
-  const counted = res as CountedResponse
-  if (counted[kWritten] === undefined) countWrites(counted)
-  return counted[kWritten] as number
-}
-
-const kWritten = Symbol('fastify-streamline.written')
-
-type CountedResponse = ServerResponse & { [kWritten]?: number }
-
-function countWrites (res: CountedResponse): void {
-  res[kWritten] = 0
-  const write = res.write
-  res.write = function countedWrite (this: CountedResponse, chunk: { length: number }, ...rest: unknown[]): boolean {
-    this[kWritten] = (this[kWritten] as number) + chunk.length
-    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest)
-  } as ServerResponse['write']
-}
-
-export function isEventStream (res: ServerResponse): boolean {
-  const type = sentHeader(res, 'content-type')
-  return type !== undefined && type.trimStart().slice(0, 17).toLowerCase() === 'text/event-stream'
-}
-
-/**
- * A response header's value as set or sent. `writeHead(status, headers)` on a response with
- * no `setHeader` calls writes the head without keeping the headers, so `getHeader` cannot
- * see them; the serialised head (`_header`, stable since Node 0.x) still can.
- */
-export function sentHeader (res: ServerResponse, name: string): string | undefined {
-  const value = res.getHeader(name)
-  if (value !== undefined) return String(value)
-  const head = (res as unknown as { _header?: string | null })._header
-  if (typeof head !== 'string') return undefined
-  let pattern = headPatterns.get(name)
-  if (pattern === undefined) {
-    pattern = new RegExp(`\\r\\n${name}:[ \\t]*([^\\r]*)`, 'i')
-    headPatterns.set(name, pattern)
-  }
-  const match = pattern.exec(head)
-  return match === null ? undefined : match[1]
-}
-
-const headPatterns = new Map<string, RegExp>()

@@ -6,7 +6,7 @@ import { ClientDisconnectedError } from './errors.js'
 import { expire } from './expire.js'
 import type { DeadlineSettings } from './options.js'
 import { incomingBudget } from './propagation.js'
-import { closedByClient } from '../../lib/http2-response.js'
+import { closedByClient } from '../../lib/abrupt-end.js'
 import { ActiveDeadline } from './request-deadline.js'
 
 // How often a flowing stream is sampled, as a fraction of streamIdleTimeout: a stall is cut
