@@ -1,20 +1,8 @@
-import type { FastifyRequest } from 'fastify'
 import { InvalidDeadlineOptionError } from './errors.js'
-import type { DeadlineOptions, RouteDeadlineOptions } from './types.js'
+import type { DeadlineOptions, DeadlineSettings, RouteDeadlineOptions } from './types.js'
 import { optionChecks } from '../../lib/option-checks.js'
 
 const { duration, flag } = optionChecks(InvalidDeadlineOptionError)
-
-/** Everything one route's requests need, resolved once when the route is added. */
-export interface DeadlineSettings {
-  timeout: number
-  streamIdleTimeout: number
-  maxStreamDuration: number
-  streaming: boolean
-  statusCode: number
-  trustIncoming: ((request: FastifyRequest) => boolean) | null
-  propagationHeader: string
-}
 
 const DEFAULTS = {
   timeout: 30_000,

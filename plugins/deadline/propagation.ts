@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import type { DeadlineSettings } from './options.js'
+import type { DeadlineSettings } from './types.js'
 
 // grpc-timeout: at most 8 digits and a unit (gRPC over HTTP/2 spec).
 const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/

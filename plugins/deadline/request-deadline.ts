@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AsyncResource } from 'node:async_hooks'
 import type { CheckQueue, QueueEntry } from './check-queue.js'
-import type { DeadlineSettings } from './options.js'
+import type { DeadlineSettings } from './types.js'
 import type { RequestDeadline } from './types.js'
 import { joinListeners, tell, tellAll, type AbortListener, type AbortListeners } from './listeners.js'
 import { bytesWritten, isEventStream, sentHeader } from './response-probes.js'

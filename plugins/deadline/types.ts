@@ -54,3 +54,14 @@ declare module 'fastify' {
     deadline?: false | (RouteDeadlineOptions & object)
   }
 }
+
+/** Everything one route's requests need, resolved once when the route is added. */
+export interface DeadlineSettings {
+  timeout: number
+  streamIdleTimeout: number
+  maxStreamDuration: number
+  streaming: boolean
+  statusCode: number
+  trustIncoming: ((request: import('fastify').FastifyRequest) => boolean) | null
+  propagationHeader: string
+}

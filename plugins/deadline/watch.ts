@@ -4,7 +4,7 @@ import { clientDisconnected, type ClientDisconnectedMessage } from '../../lib/di
 import { CheckQueue } from './check-queue.js'
 import { ClientDisconnectedError } from './errors.js'
 import { expire } from './expire.js'
-import type { DeadlineSettings } from './options.js'
+import type { DeadlineSettings } from './types.js'
 import { incomingBudget } from './propagation.js'
 import { closedByClient } from '../../lib/abrupt-end.js'
 import { ActiveDeadline } from './request-deadline.js'

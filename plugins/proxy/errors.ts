@@ -1,4 +1,4 @@
-import createError from '@fastify/error'
+import createError, { type FastifyError } from '@fastify/error'
 
 // Every error this plugin produces. Errors answered to clients carry fixed messages:
 // no upstream address, no stack (captureStackTrace false: they describe a fact about
@@ -87,3 +87,8 @@ export const ConnectNotAllowedError = createError(
   'CONNECT is only accepted as an HTTP/2 WebSocket (extended CONNECT with :protocol websocket)',
   405, Error, false
 )
+
+/** Whether `err` is one of this plugin's errors (answered as JSON), not one a user's function threw. */
+export function isProxyError (err: unknown): err is FastifyError {
+  return String((err as { code?: unknown } | null)?.code).startsWith('FST_STREAMLINE_PROXY_')
+}

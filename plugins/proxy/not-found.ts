@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { PathNotFoundError } from './errors.js'
-import { sendError } from './upstream-errors.js'
+import { answerError } from './answer-error.js'
 
 // Requests meant for a proxied prefix that reach none of its routes would get Fastify's default
 // 404, a body without a `code`. Two kinds, each answered here with FST_STREAMLINE_PROXY_NOT_FOUND:
@@ -32,5 +32,5 @@ async function notFoundContext (instance: FastifyInstance): Promise<void> {
 }
 
 function notFound (_request: FastifyRequest, reply: FastifyReply): void {
-  sendError(reply, new PathNotFoundError())
+  answerError(reply, new PathNotFoundError())
 }

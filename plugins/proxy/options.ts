@@ -2,7 +2,8 @@ import type { HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValid
 import { InvalidProxyOptionError } from './errors.js'
 import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions } from './types.js'
 import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './websocket/options.js'
-import { COMPAT_OPTIONS, fromHttpProxy, type CompatSettings } from './compat.js'
+import { COMPAT_OPTIONS, fromHttpProxy, type CompatSettings } from './compat/options.js'
+import { optionChecks } from '../../lib/option-checks.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {
@@ -50,6 +51,7 @@ const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'on
   'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS])
 // A user's onResponse / onError replaces the proxy's relay / error answer (README: what that costs).
 const REPLY_OPTIONS = new Set(['queryString', 'method', 'contentType', 'onResponse', 'onError', 'body'])
+const { flag, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
 
@@ -67,9 +69,9 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
     onRequest: hooks('onRequest', options.onRequest),
     preValidation: hooks('preValidation', options.preValidation),
     preHandler: hooks('preHandler', options.preHandler),
-    config: object('config', options.config) ?? {},
-    rewriteRequestHeaders: fn('rewriteRequestHeaders', options.rewriteRequestHeaders),
-    rewriteHeaders: fn('rewriteHeaders', options.rewriteHeaders),
+    config: optionalObject('config', options.config) ?? {},
+    rewriteRequestHeaders: optionalFunction('rewriteRequestHeaders', options.rewriteRequestHeaders),
+    rewriteHeaders: optionalFunction('rewriteHeaders', options.rewriteHeaders),
     replyOptions: replyOptions(options.replyOptions),
     connections: options.connections === null ? null : integer('connections', options.connections, null, 1),
     keepAliveTimeout: integer('keepAliveTimeout', options.keepAliveTimeout, 4000, 1) ?? 4000,
@@ -78,8 +80,8 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
     bodyTimeout: integer('bodyTimeout', options.bodyTimeout, undefined, 0) ?? undefined,
     tls: tls(options.tls),
     retries: integer('retries', options.retries, 0, 0) ?? 0,
-    websocket: bool('websocket', options.websocket),
-    serverTiming: bool('serverTiming', options.serverTiming),
+    websocket: flag('websocket', options.websocket, false),
+    serverTiming: flag('serverTiming', options.serverTiming, false),
     wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false),
     wsTimings: resolveTunnelTimings(options),
     drainTimeout: integer('drainTimeout', options.drainTimeout, 10_000, 0),
@@ -128,25 +130,8 @@ function hooks<T> (name: string, value: T | T[] | undefined): T[] {
   return list
 }
 
-function fn<T> (name: string, value: T | undefined): NonNullable<T> | null {
-  if (value === undefined) return null
-  if (typeof value !== 'function') throw new InvalidProxyOptionError(name, 'expected a function')
-  return value as NonNullable<T>
-}
-
-function object<T> (name: string, value: T | undefined): T | undefined {
-  if (value !== undefined && (typeof value !== 'object' || value === null)) throw new InvalidProxyOptionError(name, 'expected an object')
-  return value
-}
-
-function bool (name: string, value: unknown): boolean {
-  if (value === undefined) return false
-  if (typeof value !== 'boolean') throw new InvalidProxyOptionError(name, 'expected a boolean')
-  return value
-}
-
 function replyOptions (value: ProxyReplyOptions | undefined): ProxyReplyOptions {
-  for (const key of Object.keys(object('replyOptions', value) ?? {})) {
+  for (const key of Object.keys(optionalObject('replyOptions', value) ?? {})) {
     if (!REPLY_OPTIONS.has(key)) {
       throw new InvalidProxyOptionError(`replyOptions.${key}`, 'is managed by the proxy (use the top-level options rewriteHeaders, rewriteRequestHeaders, retries, headersTimeout)')
     }
@@ -155,7 +140,7 @@ function replyOptions (value: ProxyReplyOptions | undefined): ProxyReplyOptions 
 }
 
 function tls (value: ProxyTlsOptions | undefined): ProxySettings['tls'] {
-  const given = object('tls', value) ?? {}
+  const given = optionalObject('tls', value) ?? {}
   if (given.rejectUnauthorized !== undefined && typeof given.rejectUnauthorized !== 'boolean') {
     throw new InvalidProxyOptionError('tls.rejectUnauthorized', 'expected a boolean')
   }

@@ -10,6 +10,12 @@ export type { UpstreamOption } from './target.js'
 /** Request headers as they will be sent upstream (undefined values are not sent). */
 export type UpstreamRequestHeaders = Record<string, string | string[] | number | undefined>
 
+/** The `rewriteRequestHeaders` option: the headers to send upstream, for plain requests and WebSocket handshakes alike. */
+export type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
+
+/** The `rewriteHeaders` option: the response headers to send to the client. */
+export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
+
 /** Options of `app.register(proxy, options)`. Every time is in milliseconds. */
 export interface ProxyOptions extends WebSocketTimingOptions {
   /** Upstream base URL (http: or https:), or a function choosing one per request. Required. */
@@ -27,9 +33,9 @@ export interface ProxyOptions extends WebSocketTimingOptions {
   /** Route `config` (e.g. `{ deadline: { timeout: 5000 } }`). */
   config?: FastifyContextConfig
   /** Change the headers sent upstream. Runs after hop-by-hop removal and X-Forwarded-* are applied. */
-  rewriteRequestHeaders?: (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
+  rewriteRequestHeaders?: RequestHeaderRewrite
   /** Change the response headers sent to the client. Runs after hop-by-hop removal. */
-  rewriteHeaders?: (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
+  rewriteHeaders?: ResponseHeaderRewrite
   /** Extra options for `reply.from` (only those the proxy does not manage itself). */
   replyOptions?: ProxyReplyOptions
   /** Max connections per upstream origin; `null` = one per concurrent request, reused with keep-alive. Default null. */

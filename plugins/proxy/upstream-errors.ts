@@ -1,8 +1,8 @@
 import type { FastifyReply } from 'fastify'
 import type { FastifyError } from '@fastify/error'
-import { cutResponse } from '../../lib/http2-response.js'
+import { cutResponse } from '../../lib/abrupt-end.js'
 import { upstreamError, type UpstreamErrorMessage } from '../../lib/diagnostics.js'
-import { errorBody } from '../../lib/error-body.js'
+import { answerError } from './answer-error.js'
 import {
   UpstreamBadResponseError, UpstreamError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnavailableError
 } from './errors.js'
@@ -58,17 +58,10 @@ export function sendUpstreamError (reply: FastifyReply, error: Error): void {
   reply.log.warn({ err: error, code: clientError.code }, 'upstream request failed')
   const cut = reply.raw.headersSent
   if (cut) cutResponse(reply.raw)
-  else sendError(reply, clientError)
+  else answerError(reply, clientError)
   if (upstreamError.hasSubscribers) {
     const statusCode = cut ? reply.raw.statusCode : clientError.statusCode ?? 502
     const message: UpstreamErrorMessage = { request: reply.request, error, code: clientError.code, statusCode }
     upstreamError.publish(message)
   }
-}
-
-/** Sends `{ statusCode, code, error, message }` for one of our errors, replacing any header set so far. */
-export function sendError (reply: FastifyReply, error: FastifyError): void {
-  for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
-  const statusCode = error.statusCode ?? 502
-  reply.code(statusCode).type('application/json; charset=utf-8').send(errorBody(error, statusCode))
 }

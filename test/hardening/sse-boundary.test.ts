@@ -1,7 +1,7 @@
 // The event-boundary tracker the drain relies on, against a plain line-by-line reading of the
 // SSE format, with the stream cut into pieces at every position and at pseudo-random ones.
 import { test } from 'tap'
-import { EventBoundary } from '../../plugins/proxy/sse-boundary.js'
+import { EventBoundary } from '../../plugins/proxy/upstream/sse-boundary.js'
 
 /** Reference: at a boundary when the last line read is empty (or nothing was read), per the format's line rules. */
 function atBoundary (text: string): boolean {

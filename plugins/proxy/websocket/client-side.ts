@@ -1,11 +1,11 @@
 import type { FastifyRequest } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { closeGracefully } from './dispatch.js'
-import { handshakeHeaders, type RequestHeaderRewrite } from './headers.js'
+import { closeGracefully } from './graceful-close.js'
+import { handshakeHeaders } from './headers.js'
 import { switchingProtocolsHead } from './response.js'
 import type { TunnelSocket } from './tunnel.js'
-import type { UpstreamRequestHeaders } from '../types.js'
+import type { RequestHeaderRewrite, UpstreamRequestHeaders } from '../types.js'
 
 /**
  * What differs between the two ways a client opens a WebSocket through the proxy: an

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream'
-import { abortSide } from '../../../lib/http2-response.js'
+import { abortSide } from '../../../lib/abrupt-end.js'
 import { goingAwayFrame, OPCODE_CLOSE, type FrameCursor } from './frames.js'
 import type { Relay } from './relay.js'
 

@@ -3,6 +3,7 @@ import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { Server as TlsServer } from 'node:tls'
 import { listenFirst } from './server-listener.js'
+import { closeGracefully } from './graceful-close.js'
 
 const kUpgradeHead = Symbol('fastify-streamline.upgrade-head')
 
@@ -162,19 +163,6 @@ function reparseAsPlainRequest (server: Server, raw: IncomingMessage, socket: Du
   // socket's ALPN result) attaches Node's HTTP parser on 'secureConnection'; its 'connection'
   // means a raw TCP socket, and would start a second TLS handshake on this decrypted one.
   server.emit(server instanceof TlsServer ? 'secureConnection' : 'connection', socket)
-}
-
-/**
- * Ends a connection whose last response has been written. Unread client bytes are drained
- * first: closing a socket with unread input makes the kernel send RST, which can destroy the
- * response still in flight to the client.
- */
-export function closeGracefully (socket: Duplex): void {
-  if (socket.destroyed) return
-  socket.resume()
-  socket.end()
-  if (socket.writableFinished) socket.destroy()
-  else socket.once('finish', () => socket.destroy())
 }
 
 function destroyOnError (this: Duplex): void {

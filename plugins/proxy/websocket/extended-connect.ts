@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import { ConnectNotAllowedError } from '../errors.js'
-import { writeError } from './response.js'
+import { writeError } from '../../../lib/error-answer.js'
 import { listenFirst } from './server-listener.js'
 
 const kExtendedConnect = Symbol('fastify-streamline.extended-connect')

@@ -2,9 +2,9 @@ import type { FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import type { Http2Stream, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import { createHash, randomBytes } from 'node:crypto'
-import { extendedConnectHeaders, type RequestHeaderRewrite } from './headers.js'
+import { extendedConnectHeaders } from './headers.js'
 import type { ClientSide } from './client-side.js'
-import type { UpstreamRequestHeaders } from '../types.js'
+import type { RequestHeaderRewrite, UpstreamRequestHeaders } from '../types.js'
 
 // RFC 6455 4.2.2: the server proves it read the key by hashing it with this GUID.
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'

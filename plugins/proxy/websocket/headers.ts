@@ -3,10 +3,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import { deadlineHeaders } from '../../deadline/index.js'
 import { setForwardedHeaders } from '../forwarded.js'
 import { stripRequestOnly, withoutHopByHop } from '../hop-by-hop.js'
-import type { UpstreamRequestHeaders } from '../types.js'
-
-export type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
-export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
+import type { RequestHeaderRewrite, ResponseHeaderRewrite, UpstreamRequestHeaders } from '../types.js'
 
 /**
  * The handshake for the upstream: every end-to-end header (Origin, Cookie, Authorization,

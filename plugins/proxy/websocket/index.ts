@@ -1,21 +1,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods, RouteOptions } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import type { Http2ServerRequest } from 'node:http2'
-import { errorBody } from '../../../lib/error-body.js'
-import { abortSide } from '../../../lib/http2-response.js'
+import { sendError } from '../../../lib/error-answer.js'
+import { abortSide } from '../../../lib/abrupt-end.js'
 import { TunnelRegistry } from './registry.js'
 import { installUpgradeDispatch, isWebSocketUpgrade, upgradeHead } from './dispatch.js'
-import { InvalidUpgradeError, ShuttingDownError } from '../errors.js'
+import { InvalidUpgradeError, isProxyError, ShuttingDownError } from '../errors.js'
 import { Handshake, type HandshakeSettings } from './handshake.js'
 import { Http1Client, type ClientSide } from './client-side.js'
 import { Http2Client } from './h2-client.js'
 import { installExtendedConnect, isExtendedConnect } from './extended-connect.js'
-import { sendError } from '../upstream-errors.js'
-import type { FastifyError } from '@fastify/error'
-import type { ProxySettings } from '../options.js'
-import { compileTarget, mapUrl, upstreamUrl, type ProxyTarget } from '../target.js'
+import { answerError } from '../answer-error.js'
 import { asArray } from '../../../lib/as-array.js'
-import { wsRequestHeaders, wsTarget } from '../ws-client.js'
 
 export interface UpgradeSettings extends HandshakeSettings {
   /** The upstream URL (http: or https:) for this request's handshake; throws (400/404) to refuse it. */
@@ -27,34 +23,6 @@ export interface UpgradeHooks {
   preHandler: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   /** Methods the routes take besides their own: CONNECT on an HTTP/2 server (RFC 8441 WebSockets). */
   methods: HTTPMethods[]
-}
-
-/**
- * The pass-through as a proxy registration configures it: upgrades go to `wsUpstream` (or
- * `upstream`) through the same path mapping and safety checks as plain HTTP.
- */
-export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings): UpgradeHooks {
-  const target = compileTarget({
-    upstream: settings.wsUpstream ?? settings.upstream,
-    prefix: instance.prefix,
-    rewritePrefix: settings.rewritePrefix
-  })
-  return webSocketUpgrade(instance, {
-    // preRewrite and wsClientOptions (@fastify/http-proxy): as for plain requests, then the query string.
-    target: wsTarget(preRewritten(settings, instance.prefix, target), settings.compat.wsClient),
-    // A tunnel's close handshake never outlasts the drain of the server's other connections.
-    timings: { ...settings.wsTimings, closeGrace: Math.min(settings.wsTimings.closeGrace, settings.drainTimeout) },
-    tls: settings.tls,
-    rewriteRequestHeaders: wsRequestHeaders(settings.rewriteRequestHeaders, settings.compat.wsClient),
-    rewriteHeaders: settings.rewriteHeaders
-  })
-}
-
-/** The handshake's upstream URL, through `preRewrite` when there is one (its result is checked like a request's). */
-function preRewritten (settings: ProxySettings, prefix: string, target: ProxyTarget): (request: FastifyRequest) => URL {
-  const preRewrite = settings.compat.preRewrite
-  if (preRewrite === null) return request => upstreamUrl(request, target)
-  return request => mapUrl(preRewrite(request.url, request.params, prefix), request, target, 'confined')
 }
 
 /** Appends the hooks to a proxy route: after the user's own, so auth hooks run first. */
@@ -91,53 +59,66 @@ export function webSocketUpgrade (app: FastifyInstance, settings: UpgradeSetting
     tunnels.drain(settings.timings.closeGrace).catch(err => app.log.error({ err }, 'websocket drain failed'))
     done()
   })
-
-  function rejectInvalidUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    if (isUpgrade(request.raw) && !isWebSocketUpgrade(request.raw)) {
-      // The socket left the HTTP parser: whatever follows the head cannot be read as HTTP.
-      reply.raw.shouldKeepAlive = false
-      reply.code(400).send(errorBody(new InvalidUpgradeError()))
-      return
-    }
-    done()
-  }
-
   function passUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (!isUpgrade(request.raw) && !isExtendedConnect(request.raw)) return done()
-    // Resolved before hijacking: a refused path gets the same answer as over plain HTTP.
-    let target: URL
-    try {
-      target = settings.target(request)
-    } catch (err) {
-      // An answer to an upgrade is the connection's last (the HTTP parser has let go of it).
-      reply.raw.shouldKeepAlive = false
-      // As for plain HTTP: ours (bad path, bad upstream URL) get their JSON answer; an exception
-      // from a user's `upstream` function goes to the app's error handler.
-      if (!String((err as FastifyError).code).startsWith('FST_STREAMLINE_PROXY_')) return done(err as Error)
-      sendError(reply, err as FastifyError)
-      return
-    }
-    // Routed before app.close() began, but its hooks (a slow auth check) ran into the drain.
-    if (tunnels.draining) {
-      reply.raw.shouldKeepAlive = false
-      sendError(reply, new ShuttingDownError())
-      return
-    }
-    reply.hijack()
-    const side = clientSide(request)
-    const client = side.socket
-    // Gone while the app's hooks ran (a slow auth check): its close event has already fired,
-    // so nothing would ever end a handshake started now.
-    if (client.destroyed || client.readableEnded) {
-      abortSide(client)
-      return
-    }
-    const handshake = new Handshake(request, reply, settings, side, upgradeHead(request.raw), () => tunnels.delete(handshake))
-    handshake.start(target)
-    tunnels.add(handshake)
+    const target = upgradeTarget(settings, tunnels, request, reply, done)
+    if (target !== null) startHandshake(settings, tunnels, request, reply, target)
   }
-
   return { onRequest: rejectInvalidUpgrade, preHandler: passUpgrade, methods: http2 ? ['CONNECT'] : [] }
+}
+
+function rejectInvalidUpgrade (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  if (isUpgrade(request.raw) && !isWebSocketUpgrade(request.raw)) {
+    // The socket left the HTTP parser: whatever follows the head cannot be read as HTTP.
+    reply.raw.shouldKeepAlive = false
+    sendError(reply, new InvalidUpgradeError())
+    return
+  }
+  done()
+}
+
+/**
+ * The upgrade's upstream URL, resolved before hijacking so that a refused path gets the same
+ * answer as over plain HTTP; null when the upgrade has been answered (or handed to `done`).
+ */
+function upgradeTarget (settings: UpgradeSettings, tunnels: TunnelRegistry, request: FastifyRequest,
+  reply: FastifyReply, done: HookHandlerDoneFunction): URL | null {
+  let target: URL
+  try {
+    target = settings.target(request)
+  } catch (err) {
+    // An answer to an upgrade is the connection's last (the HTTP parser has let go of it).
+    reply.raw.shouldKeepAlive = false
+    // As for plain HTTP: ours (bad path, bad upstream URL) get their JSON answer; an exception
+    // from a user's `upstream` function goes to the app's error handler.
+    if (isProxyError(err)) answerError(reply, err)
+    else done(err as Error)
+    return null
+  }
+  // Routed before app.close() began, but its hooks (a slow auth check) ran into the drain.
+  if (tunnels.draining) {
+    reply.raw.shouldKeepAlive = false
+    answerError(reply, new ShuttingDownError())
+    return null
+  }
+  return target
+}
+
+/** Takes the connection (or HTTP/2 stream) from Fastify and hands it to a Handshake. */
+function startHandshake (settings: UpgradeSettings, tunnels: TunnelRegistry, request: FastifyRequest,
+  reply: FastifyReply, target: URL): void {
+  reply.hijack()
+  const side = clientSide(request)
+  const client = side.socket
+  // Gone while the app's hooks ran (a slow auth check): its close event has already fired,
+  // so nothing would ever end a handshake started now.
+  if (client.destroyed || client.readableEnded) {
+    abortSide(client)
+    return
+  }
+  const handshake = new Handshake(request, reply, settings, side, upgradeHead(request.raw), () => tunnels.delete(handshake))
+  handshake.start(target)
+  tunnels.add(handshake)
 }
 
 /** An HTTP/1.1 upgrade takes over the connection; an HTTP/2 WebSocket is one stream of it. */

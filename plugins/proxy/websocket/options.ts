@@ -1,4 +1,7 @@
+import { optionChecks } from '../../../lib/option-checks.js'
 import { InvalidProxyOptionError } from '../errors.js'
+
+const { duration } = optionChecks(InvalidProxyOptionError)
 
 /** The WebSocket tunnel's timing options of the proxy; every time is in milliseconds. */
 export interface WebSocketTimingOptions {
@@ -35,12 +38,4 @@ export function resolveTunnelTimings (options: WebSocketTimingOptions): TunnelTi
     handshakeTimeout: duration('wsHandshakeTimeout', options.wsHandshakeTimeout, 30_000),
     closeGrace: duration('wsCloseGrace', options.wsCloseGrace, 5000)
   }
-}
-
-function duration (name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new InvalidProxyOptionError(name, `expected milliseconds (a finite number >= 0), got ${String(value)}`)
-  }
-  return value
 }

@@ -1,6 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { errorBody } from '../../../lib/error-body.js'
-import { cutResponse, http2Stream } from '../../../lib/http2-response.js'
+import { cutResponse, http2Stream } from '../../../lib/abrupt-end.js'
 
 /**
  * The upstream's 101 head as it sent it: status text, header names, case, order and
@@ -31,16 +30,4 @@ export function relayRefusal (upstreamRes: IncomingMessage, headers: OutgoingHtt
   upstreamRes.once('aborted', () => cutResponse(res))
   upstreamRes.once('error', () => cutResponse(res))
   res.once('close', () => upstreamRes.destroy())
-}
-
-/** A JSON error on the client connection (or HTTP/2 stream), before any byte of an answer went out. */
-export function writeError (res: ServerResponse, err: { statusCode?: number, code: string, message: string }): void {
-  const body = JSON.stringify(errorBody(err))
-  const headers: OutgoingHttpHeaders = {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body)
-  }
-  if (http2Stream(res) === undefined) headers.connection = 'close'
-  res.writeHead(err.statusCode ?? 502, headers)
-  res.end(body)
 }

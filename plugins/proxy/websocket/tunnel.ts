@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { abortSide } from '../../../lib/http2-response.js'
-import { closeGracefully } from './dispatch.js'
+import { abortSide } from '../../../lib/abrupt-end.js'
+import { closeGracefully } from './graceful-close.js'
 import { ClosingDirection } from './closing-direction.js'
 import { Relay, type RelayOwner } from './relay.js'
 

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http'
-import type { UpstreamTarget } from './target.js'
+import type { UpstreamTarget } from '../target.js'
 
 // `internalRewriteLocationHeader` (on by default, as in @fastify/http-proxy), with the meaning of
 // nginx's `proxy_redirect default`: a redirect the upstream points into its own mapped prefix

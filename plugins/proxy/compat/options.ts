@@ -1,8 +1,10 @@
 import type { FastifyRequest } from 'fastify'
 import { Dispatcher } from 'undici'
-import { InvalidProxyOptionError } from './errors.js'
-import type { ProxyOptions, ProxyTlsOptions } from './types.js'
-import { resolveWsClient, resolveWsServer, type WsClientSettings } from './ws-client.js'
+import { optionChecks } from '../../../lib/option-checks.js'
+import { InvalidProxyOptionError } from '../errors.js'
+import type { ProxyOptions } from '../types.js'
+import { mergeTls, TLS_OPTIONS } from './tls.js'
+import { resolveWsClient, resolveWsServer, type WsClientSettings } from './ws-client-options.js'
 
 // @fastify/http-proxy options, mapped onto ours before validation, so that an app switches by
 // changing one import. Where an option of theirs and one of ours mean the same thing they are
@@ -13,8 +15,7 @@ import { resolveWsClient, resolveWsServer, type WsClientSettings } from './ws-cl
 const AGENT_PASS_THROUGH = new Set(['pipelining', 'keepAliveMaxTimeout', 'keepAliveTimeoutThreshold', 'maxHeaderSize',
   'maxResponseSize', 'strictContentLength', 'allowH2', 'maxRequestsPerClient', 'localAddress', 'autoSelectFamily',
   'autoSelectFamilyAttemptTimeout', 'maxConcurrentStreams'])
-/** undici `connect` options: the TLS ones map onto `tls`, `timeout` onto `connectTimeout`. */
-const CONNECT_TLS = new Set(['rejectUnauthorized', 'ca', 'servername', 'cert', 'key', 'pfx', 'passphrase', 'ciphers', 'minVersion', 'maxVersion'])
+const { flag, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
 
 /** reply-from plugin options that change nothing for a streaming proxy (its URL cache, its request log line). */
 const HARMLESS = ['disableCache', 'cacheURLs', 'disableRequestLogging'] as const
@@ -82,10 +83,10 @@ export function fromHttpProxy (given: ProxyOptions): { options: ProxyOptions, co
   return {
     options,
     compat: {
-      constraints: plainObject('constraints', options.constraints),
+      constraints: optionalObject('constraints', options.constraints as Record<string, unknown> | undefined),
       routes: routes(options.routes),
-      preRewrite: optionalFn('preRewrite', options.preRewrite),
-      handler: optionalFn('handler', options.handler),
+      preRewrite: optionalFunction('preRewrite', options.preRewrite),
+      handler: optionalFunction('handler', options.handler),
       proxyPayloads: flag('proxyPayloads', options.proxyPayloads, true),
       rewriteLocation: flag('internalRewriteLocationHeader', options.internalRewriteLocationHeader, true),
       dispatcher,
@@ -178,24 +179,13 @@ function connectOptions (options: ProxyOptions & Record<string, unknown>, connec
     if (setting === undefined) continue
     if (key === 'timeout') {
       alias(options, 'undici.connect.timeout', 'connectTimeout', setting)
-    } else if (CONNECT_TLS.has(key)) {
+    } else if (TLS_OPTIONS.has(key)) {
       tls[key] = setting
     } else {
       throw new InvalidProxyOptionError(`undici.connect.${key}`, 'not supported (timeout and TLS options are)')
     }
   }
   mergeTls(options, 'undici.connect', tls)
-}
-
-/** TLS given elsewhere (undici.connect, wsClientOptions) joins `tls`: one setting for HTTP and WebSockets. */
-function mergeTls (options: ProxyOptions & Record<string, unknown>, from: string, given: Record<string, unknown>): void {
-  if (Object.keys(given).length === 0) return
-  const tls: Record<string, unknown> = { ...options.tls }
-  for (const [key, setting] of Object.entries(given)) {
-    if (tls[key] !== undefined && tls[key] !== setting) throw new InvalidProxyOptionError(`${from}.${key}`, `conflicts with tls.${key}: give one`)
-    tls[key] = setting
-  }
-  options.tls = tls as ProxyTlsOptions
 }
 
 /** Sets our option `ours` from their `theirs`; both given and different is refused, unless `merge` says how. */
@@ -225,22 +215,5 @@ function methodList (name: string, value: unknown): ReadonlySet<string> | null {
 function stringList (name: string, value: unknown): string[] | undefined {
   if (value === undefined) return undefined
   if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) throw new InvalidProxyOptionError(name, 'expected an array of strings')
-  return value
-}
-
-function plainObject (name: string, value: unknown): Record<string, unknown> | undefined {
-  if (value !== undefined && (typeof value !== 'object' || value === null)) throw new InvalidProxyOptionError(name, 'expected an object')
-  return value as Record<string, unknown> | undefined
-}
-
-function optionalFn<T> (name: string, value: T | undefined): NonNullable<T> | null {
-  if (value === undefined) return null
-  if (typeof value !== 'function') throw new InvalidProxyOptionError(name, 'expected a function')
-  return value as NonNullable<T>
-}
-
-function flag (name: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback
-  if (typeof value !== 'boolean') throw new InvalidProxyOptionError(name, 'expected a boolean')
   return value
 }

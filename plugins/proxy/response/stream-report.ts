@@ -1,16 +1,16 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
-import { proxyResponse, streamEnd, type ProxyResponseMessage, type StreamEndCause, type StreamEndMessage } from '../../lib/diagnostics.js'
-import type { ProxyCall } from './cancellation.js'
-import { cutByDrain } from './connections.js'
-import { endedByDrain } from './drain.js'
+import { proxyResponse, streamEnd, type ProxyResponseMessage, type StreamEndCause, type StreamEndMessage } from '../../../lib/diagnostics.js'
+import type { UpstreamCall } from '../upstream/call.js'
+import { cutByDrain } from '../lifecycle/connections.js'
+import { endedByDrain } from '../lifecycle/event-stream-drain.js'
 
 /**
  * The diagnostics channels' view of a relayed response: `proxy:response` when the upstream's
  * head arrives, `stream:end` when the body is over, however it ended. Nothing is done for a
  * channel without subscribers. `wholeBytes`: the size of a body sent whole (not piped).
  */
-export function reportResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, statusCode: number, wholeBytes = 0): void {
+export function reportResponse (call: UpstreamCall, request: FastifyRequest, reply: FastifyReply, statusCode: number, wholeBytes = 0): void {
   if (!proxyResponse.hasSubscribers && !streamEnd.hasSubscribers) return
   const now = performance.now()
   if (proxyResponse.hasSubscribers) {
@@ -20,7 +20,7 @@ export function reportResponse (call: ProxyCall, request: FastifyRequest, reply:
   if (streamEnd.hasSubscribers) watchStreamEnd(call, request, reply, now, wholeBytes)
 }
 
-function watchStreamEnd (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, startedAt: number, wholeBytes: number): void {
+function watchStreamEnd (call: UpstreamCall, request: FastifyRequest, reply: FastifyReply, startedAt: number, wholeBytes: number): void {
   let bytes = wholeBytes
   let piped: Readable | null = null
   // Counted from the moment Fastify pipes the body: a 'data' listener added earlier would
@@ -45,7 +45,7 @@ function watchStreamEnd (call: ProxyCall, request: FastifyRequest, reply: Fastif
  * The call's abort reason says who ended it: the deadline (its phase), or the client (the
  * close listeners saw it leave). Without one, the upstream ended the body, whole or failed.
  */
-function endCause (call: ProxyCall): StreamEndCause {
+function endCause (call: UpstreamCall): StreamEndCause {
   const reason = call.signal.reason as { code?: string, phase?: string } | undefined
   if (reason?.code === 'FST_STREAMLINE_DEADLINE_EXCEEDED' && (reason.phase === 'idle' || reason.phase === 'lifetime')) return reason.phase
   if (reason?.code === 'FST_STREAMLINE_CLIENT_DISCONNECTED') return 'client'

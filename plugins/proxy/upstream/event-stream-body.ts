@@ -1,13 +1,6 @@
 import { errors } from 'undici'
-import { UpstreamBody } from './upstream-body.js'
+import { UpstreamBody } from './body.js'
 import { EventBoundary } from './sse-boundary.js'
-
-const EVENT_STREAM = /^\s*text\/event-stream\s*(;|$)/i
-
-/** Whether a Content-Type is an event stream (SSE). */
-export function isEventStream (type: unknown): boolean {
-  return typeof type === 'string' && EVENT_STREAM.test(type)
-}
 
 /**
  * An upstream event stream's body. It follows the event boundaries of what it relays, so that a
@@ -17,7 +10,7 @@ export function isEventStream (type: unknown): boolean {
  * a Transform per event stream cost about 3 KiB of heap per open stream and a hop per event.
  */
 export class EventStreamBody extends UpstreamBody {
-  /** Chunks relayed so far: how the heartbeat sweep (sse-heartbeat.ts) sees activity, at no per-chunk clock read. */
+  /** Chunks relayed so far: how the heartbeat sweep (response/sse-heartbeat.ts) sees activity, at no per-chunk clock read. */
   relayed = 0
   private readonly boundary = new EventBoundary()
   private retry: Buffer | null = null

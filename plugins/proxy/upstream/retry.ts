@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
-import type { ProxyCall } from './cancellation.js'
-import type { UpstreamResponse } from './response.js'
+import type { UpstreamCall } from './call.js'
+import type { UpstreamResponse } from './handler.js'
 
 // reply-from's own policy retries a GET 503 up to 10 times on its own timer, whatever the
 // deadline says. This one is the only policy in use (reply-from calls it after every
@@ -24,7 +24,7 @@ export interface AttemptDetails {
  * option (@fastify/http-proxy's); a request with a body is never retried. `remaining`: what is
  * left of the request's deadline.
  */
-export function retryDelay (call: ProxyCall, { err, req, res, attempt }: AttemptDetails, retries: number,
+export function retryDelay (call: UpstreamCall, { err, req, res, attempt }: AttemptDetails, retries: number,
   remaining: (request: FastifyRequest) => number, methods: ReadonlySet<string> | null = null): number | null {
   if (attempt >= retries || call.signal.aborted) return null
   if (!(methods ?? REPEATABLE).has(req.method) || call.request.body !== undefined) return null

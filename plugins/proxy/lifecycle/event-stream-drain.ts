@@ -1,7 +1,7 @@
-import { EventStreamBody } from './event-stream-body.js'
+import { EventStreamBody } from '../upstream/event-stream-body.js'
 
 // What `app.close()` does to proxied event streams: each one ends at the next event boundary,
-// after an optional `retry:` field (event-stream-body.ts). The connections themselves are
+// after an optional `retry:` field (upstream/event-stream-body.ts). The connections themselves are
 // drained in connections.ts.
 
 /** Whether `body` is an event stream that a drain ended (for the stream:end channel). */
@@ -10,7 +10,7 @@ export function endedByDrain (body: unknown): boolean {
 }
 
 /** The proxied event streams of one registration; nothing is tracked for other responses. */
-export class ProxyDrain {
+export class EventStreamDrain {
   private readonly streams = new Set<EventStreamBody>()
   private readonly retry: Buffer | null
   private draining = false

@@ -1,8 +1,8 @@
 import type { FastifyReply } from 'fastify'
 import type { ServerResponse } from 'node:http'
-import { writeFiller } from '../deadline/access.js'
-import { http2Stream } from '../../lib/http2-response.js'
-import type { EventStreamBody } from './event-stream-body.js'
+import { writeFiller } from '../../deadline/index.js'
+import { http2Stream } from '../../../lib/abrupt-end.js'
+import type { EventStreamBody } from '../upstream/event-stream-body.js'
 
 // Quiet event streams are cut by intermediaries (nginx after 60 s, load balancers) long before
 // any timer of ours fires; a comment line keeps them open and every SSE client ignores it.

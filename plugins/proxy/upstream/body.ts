@@ -13,7 +13,7 @@ function noop (): void {}
  */
 export class UpstreamBody extends Readable {
   constructor (private readonly resumeUpstream: () => void, protected readonly abortUpstream: (reason?: Error) => void) {
-    // 64 KiB, as undici's body: one socket read, and the same backpressure as before.
+    // 64 KiB, as undici's own body: one socket read, and the same backpressure.
     super({ highWaterMark: MAX_BUFFERED })
   }
 

@@ -2,10 +2,11 @@ import { util, type Dispatcher } from 'undici'
 import { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { FastifyRequest } from 'fastify'
-import type { UpstreamCall } from './dispatcher.js'
-import { quietLine } from '../../lib/quiet-line.js'
-import { UpstreamBody } from './upstream-body.js'
-import { EventStreamBody, isEventStream } from './event-stream-body.js'
+import type { UpstreamCall } from './call.js'
+import { quietLine } from '../../../lib/quiet-line.js'
+import { isEventStreamType } from '../../../lib/event-stream.js'
+import { UpstreamBody } from './body.js'
+import { EventStreamBody } from './event-stream-body.js'
 
 // undici's `request()` API wraps each call in a RequestHandler: an AsyncResource, an abort
 // listener on the signal, and a body stream that is piped into the response. A small proxied
@@ -27,6 +28,17 @@ export interface UpstreamData {
 }
 
 export type UpstreamCallback = (err: Error | null, data: UpstreamData | null) => void
+
+/**
+ * What reply-from then hands to `onResponse` and `retryDelay` (its type says ServerResponse):
+ * the same answer, its body renamed `stream`. A small body that came whole is a Buffer, and
+ * only for the proxy's own relay: a user's onResponse always gets a stream.
+ */
+export interface UpstreamResponse {
+  statusCode: number
+  headers: Record<string, string | string[] | undefined>
+  stream: Readable | Buffer
+}
 
 interface PendingHead {
   statusCode: number
@@ -105,7 +117,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   /**
    * Small, of known length, with a type (Fastify would add one to a Buffer), not HEAD, and no
-   * upload still streaming: an early answer (a 413) must go out while the upload is cut, as before.
+   * upload still streaming: an early answer (a 413) must go out while the upload is still being cut.
    */
   private mayComeWhole (headers: UpstreamData['headers']): boolean {
     const length = Number(headers['content-length'])
@@ -115,7 +127,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
     const abort = (reason?: Error): void => this.abortUpstream?.(reason)
-    const body = isEventStream(headers['content-type']) ? new EventStreamBody(resume, abort) : new UpstreamBody(resume, abort)
+    const body = isEventStreamType(headers['content-type']) ? new EventStreamBody(resume, abort) : new UpstreamBody(resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body

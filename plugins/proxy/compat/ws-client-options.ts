@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import { stringify } from 'node:querystring'
-import { InvalidProxyOptionError } from './errors.js'
-import type { UpstreamRequestHeaders } from './types.js'
+import { InvalidProxyOptionError } from '../errors.js'
+import type { RequestHeaderRewrite } from '../types.js'
+import { TLS_OPTIONS } from './tls.js'
 
 // @fastify/http-proxy's `wsClientOptions` / `wsServerOptions` configure the two `ws` endpoints it
 // puts in the middle of every WebSocket. The proxy has none: it forwards the client's handshake
@@ -20,7 +21,6 @@ export interface WsClientSettings {
   queryString: QueryString | null
 }
 
-const TLS = new Set(['rejectUnauthorized', 'ca', 'cert', 'key', 'pfx', 'passphrase', 'servername', 'ciphers', 'minVersion', 'maxVersion'])
 const REFUSED_SERVER: Record<string, string> = {
   verifyClient: 'the proxy has no WebSocket server: check the upgrade in an onRequest or preHandler hook (they run before it)',
   handleProtocols: 'the subprotocol is chosen by the upstream and relayed as it is'
@@ -46,7 +46,7 @@ export function resolveWsClient (value: unknown): { settings: WsClientSettings, 
     } else if (key === 'queryString') {
       if (typeof setting !== 'function' && (typeof setting !== 'object' || setting === null)) throw new InvalidProxyOptionError('wsClientOptions.queryString', 'expected an object or a function')
       settings.queryString = setting as QueryString
-    } else if (TLS.has(key)) {
+    } else if (TLS_OPTIONS.has(key)) {
       result.tls[key] = setting
     } else if (key === 'handshakeTimeout') {
       result.handshakeTimeout = setting
@@ -77,8 +77,6 @@ export function wsTarget (target: (request: FastifyRequest) => URL, ws: WsClient
     return url
   }
 }
-
-type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRequestHeaders) => UpstreamRequestHeaders
 
 /**
  * The handshake's header rewrite: the client's headers (the tunnel forwards them all, cookies

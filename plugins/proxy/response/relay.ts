@@ -1,25 +1,14 @@
 import type { ServerResponse } from 'node:http'
-import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ProxyCall } from './cancellation.js'
-import { cutResponse, http2Stream } from '../../lib/http2-response.js'
+import { cutResponse, http2Stream } from '../../../lib/abrupt-end.js'
+import type { StreamSafety } from '../../../lib/stream-safety.js'
+import { acceptsTrailers, declaredTrailers } from '../hop-by-hop.js'
+import type { UpstreamCall } from '../upstream/call.js'
+import { EventStreamBody } from '../upstream/event-stream-body.js'
+import type { UpstreamResponse } from '../upstream/handler.js'
+import type { EventStreamDrain } from '../lifecycle/event-stream-drain.js'
 import { reportResponse } from './stream-report.js'
-import { acceptsTrailers, declaredTrailers } from './hop-by-hop.js'
-import type { ProxyDrain } from './drain.js'
 import type { SseHeartbeat } from './sse-heartbeat.js'
-import type { StreamSafety } from '../../lib/stream-safety.js'
-import { EventStreamBody } from './event-stream-body.js'
-
-/**
- * What reply-from hands to `onResponse` (its type says ServerResponse; it is the upstream
- * handler's answer). A small body that came whole is a Buffer (upstream-handler.ts), and only
- * for the proxy's own relay: a user's onResponse always gets a stream.
- */
-export interface UpstreamResponse {
-  statusCode: number
-  headers: Record<string, string | string[] | undefined>
-  stream: Readable | Buffer
-}
 
 // Fields that must not be sent as trailers (RFC 9110 §6.5.1); Fastify refuses them too.
 const FORBIDDEN_TRAILERS = new Set(['transfer-encoding', 'content-length', 'host', 'cache-control', 'max-forwards', 'te',
@@ -27,7 +16,7 @@ const FORBIDDEN_TRAILERS = new Set(['transfer-encoding', 'content-length', 'host
 
 /** What the registration follows its bodies with. */
 interface BodyWatch {
-  drain: ProxyDrain
+  drain: EventStreamDrain
   heartbeat: SseHeartbeat | null
   safety: StreamSafety
 }
@@ -38,7 +27,7 @@ interface BodyWatch {
  * streams are followed by the drain, to end them at an event boundary on `app.close()`, and
  * by the heartbeat when there is one.
  */
-export function relayResponse (call: ProxyCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, watch: BodyWatch): void {
+export function relayResponse (call: UpstreamCall, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, watch: BodyWatch): void {
   const { stream } = res
   if (Buffer.isBuffer(stream)) {
     // Whole already, of known length: Fastify sends it with the head in one write.
@@ -110,7 +99,7 @@ function flushUnsentHead (res: ServerResponse): void {
   internal._send('', 'latin1')
 }
 
-function forwardTrailers (call: ProxyCall, reply: FastifyReply, res: UpstreamResponse): void {
+function forwardTrailers (call: UpstreamCall, reply: FastifyReply, res: UpstreamResponse): void {
   if (res.headers['content-length'] !== undefined) return
   for (const name of declaredTrailers(res.headers.trailer)) {
     if (FORBIDDEN_TRAILERS.has(name)) continue

@@ -1,0 +1,81 @@
+import { Agent, type Dispatcher } from 'undici'
+import type { ProxyTlsOptions } from '../types.js'
+import { callOfHeaders } from './call.js'
+import { UpstreamHandler, type UpstreamCallback } from './handler.js'
+
+// @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
+// does accept, as its `undici` option, any object with a `request(options, callback)`
+// method. This file is that object: a thin wrapper around an undici Agent that adds, to
+// every request reply-from sends, the signal and timers of the Fastify request it serves,
+// which it finds on the headers (call.ts). Each attempt goes out through undici's dispatch()
+// with our handler (handler.ts). Aborting the call's signal makes the handler cancel the
+// upstream request (before headers) or destroy the body stream (after): the upstream sees its
+// socket close.
+
+/** What the agent is built from: the registration's transport settings, resolved. */
+export interface AgentSettings {
+  /** Max connections per upstream origin; null: no cap. */
+  connections: number | null
+  keepAliveTimeout: number
+  connectTimeout: number
+  tls: ProxyTlsOptions
+  /** Further undici Agent options (@fastify/http-proxy's `undici`). */
+  agentOptions: Record<string, unknown>
+  /** A Dispatcher the user gave instead: used as it is, never destroyed by the proxy. */
+  given: Dispatcher | null
+}
+
+/** What reply-from's `undici` option receives, plus `destroy` for the plugin's onClose. */
+export interface ProxyDispatcher {
+  request: (options: Dispatcher.RequestOptions, callback: UpstreamCallback) => void
+  destroy: () => Promise<void>
+}
+
+export interface TransportTimers {
+  headersTimeout: number
+  bodyTimeout: number
+}
+
+export function createDispatcher (settings: AgentSettings, timers: TransportTimers): ProxyDispatcher {
+  // A Dispatcher given as `undici` (@fastify/http-proxy's option) is used as it is and left to its
+  // owner on close; the signal and timers below are per request, so they apply to it too.
+  const { given } = settings
+  const agent = given ?? new Agent({
+    // No cap by default: HTTP/1.1 carries one request per connection, so a cap of N lets N
+    // long-lived streams (SSE) make every other request wait for a free connection forever.
+    connections: settings.connections,
+    pipelining: 1,
+    // The rest of an `undici` option (its connections, timeouts and TLS are ours by now).
+    ...settings.agentOptions,
+    keepAliveTimeout: settings.keepAliveTimeout,
+    headersTimeout: timers.headersTimeout,
+    bodyTimeout: timers.bodyTimeout,
+    connect: {
+      // Every TLS option given (an `undici.connect` may add cert, key...), verification on unless refused.
+      ...settings.tls,
+      timeout: settings.connectTimeout
+    }
+  })
+
+  return {
+    request (options, callback) {
+      const headers = options.headers as Record<string, string>
+      const call = callOfHeaders(headers)
+      // A `reply.from(url)` the app's own hook made without the proxy's options (fromParameters
+      // gives them): sent as it is, without a signal, under the agent's own timers.
+      if (call === undefined) {
+        agent.request(options, callback as (err: Error | null, data: Dispatcher.ResponseData) => void)
+        return
+      }
+      Object.assign(headers, call.budgetHeaders(call.request))
+      call.sentAt = performance.now()
+      // In place rather than a spread copy: reply-from builds these options afresh for each
+      // attempt and never reads them again, and the copy was the wrapper's main cost.
+      const sent = options as Dispatcher.DispatchOptions & TransportTimers
+      sent.headersTimeout = timers.headersTimeout
+      sent.bodyTimeout = timers.bodyTimeout
+      agent.dispatch(sent, new UpstreamHandler(call, callback, options.method, options.body))
+    },
+    destroy: async () => { if (given === null) await agent.destroy() }
+  }
+}
