@@ -1,4 +1,4 @@
-// The child side of helpers.startServer: listen on 127.0.0.1, report the port, answer the
+// The child side of startServer (lib/children.js): listen on 127.0.0.1, report the port, answer the
 // parent's 'mem' and 'stop' messages. Imported only by the server-*.js scripts.
 import { once } from 'node:events'
 

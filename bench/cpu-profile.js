@@ -3,7 +3,9 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startServer, stopServer, load, printTable } from './helpers.js'
+import { startServer, stopServer } from './lib/children.js'
+import { load } from './lib/load.js'
+import { printTable } from './lib/tables.js'
 
 /** Self ms per profile node id, from the sample list and its time deltas (µs). */
 function selfTimes (profile) {

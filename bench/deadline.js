@@ -3,7 +3,13 @@
 // registers an empty plugin instead: Fastify runs an app with no plugin registered at all faster
 // still (shown as 'bare'), and no app that could use the plugin is in that state. With --cpu-prof,
 // also profiles the plugin's server and lists the plugin's hottest functions.
-import { settings, startServer, stopServer, interleavedLoad, mergeReplicas, ratio, printTable, format, addGoal } from './helpers.js'
+import { settings } from './lib/settings.js'
+import { startServer, stopServer } from './lib/children.js'
+import { interleavedLoad, mergeReplicas } from './lib/load.js'
+import { ratio } from './lib/stats.js'
+import { format } from './lib/format.js'
+import { addGoal } from './lib/report-state.js'
+import { printTable } from './lib/tables.js'
 import { profileServer } from './cpu-profile.js'
 
 const VARIANTS = [

@@ -8,7 +8,9 @@ import { once } from 'node:events'
 import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pinnedCommand, setWorkers, trackChild, wait, workers } from './helpers.js'
+import { pinnedCommand } from './lib/pinning.js'
+import { setWorkers, trackChild, workers } from './lib/children.js'
+import { wait } from './lib/time.js'
 
 const installTried = new Map()
 

@@ -3,10 +3,15 @@
 // upstream's write of an SSE event to the client's receipt; a large streamed response's
 // throughput and the proxy's peak RSS. With --cpu-prof, also profiles this proxy on the small GET.
 import { request } from 'node:http'
-import {
-  settings, startServer, stopServer, interleavedLoad, printProxyComparison, sampleRss, processMemory,
-  percentile, nowMs, printTable, format, ratio, report, addGoal, addBars
-} from './helpers.js'
+import { settings } from './lib/settings.js'
+import { startServer, stopServer } from './lib/children.js'
+import { sampleRss, processMemory } from './lib/sampling.js'
+import { interleavedLoad } from './lib/load.js'
+import { percentile, ratio } from './lib/stats.js'
+import { nowMs } from './lib/time.js'
+import { format } from './lib/format.js'
+import { report, addGoal, addBars } from './lib/report-state.js'
+import { printProxyComparison, printTable } from './lib/tables.js'
 import { startExternal, stopExternal } from './external.js'
 import { profileServer } from './cpu-profile.js'
 

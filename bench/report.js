@@ -4,7 +4,9 @@
 // for about sixty lines of rectangles.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
-import { report, describePinning, settings } from './helpers.js'
+import { settings } from './lib/settings.js'
+import { describePinning } from './lib/pinning.js'
+import { report } from './lib/report-state.js'
 
 const resultsDir = new URL('results/', import.meta.url)
 

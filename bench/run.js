@@ -1,11 +1,13 @@
 // `npm run bench` runs every bench in sequence; `npm run bench -- proxy websocket` runs the named
 // ones; `--cpu-prof` also profiles the deadline and proxy plugins and the WebSocket tunnel.
-// Durations come from BENCH_* variables (see helpers.js); BENCH_NOTE adds a line to the results
+// Durations come from BENCH_* variables (see lib/settings.js); BENCH_NOTE adds a line to the results
 // file (e.g. what else ran).
 // Build first: the benches import the package from dist/. At the end it writes
 // bench/results/latest.md and latest.svg (see report.js).
 import { loadavg } from 'node:os'
-import { killAllServers, settings, pin, describePinning } from './helpers.js'
+import { settings } from './lib/settings.js'
+import { pin, describePinning } from './lib/pinning.js'
+import { killAllServers } from './lib/children.js'
 import { describeRun, writeResults } from './report.js'
 
 const benches = {
@@ -27,7 +29,7 @@ if (unknown.length > 0) {
 const startLoad = loadavg()[0]
 const envs = Object.entries(process.env).filter(([name]) => name.startsWith('BENCH_') && name !== 'BENCH_NOTE').map(([name, value]) => `${name}=${value}`)
 const command = [...envs, 'npm run bench', ...(args.length > 0 ? ['--', ...args] : [])].join(' ')
-// the load generator is this process: it shares its cores with the upstream (helpers.pinning)
+// the load generator is this process: it shares its cores with the upstream (lib/pinning.js)
 pin(process.pid, 'load')
 console.log(`node ${process.version}, ${JSON.stringify(settings)}\n${describePinning()}`)
 process.once('SIGINT', () => { killAllServers(); process.exit(130) })

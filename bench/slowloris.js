@@ -11,7 +11,9 @@ import { execSync, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { Client } from 'undici'
-import { killAllServers, percentile, startServer, stopServer, wait } from './helpers.js'
+import { killAllServers, startServer, stopServer } from './lib/children.js'
+import { percentile } from './lib/stats.js'
+import { wait } from './lib/time.js'
 import { readConfig } from '../example-app/config.js'
 
 const env = (name, fallback) => String(process.env[name] ?? fallback)

@@ -13,10 +13,14 @@ import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { connect } from 'node:net'
 import { Readable, pipeline } from 'node:stream'
-import {
-  settings, startServer, stopServer, ask, processMemory, processCpuMs, sampleRss, percentile, nowMs, wait, printTable, format,
-  addGoal, addBars
-} from './helpers.js'
+import { settings } from './lib/settings.js'
+import { startServer, stopServer, ask } from './lib/children.js'
+import { processMemory, processCpuMs, sampleRss } from './lib/sampling.js'
+import { percentile } from './lib/stats.js'
+import { nowMs, wait } from './lib/time.js'
+import { format } from './lib/format.js'
+import { addGoal, addBars } from './lib/report-state.js'
+import { printTable } from './lib/tables.js'
 import { withProxies } from './proxy.js'
 
 const PROXIES = ['streamline-deadline', 'http-proxy', 'nginx', 'caddy']

@@ -4,10 +4,15 @@
 // also profiles this proxy's tunnel code under the echo load.
 import { once } from 'node:events'
 import WebSocket from 'ws'
-import {
-  settings, startServer, stopServer, interleavedLoad, printProxyComparison, ask, processCpuMs, processMemory, percentile,
-  nowMs, wait, printTable, format, ratio, addGoal, addBars
-} from './helpers.js'
+import { settings } from './lib/settings.js'
+import { startServer, stopServer, ask } from './lib/children.js'
+import { processCpuMs, processMemory } from './lib/sampling.js'
+import { interleavedLoad } from './lib/load.js'
+import { percentile, ratio } from './lib/stats.js'
+import { nowMs, wait } from './lib/time.js'
+import { format } from './lib/format.js'
+import { addGoal, addBars } from './lib/report-state.js'
+import { printProxyComparison, printTable } from './lib/tables.js'
 import { withProxies } from './proxy.js'
 import { profileServer } from './cpu-profile.js'
 

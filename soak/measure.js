@@ -2,7 +2,9 @@
 // (its open sockets) and from inside after a full GC (the child's 'stats'), and the comparison
 // of two such snapshots.
 import { readdirSync, readlinkSync } from 'node:fs'
-import { ask, format, wait } from '../bench/helpers.js'
+import { ask } from '../bench/lib/children.js'
+import { wait } from '../bench/lib/time.js'
+import { format } from '../bench/lib/format.js'
 import { within } from './clients.js'
 
 /** Open file descriptors of `pid`, by kind ('socket', 'pipe', 'anon_inode:[eventpoll]', 'file'). */

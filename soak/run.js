@@ -6,7 +6,9 @@
 // unexpected outcome or if the proxy died. SOAK_JSON=1 adds one `SOAK_RESULT {...}` line (the CI
 // test reads it). Build first: the proxy child imports the package from dist/.
 import http from 'node:http'
-import { startServer, stopServer, killAllServers, printTable, format } from '../bench/helpers.js'
+import { startServer, stopServer, killAllServers } from '../bench/lib/children.js'
+import { format } from '../bench/lib/format.js'
+import { printTable } from '../bench/lib/tables.js'
 import { startUpstream } from './upstream.js'
 import { KINDS } from './operations.js'
 import { closeLeftovers, within } from './clients.js'

@@ -45,26 +45,37 @@ const routes = {
   }
 }
 
-export async function startUpstream () {
+/** Which events happened per id, and who awaits one that has not happened yet. */
+function eventRecords () {
   const records = new Map() // id -> { events: Set, waiters: Map<event, resolve[]> }
-  const reached = new Set() // every id that reached the upstream, kept for the whole run
-  const sockets = new Set()
-  const tunnels = new Map()
-
   const record = (id) => {
     let entry = records.get(id)
     if (entry === undefined) records.set(id, (entry = { events: new Set(), waiters: new Map() }))
     return entry
   }
-  const held = new Map() // id -> socket of a 'reset-mid' response
-  const mark = (id, event) => {
-    const entry = record(id)
-    entry.events.add(event)
-    for (const resolve of entry.waiters.get(event) ?? []) resolve()
-    entry.waiters.delete(event)
+  return {
+    mark (id, event) {
+      const entry = record(id)
+      entry.events.add(event)
+      for (const resolve of entry.waiters.get(event) ?? []) resolve()
+      entry.waiters.delete(event)
+    },
+    /** Resolves when `event` has happened (or happens) for `id`. */
+    when (id, event) {
+      const entry = record(id)
+      if (entry.events.has(event)) return Promise.resolve()
+      return new Promise((resolve) => {
+        entry.waiters.set(event, [...(entry.waiters.get(event) ?? []), resolve])
+      })
+    },
+    seen: (id, event) => records.get(id)?.events.has(event) === true,
+    forget: (id) => records.delete(id)
   }
+}
 
-  const server = createServer((req, res) => {
+/** Answers each request by its route; marks 'request', then 'finished' or 'cut' when it closes. */
+function answerRequests (server, { mark }, reached, held) {
+  server.on('request', (req, res) => {
     const id = req.headers['x-soak-id']
     reached.add(id)
     mark(id, 'request')
@@ -73,14 +84,24 @@ export async function startUpstream () {
     if (route === undefined) res.writeHead(404, { 'content-length': 0 }).end()
     else route(req, res, id, { mark, held })
   })
-  // Idle keep-alive connections from the proxy's pool close ~1 s after their last response
-  // (undici keeps a socket for the hinted 3 s minus its 2 s margin), so the upstream's
-  // connection count returns to exactly 0 between phases instead of counting pooled sockets.
-  server.keepAliveTimeout = 3000
+}
+
+/** The server's open connections, for the runner's count. */
+function trackSockets (server) {
+  const sockets = new Set()
   server.on('connection', (socket) => {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })
+  return sockets
+}
+
+/**
+ * Accepts each upgrade as an echoing WebSocket (id -> open socket in the map returned), except
+ * '/refuse' ones, answered with a 403; marks 'upgrade', then 'ws-closed'.
+ */
+function acceptUpgrades (server, { mark }, reached) {
+  const tunnels = new Map()
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false })
   server.on('upgrade', (req, socket, head) => {
     const id = req.headers['x-soak-id']
@@ -101,21 +122,29 @@ export async function startUpstream () {
       })
     })
   })
+  return tunnels
+}
+
+export async function startUpstream () {
+  const events = eventRecords()
+  const reached = new Set() // every id that reached the upstream, kept for the whole run
+  const held = new Map() // id -> socket of a 'reset-mid' response
+  const server = createServer()
+  answerRequests(server, events, reached, held)
+  // Idle keep-alive connections from the proxy's pool close ~1 s after their last response
+  // (undici keeps a socket for the hinted 3 s minus its 2 s margin), so the upstream's
+  // connection count returns to exactly 0 between phases instead of counting pooled sockets.
+  server.keepAliveTimeout = 3000
+  const sockets = trackSockets(server)
+  const tunnels = acceptUpgrades(server, events, reached)
 
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   return {
     url: `http://127.0.0.1:${server.address().port}`,
-    /** Resolves when `event` has happened (or happens) for `id`. */
-    when (id, event) {
-      const entry = record(id)
-      if (entry.events.has(event)) return Promise.resolve()
-      return new Promise((resolve) => {
-        entry.waiters.set(event, [...(entry.waiters.get(event) ?? []), resolve])
-      })
-    },
-    seen: (id, event) => records.get(id)?.events.has(event) === true,
-    forget: (id) => records.delete(id),
+    when: events.when,
+    seen: events.seen,
+    forget: events.forget,
     reached: (id) => reached.has(id),
     killTunnel: (id) => tunnels.get(id)?.terminate(),
     /** A TCP reset on a 'reset-mid' response (reset right after writing, the proxy could lose the head unread). */
