@@ -2,8 +2,8 @@ export { default as deadline } from './plugins/deadline/index.js'
 export * from './plugins/deadline/index.js'
 export { default as proxy } from './plugins/proxy/index.js'
 export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './plugins/proxy/index.js'
-export { CHANNELS } from './lib/diagnostics.js'
+export { CHANNELS, channels } from './lib/diagnostics.js'
 export type {
   DeadlineExpiredMessage, ClientDisconnectedMessage, UpstreamErrorMessage, ProxyResponseMessage,
-  StreamEndMessage, StreamEndCause, TunnelOpenedMessage, TunnelClosedMessage
+  StreamEndMessage, StreamEndCause, TunnelOpenedMessage, TunnelClosedMessage, TypedChannel
 } from './lib/diagnostics.js'

@@ -83,6 +83,7 @@ export const CHANNELS = {
   tunnelClosed: 'fastify-streamline:tunnel:closed'
 } as const
 
+// The publishers' side (`hasSubscribers`, `publish`), one per channel, for the plugins.
 export const deadlineExpired = diagnostics.channel(CHANNELS.deadlineExpired)
 export const clientDisconnected = diagnostics.channel(CHANNELS.clientDisconnected)
 export const upstreamError = diagnostics.channel(CHANNELS.upstreamError)
@@ -90,3 +91,34 @@ export const proxyResponse = diagnostics.channel(CHANNELS.proxyResponse)
 export const streamEnd = diagnostics.channel(CHANNELS.streamEnd)
 export const tunnelOpened = diagnostics.channel(CHANNELS.tunnelOpened)
 export const tunnelClosed = diagnostics.channel(CHANNELS.tunnelClosed)
+
+/** A channel's subscribers' side, typed with its message (node:diagnostics_channel's own is `unknown`). */
+export interface TypedChannel<Message> {
+  readonly name: string
+  /** Calls `onMessage` with every message published from now on (held strongly, as `diagnostics.subscribe` does). */
+  subscribe: (onMessage: (message: Message) => void) => void
+  /** Whether `onMessage` was subscribed. */
+  unsubscribe: (onMessage: (message: Message) => void) => boolean
+}
+
+function typed<Message> (name: string): TypedChannel<Message> {
+  return {
+    name,
+    subscribe: (onMessage) => diagnostics.subscribe(name, onMessage as (message: unknown) => void),
+    unsubscribe: (onMessage) => diagnostics.unsubscribe(name, onMessage as (message: unknown) => void)
+  }
+}
+
+/**
+ * The channels, typed: `channels.streamEnd.subscribe(({ endedBy, bytes }) => ...)` compiles under
+ * `strict` without a cast. The same channels as `CHANNELS` names for `diagnostics.subscribe`.
+ */
+export const channels = {
+  deadlineExpired: typed<DeadlineExpiredMessage>(CHANNELS.deadlineExpired),
+  clientDisconnected: typed<ClientDisconnectedMessage>(CHANNELS.clientDisconnected),
+  upstreamError: typed<UpstreamErrorMessage>(CHANNELS.upstreamError),
+  proxyResponse: typed<ProxyResponseMessage>(CHANNELS.proxyResponse),
+  streamEnd: typed<StreamEndMessage>(CHANNELS.streamEnd),
+  tunnelOpened: typed<TunnelOpenedMessage>(CHANNELS.tunnelOpened),
+  tunnelClosed: typed<TunnelClosedMessage>(CHANNELS.tunnelClosed)
+} as const
