@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { ServerHttp2Stream } from 'node:http2'
 import { http2Stream } from './abrupt-end.js'
 import { errorBody } from './error-body.js'
 
@@ -22,6 +23,9 @@ export function sendError (reply: FastifyReply, error: AnsweredError, statusCode
  * frames each stream on its own and forbids the header (only the stream ends).
  */
 export function writeError (res: ServerResponse, error: AnsweredError, statusCode = error.statusCode ?? 500): void {
+  // Answered already, by whoever holds the response too (a hijacking handler, another listener
+  // that took an HTTP/2 stream): a second head would throw.
+  if (res.headersSent || (http2Stream(res) as ServerHttp2Stream | undefined)?.headersSent === true) return
   const body = JSON.stringify(errorBody(error, statusCode))
   const headers: OutgoingHttpHeaders = { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) }
   if (http2Stream(res) === undefined) headers.connection = 'close'

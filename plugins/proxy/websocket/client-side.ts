@@ -23,6 +23,11 @@ export interface ClientSide {
   upstreamHeaders: (request: FastifyRequest, target: URL, rewrite: RequestHeaderRewrite | null) => UpstreamRequestHeaders
   /** Whether the upstream's 101 completes the handshake this side started (its key, its protocol). */
   acceptable: (res: IncomingMessage) => boolean
+  /**
+   * Whether the proxy may still answer on `res`: nobody else did. Another upgrade or `connect`
+   * listener of the app may answer the client after the proxy took it (its own timer, say).
+   */
+  answerable: (res: ServerResponse) => boolean
   /** Tells the client the tunnel is open; `answer` (reply.raw) is not used again. */
   accept: (res: IncomingMessage, answer: ServerResponse) => void
   /** Ends the client's side once an HTTP answer (a refusal, an error, a 504) has gone out on `res`. */
@@ -46,6 +51,10 @@ export class Http1Client implements ClientSide {
 
   acceptable (): boolean {
     return true
+  }
+
+  answerable (res: ServerResponse): boolean {
+    return !res.headersSent && !this.socket.destroyed
   }
 
   accept (res: IncomingMessage, answer: ServerResponse): void {

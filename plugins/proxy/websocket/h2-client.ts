@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2Stream, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import { createHash, randomBytes } from 'node:crypto'
 import { extendedConnectHeaders } from './headers.js'
@@ -30,6 +30,11 @@ export class Http2Client implements ClientSide {
   acceptable (res: IncomingMessage): boolean {
     const expected = createHash('sha1').update(this.key + WEBSOCKET_GUID).digest('base64')
     return res.headers['sec-websocket-accept'] === expected
+  }
+
+  answerable (res: ServerResponse): boolean {
+    const stream = this.socket as ServerHttp2Stream
+    return !res.headersSent && !stream.headersSent && !stream.destroyed
   }
 
   accept (res: IncomingMessage): void {

@@ -108,6 +108,10 @@ export class Handshake {
       upstream.destroy()
       return this.onClientGone()
     }
+    if (!this.side.answerable(answer)) {
+      upstream.destroy()
+      return this.leaveToOtherListener()
+    }
     // Go's ReverseProxy rule: the upstream must switch to the protocol that was asked for.
     if (!sameProtocol(res.headers.upgrade, this.side.protocol) || !this.side.acceptable(res)) {
       upstream.destroy()
@@ -133,6 +137,10 @@ export class Handshake {
   private onRefusal (res: IncomingMessage): void {
     const answer = this.answer
     if (this.settled || answer === null) return
+    if (!this.side.answerable(answer)) {
+      res.destroy()
+      return this.leaveToOtherListener()
+    }
     // A 101 Node did not take as an upgrade (no Upgrade header) cannot be relayed as HTTP.
     if ((res.statusCode ?? 0) < 200) {
       res.destroy()
@@ -195,16 +203,25 @@ export class Handshake {
   }
 
   private fail (err: { statusCode?: number, code: string, message: string }): void {
+    const res = this.answer
+    if (res !== null && !this.client.destroyed && !this.side.answerable(res)) return this.leaveToOtherListener()
     this.settle()
     this.held = null
     this.upstreamReq?.destroy()
-    const res = this.answer
-    if (res === null || res.headersSent || this.client.destroyed) {
-      abortSide(this.client)
-    } else {
-      writeError(res, err)
-    }
+    if (res === null || this.client.destroyed) abortSide(this.client)
+    else writeError(res, err)
     this.request.log.warn({ res: { statusCode: err.statusCode }, code: err.code, responseTime: this.responseTime() }, 'websocket upgrade failed')
+  }
+
+  /**
+   * Another listener of the app answered the client after the proxy took it: the client is
+   * its now. The upstream request is dropped; the client is left as that listener made it.
+   */
+  private leaveToOtherListener (): void {
+    this.settle()
+    this.held = null
+    this.upstreamReq?.destroy()
+    this.request.log.info({ responseTime: this.responseTime() }, 'websocket client answered by another listener; upstream dropped')
   }
 
   /** Milliseconds since the request began, as `reply.elapsedTime` counts them. */
