@@ -7,7 +7,7 @@ import t from 'tap'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import { proxyApp, rawClient, upgradeRequest, type Teardown } from '../helpers/ws-servers.js'
 import {
-  answersFor, BIG, ECHO, FRAME, get, H2C, NO_KEY, POST_UPGRADE, recordingUpstream, splitAnswers, type Answer, type Client
+  answersFor, BIG, ECHO, FRAME, get, H2C, NO_KEY, POST_UPGRADE, upgradeUpstream, type UpgradeUpstream, splitAnswers, type Answer, type Client
 } from '../helpers/pipeline.js'
 
 /** The proxy's own side of the client's connection, to know when it has read the client's bytes. */
@@ -26,8 +26,8 @@ async function until (condition: () => boolean | Promise<boolean>): Promise<void
   }
 }
 
-async function setup (t: Teardown, before?: (app: FastifyInstance) => void, fastify?: FastifyServerOptions): Promise<{ up: Awaited<ReturnType<typeof recordingUpstream>>, port: number, accepted: Socket[], idle: () => Promise<void>, alive: () => Promise<void> }> {
-  const up = await recordingUpstream(t)
+async function setup (t: Teardown, before?: (app: FastifyInstance) => void, fastify?: FastifyServerOptions): Promise<{ up: UpgradeUpstream, port: number, accepted: Socket[], idle: () => Promise<void>, alive: () => Promise<void> }> {
+  const up = await upgradeUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: up.url, before, fastify })
   const accepted = serverSideSockets(app.server)
   const connections = async (): Promise<number> => await new Promise((resolve, reject) => {

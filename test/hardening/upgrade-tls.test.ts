@@ -8,7 +8,7 @@ import tls, { type TLSSocket } from 'node:tls'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import t from 'tap'
 import { openClient, proxyApp, upgradeRequest, type Teardown } from '../helpers/ws-servers.js'
-import { answersFor, ECHO, FRAME, get, H2C, POST_UPGRADE, recordingUpstream, type Client } from '../helpers/pipeline.js'
+import { answersFor, ECHO, FRAME, get, H2C, POST_UPGRADE, upgradeUpstream, type UpgradeUpstream, type Client } from '../helpers/pipeline.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
 
 /** A raw TLS client speaking HTTP/1.1 (by ALPN, which http2's allowHTTP1 fallback goes by). */
@@ -27,9 +27,9 @@ const servers = {
   'http2 with allowHTTP1': (cert: { key: Buffer, cert: Buffer }) => ({ http2: true, https: { allowHTTP1: true, ...cert } })
 }
 
-async function setup (t: Teardown, kind: keyof typeof servers): Promise<{ up: Awaited<ReturnType<typeof recordingUpstream>>, app: FastifyInstance, port: number, ca: Buffer, idle: () => Promise<void> }> {
+async function setup (t: Teardown, kind: keyof typeof servers): Promise<{ up: UpgradeUpstream, app: FastifyInstance, port: number, ca: Buffer, idle: () => Promise<void> }> {
   const cert = selfSignedCertificate(t)
-  const up = await recordingUpstream(t)
+  const up = await upgradeUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: up.url, fastify: servers[kind](cert) as FastifyServerOptions })
   const connections = async (): Promise<number> => await new Promise((resolve, reject) => {
     app.server.getConnections((err, count) => err === null ? resolve(count) : reject(err))

@@ -1,5 +1,6 @@
-// Pipelined upgrades: a recording upstream, the requests the tests send, and a reader that
-// splits what a raw client received into HTTP answers.
+// Pipelined upgrades: an HTTP + WebSocket upstream that records what it served (upgradeUpstream;
+// hostile.ts's recordingUpstream is the raw-TCP byte recorder), the requests the tests send, and a
+// reader that splits what a raw client received into HTTP answers.
 import http from 'node:http'
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
@@ -19,12 +20,7 @@ export function get (path: string, extra = ''): string {
   return `GET ${path} HTTP/1.1\r\nHost: a\r\n${extra}\r\n`
 }
 
-/**
- * The upstream, an HTTP server with a `ws` echo server on it, recording every request it
- * served (method, path, body, and whether it still carried `Upgrade`) and every upgrade. `/slow`
- * answers when the test releases it; `/big` streams 4 MB.
- */
-export async function recordingUpstream (t: Teardown): Promise<{
+export interface UpgradeUpstream {
   url: string
   seen: string[]
   upgrades: string[]
@@ -32,7 +28,14 @@ export async function recordingUpstream (t: Teardown): Promise<{
   tunnels: Set<Socket>
   slowArrived: () => Promise<void>
   release: () => void
-}> {
+}
+
+/**
+ * The upstream, an HTTP server with a `ws` echo server on it, recording every request it
+ * served (method, path, body, and whether it still carried `Upgrade`) and every upgrade. `/slow`
+ * answers when the test releases it; `/big` streams 4 MB.
+ */
+export async function upgradeUpstream (t: Teardown): Promise<UpgradeUpstream> {
   const seen: string[] = []
   const upgrades: string[] = []
   const sockets = new Set<Socket>()

@@ -3,8 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Pool } from 'undici'
 import Fastify from 'fastify'
-import deadline from '../plugins/deadline/index.js'
-import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
+import deadline from '../../plugins/deadline/index.js'
+import { deadlineApp, listen, receive } from '../helpers/deadline-app.js'
 
 function timers (): number {
   return process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length

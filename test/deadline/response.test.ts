@@ -5,8 +5,8 @@ import net from 'node:net'
 import t from 'tap'
 import { Pool, request } from 'undici'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import deadline, { ClientDisconnectedError, DeadlineExceededError, requestSignal, type DeadlineOptions } from '../plugins/deadline/index.js'
-import { aborted, deadlineApp, listen, receive } from './helpers/deadline-app.js'
+import deadline, { ClientDisconnectedError, DeadlineExceededError, requestSignal, type DeadlineOptions } from '../../plugins/deadline/index.js'
+import { aborted, deadlineApp, listen, receive } from '../helpers/deadline-app.js'
 
 t.test('a slow handler gets the 504 at the deadline and its signal aborts', async (t) => {
   const { app, logs } = await deadlineApp(t, { timeout: 300 })

@@ -5,9 +5,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import compress from '@fastify/compress'
 import { PassThrough, Readable, Transform } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
-import deadline from '../plugins/deadline/index.js'
-import { proxyApp, receive, upstream, port } from './helpers/proxy-servers.js'
-import { Stream } from './helpers/stream-client.js'
+import deadline from '../../plugins/deadline/index.js'
+import { proxyApp, receive, upstream, port } from '../helpers/proxy-servers.js'
+import { Stream } from '../helpers/stream-client.js'
 
 interface LogLine { level: number, msg: string, route?: string, onSend?: string[] }
 

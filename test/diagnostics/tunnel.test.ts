@@ -1,9 +1,9 @@
 // The tunnel:closed channel: who closed each WebSocket tunnel, and how many bytes it carried.
 import { once } from 'node:events'
 import t from 'tap'
-import { CHANNELS, type TunnelClosedMessage, type TunnelOpenedMessage } from '../index.js'
-import { subscribe } from './helpers/channels.js'
-import { openClient, proxyApp, wsUpstream } from './helpers/ws-servers.js'
+import { CHANNELS, type TunnelClosedMessage, type TunnelOpenedMessage } from '../../index.js'
+import { subscribe } from '../helpers/channels.js'
+import { openClient, proxyApp, wsUpstream } from '../helpers/ws-servers.js'
 
 t.test('tunnel:opened and tunnel:closed say who opened, who closed the tunnel and counts its bytes', async (t) => {
   const opened = subscribe<TunnelOpenedMessage>(t, CHANNELS.tunnelOpened)

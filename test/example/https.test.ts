@@ -14,9 +14,9 @@ import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { test, type Test } from 'tap'
 import selfsigned from 'selfsigned'
-import { startExample, type RunningExample } from './helpers/example-app.js'
+import { startExample, type RunningExample } from '../helpers/example-app.js'
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url))
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const HEADERS_TIMEOUT_MS = 1000
 const TOKEN = { authorization: 'Bearer demo-token' }
 

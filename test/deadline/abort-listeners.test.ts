@@ -3,9 +3,9 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import t from 'tap'
-import { ClientDisconnectedError, DeadlineExceededError } from '../plugins/deadline/index.js'
-import { onRequestAbort } from '../plugins/deadline/access.js'
-import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
+import { ClientDisconnectedError, DeadlineExceededError } from '../../plugins/deadline/index.js'
+import { onRequestAbort } from '../../plugins/deadline/access.js'
+import { deadlineApp, listen, receive } from '../helpers/deadline-app.js'
 
 interface Told { name: string, reason: Error }
 

@@ -3,8 +3,8 @@ import http from 'node:http'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { DeadlineExceededError } from '../plugins/deadline/index.js'
-import { aborted, deadlineApp, listen, receive } from './helpers/deadline-app.js'
+import { DeadlineExceededError } from '../../plugins/deadline/index.js'
+import { aborted, deadlineApp, listen, receive } from '../helpers/deadline-app.js'
 
 /** A readable that yields `count` pieces from `make`, one every `every` ms, then ends (or stalls forever when `stall`). */
 function paced (count: number, every: number, make: (i: number) => string | Buffer, stall = false): Readable {

@@ -2,9 +2,9 @@
 // at registration, naming the option, instead of silently leaving the defaults in force.
 import t from 'tap'
 import Fastify from 'fastify'
-import deadline, { type DeadlineOptions, type RouteDeadlineOptions } from '../plugins/deadline/index.js'
-import proxy, { type ProxyOptions } from '../plugins/proxy/index.js'
-import { proxyApp, receive, upstream } from './helpers/proxy-servers.js'
+import deadline, { type DeadlineOptions, type RouteDeadlineOptions } from '../../plugins/deadline/index.js'
+import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
+import { proxyApp, receive, upstream } from '../helpers/proxy-servers.js'
 
 t.test('an unknown plugin option is refused by the deadline plugin and by the proxy, naming it', async (t) => {
   const withDeadline = Fastify()

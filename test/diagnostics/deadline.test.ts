@@ -3,9 +3,9 @@
 import http from 'node:http'
 import { once } from 'node:events'
 import t from 'tap'
-import { CHANNELS, type ClientDisconnectedMessage, type DeadlineExpiredMessage } from '../index.js'
-import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
-import { subscribe } from './helpers/channels.js'
+import { CHANNELS, type ClientDisconnectedMessage, type DeadlineExpiredMessage } from '../../index.js'
+import { deadlineApp, listen, receive } from '../helpers/deadline-app.js'
+import { subscribe } from '../helpers/channels.js'
 
 t.test('deadline:expired says which phase and what the client got', async (t) => {
   const expired = subscribe<DeadlineExpiredMessage>(t, CHANNELS.deadlineExpired).messages

@@ -6,8 +6,8 @@ import { once } from 'node:events'
 import { test, type Test } from 'tap'
 import { Agent, request } from 'undici'
 import WebSocket from 'ws'
-import { startExample } from './helpers/example-app.js'
-import { SseReader } from './helpers/example-sse.js'
+import { startExample } from '../helpers/example-app.js'
+import { SseReader } from '../helpers/example-sse.js'
 
 const TIMEOUT_MS = 1000
 // A 2 GiB download cannot finish within a 1.5 s drain (that would take over 1.3 GiB/s through the

@@ -5,9 +5,9 @@ import { once } from 'node:events'
 import { test, type Test } from 'tap'
 import { Agent, request as undiciRequest } from 'undici'
 import WebSocket from 'ws'
-import { startUpstreams } from '../example-app/upstreams.js'
-import { ExampleLines } from './helpers/example-lines.js'
-import { SseReader } from './helpers/example-sse.js'
+import { startUpstreams } from '../../example-app/upstreams.js'
+import { ExampleLines } from '../helpers/example-lines.js'
+import { SseReader } from '../helpers/example-sse.js'
 
 const MB = 1024 * 1024
 

@@ -3,9 +3,9 @@
 import http from 'node:http'
 import { once } from 'node:events'
 import t from 'tap'
-import { CHANNELS, type ProxyResponseMessage, type StreamEndMessage, type UpstreamErrorMessage } from '../index.js'
-import { proxyApp, receive, upstream } from './helpers/proxy-servers.js'
-import { subscribe } from './helpers/channels.js'
+import { CHANNELS, type ProxyResponseMessage, type StreamEndMessage, type UpstreamErrorMessage } from '../../index.js'
+import { proxyApp, receive, upstream } from '../helpers/proxy-servers.js'
+import { subscribe } from '../helpers/channels.js'
 
 const HEAD_DELAY = 200
 

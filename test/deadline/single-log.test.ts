@@ -6,7 +6,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { once, EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
-import { proxyApp, receive, upstream } from './helpers/proxy-servers.js'
+import { proxyApp, receive, upstream } from '../helpers/proxy-servers.js'
 
 interface Line { level: number, msg: string, reqId?: string, err?: { code?: string } }
 

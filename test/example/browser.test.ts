@@ -4,10 +4,10 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
-import { openPage } from './helpers/chromium.js'
-import { startExample } from './helpers/example-app.js'
+import { openPage } from '../helpers/chromium.js'
+import { startExample } from '../helpers/example-app.js'
 
-const SCREENSHOT = fileURLToPath(new URL('./artifacts/example-page.png', import.meta.url))
+const SCREENSHOT = fileURLToPath(new URL('../artifacts/example-page.png', import.meta.url))
 const TIMEOUT_MS = 1000
 const DOWNLOAD_MB = 128 // half the default: the bar must reach 100 %, the size only costs test time
 const WAIT = { timeout: 30_000 }

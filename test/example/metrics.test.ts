@@ -4,7 +4,7 @@ import t from 'tap'
 import { request } from 'undici'
 import { WebSocket } from 'ws'
 import { once } from 'node:events'
-import { startExample } from './helpers/example-app.js'
+import { startExample } from '../helpers/example-app.js'
 
 function sample (text: string, line: RegExp): number {
   const match = line.exec(text)

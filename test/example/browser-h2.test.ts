@@ -7,10 +7,10 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
-import { openPage } from './helpers/chromium.js'
-import { startExample } from './helpers/example-app.js'
+import { openPage } from '../helpers/chromium.js'
+import { startExample } from '../helpers/example-app.js'
 
-const SCREENSHOT = fileURLToPath(new URL('./artifacts/example-page-h2.png', import.meta.url))
+const SCREENSHOT = fileURLToPath(new URL('../artifacts/example-page-h2.png', import.meta.url))
 const TIMEOUT_MS = 1000
 const STREAMS = 10
 const WAIT = { timeout: 30_000 }

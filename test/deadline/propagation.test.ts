@@ -1,8 +1,8 @@
 // Budget propagation: what goes upstream, and what an incoming budget does when trusted.
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { deadlineHeaders } from '../plugins/deadline/index.js'
-import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
+import { deadlineHeaders } from '../../plugins/deadline/index.js'
+import { deadlineApp, listen, receive } from '../helpers/deadline-app.js'
 
 t.test('deadlineHeaders gives the remaining budget in the configured header, or grpc-timeout', async (t) => {
   const { app } = await deadlineApp(t, { timeout: 1000, propagationHeader: 'X-Budget-Ms' })
