@@ -1,10 +1,12 @@
 // After the headers: streams are never cut by `timeout`, only by idle gaps and the lifetime.
 import http from 'node:http'
+import net from 'node:net'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { DeadlineExceededError } from '../../plugins/deadline/index.js'
 import { aborted, deadlineApp, listen, receive } from '../helpers/deadline-app.js'
+import { within } from '../helpers/within.js'
 
 /** A readable that yields `count` pieces from `make`, one every `every` ms, then ends (or stalls forever when `stall`). */
 function paced (count: number, every: number, make: (i: number) => string | Buffer, stall = false): Readable {
@@ -22,6 +24,26 @@ function paced (count: number, every: number, make: (i: number) => string | Buff
 }
 
 const event = (i: number): string => `id: ${i}\ndata: tick ${i}\n\n`
+
+/** An endless event stream of 16 KB events, made as fast as the response takes them. */
+function endlessEvents (): Readable {
+  const data = 'x'.repeat(16 * 1024)
+  let i = 0
+  return new Readable({ read () { this.push(`id: ${i++}\ndata: ${data}\n\n`) } })
+}
+
+/** A raw HTTP/1.1 client that asks for `url` and reads nothing until `readAll()`, which resolves with every byte once the server closes. */
+function stalledClient (url: string): { readAll: () => Promise<string> } {
+  const { port, pathname } = new URL(url)
+  const socket = net.connect(Number(port), '127.0.0.1')
+  socket.write(`GET ${pathname} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  socket.pause()
+  const chunks: Buffer[] = []
+  socket.on('data', (data: Buffer) => chunks.push(data))
+  socket.on('error', () => {})
+  const closed = new Promise<string>(resolve => socket.once('close', () => resolve(Buffer.concat(chunks).toString('latin1'))))
+  return { readAll: () => { socket.resume(); return closed } }
+}
 
 t.test('an SSE response under a 300 ms timeout streams for 2 s, first event at once', async (t) => {
   const { app } = await deadlineApp(t, { timeout: 300, streamIdleTimeout: 1000 })
@@ -133,6 +155,31 @@ t.test('lifetime expiry: a flowing SSE ends cleanly and a flowing download is cu
   t.match(sse.body, /^id: 0\ndata: tick 0\n\n/)
   t.ok(sse.body.endsWith('\n\n'), 'SSE ends on an event boundary')
   t.equal(download.ending, 'cut')
+  t.equal(phase, 'lifetime')
+})
+
+t.test('lifetime expiry: an SSE whose client stopped reading is cut (a clean end would never reach it)', async (t) => {
+  const { app } = await deadlineApp(t, { timeout: 300, streamIdleTimeout: 10_000, maxStreamDuration: 500 })
+  let responseClosed: Promise<number> | undefined
+  let phase = ''
+  const arrived = new Promise<void>(resolve => {
+    app.get('/sse', (req, reply) => {
+      const arrival = Date.now()
+      responseClosed = new Promise(resolve => reply.raw.once('close', () => resolve(Date.now() - arrival)))
+      aborted(req.deadline.signal).then((r) => { phase = (r as DeadlineExceededError).phase }, t.fail)
+      reply.type('text/event-stream').send(endlessEvents())
+      resolve()
+    })
+  })
+  const client = stalledClient(`${await listen(app)}/sse`)
+  await within(5000, arrived, 'the request reaching the handler')
+  const closedAfter = await within(3000, responseClosed as Promise<number>, 'the response closed after maxStreamDuration (500 ms)')
+  t.ok(closedAfter >= 450, `closed at the lifetime (${closedAfter} ms after arrival)`)
+  const text = await within(5000, client.readAll(), 'the client connection closing once it reads again')
+  t.match(text, /^HTTP\/1\.1 200 OK\r\n/, 'the stream had started')
+  t.match(text, /\r\ncontent-type: text\/event-stream/i)
+  t.ok(text.length > 64 * 1024, `the handler had written past the socket buffers (${text.length} bytes arrived)`)
+  t.notOk(text.endsWith('\r\n0\r\n\r\n'), 'no chunked terminator: the stream was cut, not ended')
   t.equal(phase, 'lifetime')
 })
 
