@@ -7,6 +7,7 @@
 import t, { type Test } from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
+import { within } from '../helpers/within.js'
 import { checkHealthy, ingress, openFds, parseResponse, percentile, rawExchange, recordingUpstream } from '../helpers/hostile.js'
 
 const HEADERS_TIMEOUT = 2000
@@ -93,7 +94,7 @@ t.test('slow heads, silent connections and slow bodies are dropped while a healt
   for (let i = 0; i < 20; i++) {
     opening.push(slowClient(server.port, 'answered body', 'POST /early HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\n', 'b'))
   }
-  const slow = await Promise.all(opening)
+  const slow = await within(30_000, Promise.all(opening), `the connection of all ${opening.length} slow clients`)
   // A client's 'connect' comes when the kernel completes the handshake, the server's accept later:
   // measuring before the server took them all would time the kernel's accept queue, not the ingress.
   await accepted(server.app.server, slow.length)

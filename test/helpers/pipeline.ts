@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { WebSocketServer } from 'ws'
 import { portOf, type Teardown } from './ws-servers.js'
+import { within } from './within.js'
 
 /** A masked text frame 'hello' (RFC 6455 5.7) and the upstream's unmasked echo of it. */
 export const FRAME = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])
@@ -79,7 +80,9 @@ export async function upgradeUpstream (t: Teardown): Promise<UpgradeUpstream> {
     upgrades,
     sockets,
     tunnels,
-    slowArrived: async () => { if (slow.length === 0) await new Promise<void>(resolve => slowWaiters.push(resolve)) },
+    slowArrived: async () => {
+      if (slow.length === 0) await within(10_000, new Promise<void>(resolve => slowWaiters.push(resolve)), 'the /slow request at the upstream')
+    },
     release: () => { for (const answer of slow.splice(0)) answer() }
   }
 }
@@ -151,22 +154,32 @@ function dechunk (bytes: Buffer, start: number): { body: string, end: number } |
 /** A raw client: its socket (TCP or TLS) and every byte it received so far. */
 export interface Client { socket: Socket, received: () => Buffer }
 
-/** Waits until `methods.length` answers and `restBytes` more bytes arrived (rejects if the server closes first). */
-export async function answersFor (client: Client, methods: string[], restBytes = 0): Promise<{ answers: Answer[], rest: Buffer }> {
+/**
+ * Waits until `methods.length` answers and `restBytes` more bytes arrived (rejects if the server
+ * closes first, or after `ms`, saying how many answers came).
+ */
+export async function answersFor (client: Client, methods: string[], restBytes = 0, ms = 10_000): Promise<{ answers: Answer[], rest: Buffer }> {
+  const stop = Date.now() + ms
   for (;;) {
     const split = splitAnswers(client.received(), methods)
     if (split.answers.length === methods.length && split.rest.length >= restBytes) return split
     if (client.socket.destroyed || client.socket.readableEnded) throw new Error(`closed after ${split.answers.length} answers`)
-    await new Promise<void>(resolve => {
-      const next = (): void => {
-        client.socket.removeListener('data', next)
-        client.socket.removeListener('end', next)
-        client.socket.removeListener('close', next)
-        resolve()
-      }
-      client.socket.on('data', next)
-      client.socket.on('end', next)
-      client.socket.on('close', next)
-    })
+    const missing = `${methods.length} answers and ${restBytes} bytes after them (${split.answers.length} answers and ${split.rest.length} bytes so far)`
+    await within(Math.max(0, stop - Date.now()), nextEvent(client), missing)
   }
+}
+
+/** The client socket's next 'data', 'end' or 'close'. */
+async function nextEvent (client: Client): Promise<void> {
+  await new Promise<void>(resolve => {
+    const next = (): void => {
+      client.socket.removeListener('data', next)
+      client.socket.removeListener('end', next)
+      client.socket.removeListener('close', next)
+      resolve()
+    }
+    client.socket.on('data', next)
+    client.socket.on('end', next)
+    client.socket.on('close', next)
+  })
 }
