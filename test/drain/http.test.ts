@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { test, type Test } from 'tap'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
-import { childUpstream } from '../helpers/child-upstream.js'
+import { childUpstream, type ChildUpstream } from '../helpers/child-upstream.js'
 import { refused, Stream } from '../helpers/stream-client.js'
 import { within } from '../helpers/within.js'
 
@@ -72,6 +72,22 @@ test('an event stream mid-event ends at the next event boundary, after a retry f
   t.equal(upstream.child.exitCode, null, 'the upstream process is still running: nothing but the drain ended the stream')
 })
 
+/** A keep-alive connection with a request in flight (its upstream answers after 1.5 s), and an idle one that got its answer. */
+async function keepAliveClients (t: Test, url: string, upstream: ChildUpstream): Promise<{ busyBytes: () => string, busyClosed: Promise<unknown[]>, idleClosed: Promise<unknown[]> }> {
+  const busy = net.connect(Number(new URL(url).port), '127.0.0.1')
+  let bytes = ''
+  busy.setEncoding('latin1').on('data', (data: string) => { bytes += data })
+  const busyClosed = once(busy, 'close')
+  busy.write('GET /up/slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n')
+  await upstream.lines.waitForCount(/^open \/slow$/, 2)
+  const idle = net.connect(Number(new URL(url).port), '127.0.0.1')
+  const idleClosed = once(idle, 'close')
+  idle.write('GET /up/slow?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n')
+  const [idleAnswer] = await within(10_000, once(idle, 'data'), 'the answer on the keep-alive connection') as [Buffer]
+  t.match(String(idleAnswer), /^HTTP\/1\.1 200 /, 'the keep-alive connection got its answer')
+  return { busyBytes: () => bytes, busyClosed, idleClosed }
+}
+
 test('close() with a never-ending event stream, download, a request in flight and keep-alive clients', async (t) => {
   const DRAIN = 3000
   const upstream = await childUpstream(t)
@@ -86,18 +102,7 @@ test('close() with a never-ending event stream, download, a request in flight an
   const stuck = new Stream(`${url}/up/slow?ms=60000`)
   const stuckDone = stuck.done.catch((err: NodeJS.ErrnoException) => err.code)
   await upstream.lines.waitFor(/^open \/slow$/)
-  // A keep-alive connection with a request in flight, and an idle one.
-  const busy = net.connect(Number(new URL(url).port), '127.0.0.1')
-  let busyBytes = ''
-  busy.setEncoding('latin1').on('data', (data: string) => { busyBytes += data })
-  const busyClosed = once(busy, 'close')
-  busy.write('GET /up/slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n')
-  await upstream.lines.waitForCount(/^open \/slow$/, 2)
-  const idle = net.connect(Number(new URL(url).port), '127.0.0.1')
-  const idleClosed = once(idle, 'close')
-  idle.write('GET /up/slow?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n')
-  const [idleAnswer] = await within(10_000, once(idle, 'data'), 'the answer on the keep-alive connection') as [Buffer]
-  t.match(String(idleAnswer), /^HTTP\/1\.1 200 /, 'the keep-alive connection got its answer')
+  const { busyBytes, busyClosed, idleClosed } = await keepAliveClients(t, url, upstream)
 
   const started = Date.now()
   const closing = app.close()
@@ -115,7 +120,7 @@ test('close() with a never-ending event stream, download, a request in flight an
   t.same(events.map(e => Number(wellFormed.exec(e)?.[1])), events.map((_e, i) => i + 1), 'consecutive ids from 1')
 
   await within(DRAIN + 5000, busyClosed, 'the close of the connection with a request in flight')
-  t.match(busyBytes, /^HTTP\/1\.1 200 [^]*\r\nConnection: close\r\n(?:[^\r]+\r\n)*\r\ndone$/i,
+  t.match(busyBytes(), /^HTTP\/1\.1 200 [^]*\r\nConnection: close\r\n(?:[^\r]+\r\n)*\r\ndone$/i,
     'the request in flight got its complete answer, with Connection: close, then the server closed the connection')
 
   t.equal(await within(DRAIN + 5000, download.done, 'the end of the download'), 'cut', 'the download was cut, never ended as if complete')
