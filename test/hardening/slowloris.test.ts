@@ -7,6 +7,7 @@
 import t, { type Test } from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
+import { within } from '../helpers/within.js'
 import { checkHealthy, ingress, openFds, parseResponse, percentile, rawExchange, recordingUpstream } from '../helpers/hostile.js'
 
 const HEADERS_TIMEOUT = 2000
@@ -81,19 +82,7 @@ t.test('slow heads, silent connections and slow bodies are dropped while a healt
   await healthyLatencies(server.port, 10) // warm-up: the first requests compile the code paths
   const unloaded = await healthyLatencies(server.port, 50)
 
-  const opening: Array<Promise<Slow>> = []
-  for (let i = 0; i < 200; i++) opening.push(slowClient(server.port, 'head', 'GET /slow-head HTTP/1.1\r\nhost: x\r\n', 'x-a: b\r\n'))
-  for (let i = 0; i < 20; i++) opening.push(slowClient(server.port, 'silent', '', ''))
-  for (let i = 0; i < 50; i++) {
-    opening.push(slowClient(server.port, 'proxied body', 'POST /slow-body HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\n', 'b'))
-  }
-  for (let i = 0; i < 20; i++) {
-    opening.push(slowClient(server.port, 'local body', 'POST /local HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: 100000\r\n\r\n', 'b'))
-  }
-  for (let i = 0; i < 20; i++) {
-    opening.push(slowClient(server.port, 'answered body', 'POST /early HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\n', 'b'))
-  }
-  const slow = await Promise.all(opening)
+  const slow = await openSlowClients(server.port)
   // A client's 'connect' comes when the kernel completes the handshake, the server's accept later:
   // measuring before the server took them all would time the kernel's accept queue, not the ingress.
   await accepted(server.app.server, slow.length)
@@ -112,6 +101,32 @@ t.test('slow heads, silent connections and slow bodies are dropped while a healt
   ])
   for (const s of slow) s.socket.destroy()
 
+  checkEveryGroup(t, slow)
+
+  t.notMatch(up.all(), /slow-head|\/local/, 'no slow head, and no request for an app route, reached the upstream')
+  // Pooled connections are reused, so a slow body may follow a healthy request on its connection.
+  const bodies = up.bytes.map(bytes => bytes.slice(bytes.indexOf('POST /slow-body '))).filter(bytes => bytes.startsWith('POST'))
+  t.equal(bodies.length, 50, 'each slow proxied body reached the upstream, as it streamed')
+  t.ok(bodies.every(bytes => /^[^]*?\r\n\r\nb{0,200}$/.test(bytes)), 'with only the bytes the client had sent, and last on its connection')
+  await checkHealthy(t, server, up, baseline)
+})
+
+/** 200 slow heads, 20 silent connections, and 50 + 20 + 20 slow bodies (proxied, to an app route, answered early by the upstream). */
+async function openSlowClients (port: number): Promise<Slow[]> {
+  const opening: Array<Promise<Slow>> = []
+  const body = (head: string): string => `${head}host: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 100000\r\n\r\n`
+  for (let i = 0; i < 200; i++) opening.push(slowClient(port, 'head', 'GET /slow-head HTTP/1.1\r\nhost: x\r\n', 'x-a: b\r\n'))
+  for (let i = 0; i < 20; i++) opening.push(slowClient(port, 'silent', '', ''))
+  for (let i = 0; i < 50; i++) opening.push(slowClient(port, 'proxied body', body('POST /slow-body HTTP/1.1\r\n'), 'b'))
+  for (let i = 0; i < 20; i++) {
+    opening.push(slowClient(port, 'local body', 'POST /local HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: 100000\r\n\r\n', 'b'))
+  }
+  for (let i = 0; i < 20; i++) opening.push(slowClient(port, 'answered body', body('POST /early HTTP/1.1\r\n'), 'b'))
+  return await within(30_000, Promise.all(opening), `the connection of all ${opening.length} slow clients`)
+}
+
+/** Each kind of slow client was dropped by the limit that applies to it, with the right answer. */
+function checkEveryGroup (t: Test, slow: Slow[]): void {
   checkGroup(t, slow, 'head', 408, HEADERS_TIMEOUT)
   checkGroup(t, slow, 'silent', 408, HEADERS_TIMEOUT)
   checkGroup(t, slow, 'proxied body', 504, DEADLINE)
@@ -123,14 +138,7 @@ t.test('slow heads, silent connections and slow bodies are dropped while a healt
   t.ok(answered.every(s => (s.closedAfter ?? Infinity) < REQUEST_TIMEOUT), `not held until the request timeout (${Math.max(...answered.map(s => s.closedAfter ?? Infinity))} ms)`)
   const proxiedBodies = slow.filter(s => s.kind === 'proxied body').map(s => JSON.parse(parseResponse(s.text).body).code)
   t.ok(proxiedBodies.every(code => code === 'FST_STREAMLINE_DEADLINE_EXCEEDED'), 'the deadline answered each slow proxied body')
-
-  t.notMatch(up.all(), /slow-head|\/local/, 'no slow head, and no request for an app route, reached the upstream')
-  // Pooled connections are reused, so a slow body may follow a healthy request on its connection.
-  const bodies = up.bytes.map(bytes => bytes.slice(bytes.indexOf('POST /slow-body '))).filter(bytes => bytes.startsWith('POST'))
-  t.equal(bodies.length, 50, 'each slow proxied body reached the upstream, as it streamed')
-  t.ok(bodies.every(bytes => /^[^]*?\r\n\r\nb{0,200}$/.test(bytes)), 'with only the bytes the client had sent, and last on its connection')
-  await checkHealthy(t, server, up, baseline)
-})
+}
 
 /** Every client of a group was closed by the server with `status`, no sooner than `after` ms. */
 function checkGroup (t: Test, slow: Slow[], kind: string, status: number, after: number): void {

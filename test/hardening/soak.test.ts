@@ -6,7 +6,8 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { within } from '../helpers/within.js'
 
 interface Snapshot {
   fds: Record<string, number>
@@ -31,20 +32,21 @@ interface SoakResult {
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-async function soak (operations: number): Promise<{ code: number | null, output: string }> {
+async function soak (t: Test, operations: number): Promise<{ code: number | null, output: string }> {
   const child = spawn(process.execPath, ['soak/run.js'], {
     cwd: root,
     env: { ...process.env, SOAK_OPERATIONS: String(operations), SOAK_WARMUP: '300', SOAK_JSON: '1' },
     stdio: ['ignore', 'pipe', 'inherit']
   })
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   let output = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
-  const [code] = await once(child, 'close') as [number | null]
+  const [code] = await within(90_000, once(child, 'close'), 'the soak process exiting') as [number | null]
   return { code, output }
 }
 
 t.test('600 mixed failures against one proxy process leave nothing behind', async (t) => {
-  const { code, output } = await soak(600)
+  const { code, output } = await soak(t, 600)
   const line = output.split('\n').find((l) => l.startsWith('SOAK_RESULT '))
   if (line === undefined) {
     t.fail(`the soak printed no result:\n${output}`)

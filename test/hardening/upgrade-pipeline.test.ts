@@ -7,8 +7,9 @@ import t from 'tap'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import { proxyApp, rawClient, upgradeRequest, type Teardown } from '../helpers/ws-servers.js'
 import {
-  answersFor, BIG, ECHO, FRAME, get, H2C, NO_KEY, POST_UPGRADE, recordingUpstream, splitAnswers, type Answer, type Client
+  answersFor, BIG, ECHO, FRAME, get, H2C, NO_KEY, POST_UPGRADE, upgradeUpstream, type UpgradeUpstream, splitAnswers, type Answer, type Client
 } from '../helpers/pipeline.js'
+import { within } from '../helpers/within.js'
 
 /** The proxy's own side of the client's connection, to know when it has read the client's bytes. */
 function serverSideSockets (server: http.Server): Socket[] {
@@ -26,8 +27,8 @@ async function until (condition: () => boolean | Promise<boolean>): Promise<void
   }
 }
 
-async function setup (t: Teardown, before?: (app: FastifyInstance) => void, fastify?: FastifyServerOptions): Promise<{ up: Awaited<ReturnType<typeof recordingUpstream>>, port: number, accepted: Socket[], idle: () => Promise<void>, alive: () => Promise<void> }> {
-  const up = await recordingUpstream(t)
+async function setup (t: Teardown, before?: (app: FastifyInstance) => void, fastify?: FastifyServerOptions): Promise<{ up: UpgradeUpstream, port: number, accepted: Socket[], idle: () => Promise<void>, alive: () => Promise<void> }> {
+  const up = await upgradeUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: up.url, before, fastify })
   const accepted = serverSideSockets(app.server)
   const connections = async (): Promise<number> => await new Promise((resolve, reject) => {
@@ -43,7 +44,7 @@ async function setup (t: Teardown, before?: (app: FastifyInstance) => void, fast
     alive: async () => {
       const client = await rawClient(t, port)
       client.socket.write(get('/ws/health', 'Connection: close\r\n'))
-      await client.closed
+      await within(10_000, client.closed, 'the close after /health with Connection: close')
       if (!client.received().toString('latin1').includes('answer GET /health')) throw new Error('the proxy no longer answers')
     }
   }
@@ -130,7 +131,7 @@ t.test('plain, h2c upgrade, plain: three answers in order, the connection stays 
     // Node's parser on the connection again, and none of the listeners that waited for it.
     t.same(['drain', 'error', 'close', 'timeout'].map(name => accepted[0].listenerCount(name)), [1, 1, 2, 1], `${mode}: one listener of each kind on the socket, Node's (and the drain's connection tracker on 'close')`)
     client.socket.write(get('/ws/d', 'Connection: close\r\n'))
-    await client.closed
+    await within(10_000, client.closed, 'the server closing the connection')
     t.equal(splitAnswers(client.received(), ['GET', 'GET', 'GET', 'GET']).answers[3]?.body, 'answer GET /d', `${mode}: a later request on the connection is served`)
     await idle()
     await alive()
@@ -164,7 +165,7 @@ t.test('plain, POST with Upgrade: websocket and a body, plain: three answers in 
   client.socket.write(POST_UPGRADE + get('/ws/c', 'Connection: close\r\n'))
   await until(() => accepted[0].bytesRead >= get('/ws/slow').length + POST_UPGRADE.length + get('/ws/c', 'Connection: close\r\n').length)
   up.release()
-  await client.closed
+  await within(10_000, client.closed, 'the server closing the connection')
   const { answers } = splitAnswers(client.received(), ['GET', 'POST', 'GET'])
   t.same(answers.map(a => a.body), ['answer GET /slow', 'answer POST /p', 'answer GET /c'], 'every answer, in order')
   // The proxy forwards pipelined requests concurrently: the upstream may see them in any order.
@@ -178,7 +179,7 @@ t.test('plain then a WebSocket upgrade without a key: the upstream\'s refusal, a
   const { up, port, idle, alive } = await setup(t)
   const client = await rawClient(t, port)
   client.socket.write(get('/ws/a') + NO_KEY)
-  await client.closed
+  await within(10_000, client.closed, 'the server closing the connection')
   const { answers } = splitAnswers(client.received(), ['GET', 'GET'])
   t.same(answers.map(a => a.status), [200, 400])
   t.equal(answers[0].body, 'answer GET /a')
@@ -195,7 +196,7 @@ t.test('an upgrade pipelined after an answer that closes the connection is dropp
   })
   const client = await rawClient(t, port)
   client.socket.write(get('/bye') + upgradeRequest('/ws/echo') + H2C)
-  await client.closed
+  await within(10_000, client.closed, 'the server closing the connection')
   const { answers, rest } = splitAnswers(client.received(), ['GET'])
   t.equal(answers[0]?.body, 'bye', 'the first request is answered')
   t.match(answers[0]?.head, /\r\nconnection: close\r\n/i)

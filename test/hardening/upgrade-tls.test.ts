@@ -8,8 +8,9 @@ import tls, { type TLSSocket } from 'node:tls'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import t from 'tap'
 import { openClient, proxyApp, upgradeRequest, type Teardown } from '../helpers/ws-servers.js'
-import { answersFor, ECHO, FRAME, get, H2C, POST_UPGRADE, recordingUpstream, type Client } from '../helpers/pipeline.js'
+import { answersFor, ECHO, FRAME, get, H2C, POST_UPGRADE, upgradeUpstream, type UpgradeUpstream, type Client } from '../helpers/pipeline.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
+import { within } from '../helpers/within.js'
 
 /** A raw TLS client speaking HTTP/1.1 (by ALPN, which http2's allowHTTP1 fallback goes by). */
 async function tlsClient (t: Teardown, port: number, ca: Buffer): Promise<Client & { socket: TLSSocket }> {
@@ -18,7 +19,7 @@ async function tlsClient (t: Teardown, port: number, ca: Buffer): Promise<Client
   socket.on('data', (chunk: Buffer) => chunks.push(chunk))
   socket.on('error', () => {})
   t.teardown(() => socket.destroy())
-  await once(socket, 'secureConnect')
+  await within(10_000, once(socket, 'secureConnect'), 'the TLS handshake')
   return { socket, received: () => Buffer.concat(chunks) }
 }
 
@@ -27,9 +28,9 @@ const servers = {
   'http2 with allowHTTP1': (cert: { key: Buffer, cert: Buffer }) => ({ http2: true, https: { allowHTTP1: true, ...cert } })
 }
 
-async function setup (t: Teardown, kind: keyof typeof servers): Promise<{ up: Awaited<ReturnType<typeof recordingUpstream>>, app: FastifyInstance, port: number, ca: Buffer, idle: () => Promise<void> }> {
+async function setup (t: Teardown, kind: keyof typeof servers): Promise<{ up: UpgradeUpstream, app: FastifyInstance, port: number, ca: Buffer, idle: () => Promise<void> }> {
   const cert = selfSignedCertificate(t)
-  const up = await recordingUpstream(t)
+  const up = await upgradeUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: up.url, fastify: servers[kind](cert) as FastifyServerOptions })
   const connections = async (): Promise<number> => await new Promise((resolve, reject) => {
     app.server.getConnections((err, count) => err === null ? resolve(count) : reject(err))
@@ -47,14 +48,14 @@ async function setup (t: Teardown, kind: keyof typeof servers): Promise<{ up: Aw
 
 /** The process survived and still serves a fresh HTTPS connection. */
 async function alive (port: number, ca: Buffer): Promise<string> {
-  return await new Promise((resolve, reject) => {
+  return await within(10_000, new Promise((resolve, reject) => {
     https.get({ host: '127.0.0.1', port, path: '/ws/health', ca, agent: false }, res => {
       let body = ''
       res.setEncoding('latin1')
       res.on('data', (chunk: string) => { body += chunk })
       res.on('end', () => resolve(body))
     }).on('error', reject)
-  })
+  }), 'the answer to /health')
 }
 
 for (const kind of Object.keys(servers) as Array<keyof typeof servers>) {
@@ -90,13 +91,14 @@ for (const kind of Object.keys(servers) as Array<keyof typeof servers>) {
 
   t.test(`${kind}: WebSocket over wss:// with the ws client`, async (t) => {
     const { up, port, ca, idle } = await setup(t, kind)
-    const ws = await openClient(`wss://127.0.0.1:${port}/ws/chat`, undefined, { ca })
+    const ws = await within(10_000, openClient(`wss://127.0.0.1:${port}/ws/chat`, undefined, { ca }), 'an open wss tunnel')
     ws.send('over tls')
-    const [message] = await once(ws, 'message')
+    const [message] = await within(10_000, once(ws, 'message'), 'the echo through the tunnel')
     t.equal(String(message), 'over tls', 'echoed through the tunnel')
     t.same(up.upgrades, ['/chat'], 'the upstream got the handshake')
     ws.close()
-    await once(ws, 'close')
+    const [code] = await within(10_000, once(ws, 'close'), 'the close handshake') as [number]
+    t.equal(code, 1005, 'the close handshake completed (no status, as the client sent none)')
     await idle()
     t.equal(await alive(port, ca), 'answer GET /health', 'the process still serves')
   })

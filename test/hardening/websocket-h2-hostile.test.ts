@@ -10,6 +10,7 @@ import tls from 'node:tls'
 import t, { type Test } from 'tap'
 import { extendedConnect, h2ConnectSession, h2ProxyApp } from '../helpers/h2-websocket.js'
 import { gone, rawUpstream, wsUpstream } from '../helpers/ws-servers.js'
+import { within } from '../helpers/within.js'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
@@ -39,7 +40,7 @@ async function rawH2 (t: Test, port: number): Promise<{ socket: net.Socket, fram
   const socket = net.connect({ port, host: '127.0.0.1' })
   socket.on('error', () => {})
   t.teardown(() => { socket.destroy() })
-  await once(socket, 'connect')
+  await within(10_000, once(socket, 'connect'), 'the h2c connection')
   socket.write(Buffer.concat([PREFACE, frame(SETTINGS, 0, 0, Buffer.alloc(0))]))
   const frames: RawFrame[] = []
   const waiters: Array<() => void> = []
@@ -55,7 +56,7 @@ async function rawH2 (t: Test, port: number): Promise<{ socket: net.Socket, fram
     }
     for (const wake of waiters.splice(0)) wake()
   })
-  const until = async (match: (f: RawFrame) => boolean): Promise<RawFrame> => {
+  const find = async (match: (f: RawFrame) => boolean): Promise<RawFrame> => {
     for (;;) {
       const found = frames.find(match)
       if (found !== undefined) return found
@@ -66,6 +67,8 @@ async function rawH2 (t: Test, port: number): Promise<{ socket: net.Socket, fram
       })
     }
   }
+  const until = async (match: (f: RawFrame) => boolean): Promise<RawFrame> =>
+    await within(10_000, find(match), () => `the awaited frame (frame types so far: ${frames.map(f => f.type).join(',')})`)
   await until(f => f.type === SETTINGS && (f.flags & 0x1) === 0)
   return { socket, frames, until }
 }
@@ -74,7 +77,7 @@ async function healthy (t: Test, mode: 'tls' | 'h2c', port: number): Promise<voi
   const session = await h2ConnectSession(t, mode, port)
   const stream = session.request({ ':path': '/health' })
   stream.on('error', () => {})
-  const [head] = await once(stream, 'response') as [http2.IncomingHttpHeaders]
+  const [head] = await within(10_000, once(stream, 'response'), 'the answer to /health') as [http2.IncomingHttpHeaders]
   stream.resume()
   t.equal(head[':status'], 200, 'the process is alive and serving')
   session.close()
@@ -109,7 +112,7 @@ t.test(':protocol sent to a server that did not enable it is refused before the 
   const session = await h2ConnectSession(t, 'h2c', port)
   t.equal(session.remoteSettings.enableConnectProtocol, false)
   const request = extendedConnect(session, '/ws/x')
-  const code = await request.closed
+  const code = await within(10_000, request.closed, 'the close of the refused stream')
   t.not(code, 0, `the stream was reset (code ${code})`)
   t.equal(up.handshakes.length, 0)
   await healthy(t, 'h2c', port)
@@ -121,14 +124,17 @@ t.test('a request that ends its stream with its headers, and a bad path', async 
   const session = await h2ConnectSession(t, 'h2c', port)
   const ended = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws/ended', 'sec-websocket-version': '13' }, { endStream: true })
   ended.on('error', () => {})
+  let status: unknown
+  ended.on('response', (head: http2.IncomingHttpHeaders) => { status = head[':status'] })
   ended.resume()
-  await once(ended, 'close')
-  t.pass('the stream closed')
+  await within(10_000, once(ended, 'close'), 'the close of the stream that ended with its headers')
+  t.equal(status, undefined, 'the stream that ended with its headers got no answer')
+  t.equal(ended.rstCode, http2.constants.NGHTTP2_CANCEL, 'it was reset with CANCEL')
   // Its upstream handshake, if it was sent before the END_STREAM was seen, was dropped.
-  for (const conn of raw.connections) await gone(conn.socket)
+  await within(10_000, Promise.all(raw.connections.map(async conn => await gone(conn.socket))), 'the end of the upstream connections')
   const bad = extendedConnect(session, '/ws/%2e%2e/%2e%2e/etc/passwd')
-  t.equal((await bad.response)[':status'], 400)
-  t.equal(JSON.parse(await bad.body()).code, 'FST_STREAMLINE_PROXY_BAD_PATH')
+  t.equal((await within(10_000, bad.response, 'the answer to a bad path'))[':status'], 400)
+  t.equal(JSON.parse(await within(10_000, bad.body(), 'the body of the answer to a bad path')).code, 'FST_STREAMLINE_PROXY_BAD_PATH')
   await healthy(t, 'h2c', port)
 })
 
@@ -139,17 +145,18 @@ t.test('bytes sent before the 200 wait for the upstream\'s 101 and then reach it
   const request = extendedConnect(session, '/ws/early')
   const early = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])
   request.stream.write(early)
-  const conn = await raw.next()
-  const head = await conn.head
+  const conn = await within(10_000, raw.next(), 'a connection to the upstream')
+  const head = await within(10_000, conn.head, 'the handshake at the upstream')
   await new Promise(resolve => setTimeout(resolve, 100))
   t.equal(conn.received().length, head.length, 'the upstream got nothing before it accepted')
   const key = /sec-websocket-key: (\S+)/i.exec(head)?.[1] ?? ''
   conn.socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${createHash('sha1').update(key + GUID).digest('base64')}\r\n\r\n`)
-  t.equal((await request.response)[':status'], 200)
-  while (conn.received().length < head.length + early.length) await once(conn.socket, 'data')
+  t.equal((await within(10_000, request.response, 'the 200 to the client'))[':status'], 200)
+  while (conn.received().length < head.length + early.length) await within(10_000, once(conn.socket, 'data'), 'the early frame at the upstream')
   t.ok(conn.received().subarray(head.length).equals(early), 'then the early frame, intact')
   request.stream.close(http2.constants.NGHTTP2_CANCEL)
-  await gone(conn.socket)
+  await within(10_000, gone(conn.socket), 'the end of the upstream connection after the client\'s CANCEL')
+  t.equal(conn.received().length, head.length + early.length, 'nothing more reached the upstream')
 })
 
 t.test('HTTP/1.1 CONNECT on the allowHTTP1 port: the socket is closed as Node does without a listener', async (t) => {
@@ -157,12 +164,12 @@ t.test('HTTP/1.1 CONNECT on the allowHTTP1 port: the socket is closed as Node do
   const { port } = await h2ProxyApp(t, 'tls', { upstream: up.url, ...withHealth })
   const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
   socket.on('error', () => {})
-  await once(socket, 'secureConnect')
+  await within(10_000, once(socket, 'secureConnect'), 'the TLS handshake')
   t.equal(socket.alpnProtocol, 'http/1.1')
   let received = 0
   socket.on('data', (chunk: Buffer) => { received += chunk.length })
   socket.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
-  await once(socket, 'close')
+  await within(10_000, once(socket, 'close'), 'the close of the CONNECT connection')
   t.equal(received, 0, 'closed without an answer')
   t.equal(up.handshakes.length, 0)
   await healthy(t, 'tls', port)
@@ -185,19 +192,19 @@ t.test('an app\'s own connect listener keeps every CONNECT that is not an HTTP/2
   const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
   socket.on('error', () => {})
   socket.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
-  const [reply] = await once(socket, 'data') as [Buffer]
+  const [reply] = await within(10_000, once(socket, 'data'), 'the app\'s answer to HTTP/1.1 CONNECT') as [Buffer]
   t.match(reply.toString(), /^HTTP\/1\.1 200 Connection Established/, 'HTTP/1.1 CONNECT answered by the app')
   socket.destroy()
   const session = await h2ConnectSession(t, 'tls', port)
   const plain = session.request({ ':method': 'CONNECT', ':authority': 'example.com:443' })
   plain.on('error', () => {})
-  const [head] = await once(plain, 'response') as [http2.IncomingHttpHeaders]
+  const [head] = await within(10_000, once(plain, 'response'), 'the app\'s answer to a plain h2 CONNECT') as [http2.IncomingHttpHeaders]
   t.equal(head['x-by'], 'app', 'a plain h2 CONNECT answered by the app')
   plain.close(http2.constants.NGHTTP2_CANCEL)
   const own = extendedConnect(session, '/ws/own')
-  t.equal((await own.response)['x-by'], 'app', 'a WebSocket the app answered is left to it')
+  t.equal((await within(10_000, own.response, 'the app\'s answer to /ws/own'))['x-by'], 'app', 'a WebSocket the app answered is left to it')
   const mine = extendedConnect(session, '/ws/mine')
-  const response = await mine.response
+  const response = await within(10_000, mine.response, 'the proxy\'s answer to /ws/mine')
   t.equal(response[':status'], 200)
   t.equal(response['x-by'], undefined, 'a WebSocket the app only watched is the proxy\'s')
   t.equal(up.handshakes.length, 1, 'only that one reached the upstream')

@@ -1,10 +1,12 @@
-// Pipelined upgrades: a recording upstream, the requests the tests send, and a reader that
-// splits what a raw client received into HTTP answers.
+// Pipelined upgrades: an HTTP + WebSocket upstream that records what it served (upgradeUpstream;
+// hostile.ts's recordingUpstream is the raw-TCP byte recorder), the requests the tests send, and a
+// reader that splits what a raw client received into HTTP answers.
 import http from 'node:http'
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { WebSocketServer } from 'ws'
 import { portOf, type Teardown } from './ws-servers.js'
+import { within } from './within.js'
 
 /** A masked text frame 'hello' (RFC 6455 5.7) and the upstream's unmasked echo of it. */
 export const FRAME = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])
@@ -19,12 +21,7 @@ export function get (path: string, extra = ''): string {
   return `GET ${path} HTTP/1.1\r\nHost: a\r\n${extra}\r\n`
 }
 
-/**
- * The upstream, an HTTP server with a `ws` echo server on it, recording every request it
- * served (method, path, body, and whether it still carried `Upgrade`) and every upgrade. `/slow`
- * answers when the test releases it; `/big` streams 4 MB.
- */
-export async function recordingUpstream (t: Teardown): Promise<{
+export interface UpgradeUpstream {
   url: string
   seen: string[]
   upgrades: string[]
@@ -32,7 +29,14 @@ export async function recordingUpstream (t: Teardown): Promise<{
   tunnels: Set<Socket>
   slowArrived: () => Promise<void>
   release: () => void
-}> {
+}
+
+/**
+ * The upstream, an HTTP server with a `ws` echo server on it, recording every request it
+ * served (method, path, body, and whether it still carried `Upgrade`) and every upgrade. `/slow`
+ * answers when the test releases it; `/big` streams 4 MB.
+ */
+export async function upgradeUpstream (t: Teardown): Promise<UpgradeUpstream> {
   const seen: string[] = []
   const upgrades: string[] = []
   const sockets = new Set<Socket>()
@@ -76,7 +80,9 @@ export async function recordingUpstream (t: Teardown): Promise<{
     upgrades,
     sockets,
     tunnels,
-    slowArrived: async () => { if (slow.length === 0) await new Promise<void>(resolve => slowWaiters.push(resolve)) },
+    slowArrived: async () => {
+      if (slow.length === 0) await within(10_000, new Promise<void>(resolve => slowWaiters.push(resolve)), 'the /slow request at the upstream')
+    },
     release: () => { for (const answer of slow.splice(0)) answer() }
   }
 }
@@ -148,22 +154,32 @@ function dechunk (bytes: Buffer, start: number): { body: string, end: number } |
 /** A raw client: its socket (TCP or TLS) and every byte it received so far. */
 export interface Client { socket: Socket, received: () => Buffer }
 
-/** Waits until `methods.length` answers and `restBytes` more bytes arrived (rejects if the server closes first). */
-export async function answersFor (client: Client, methods: string[], restBytes = 0): Promise<{ answers: Answer[], rest: Buffer }> {
+/**
+ * Waits until `methods.length` answers and `restBytes` more bytes arrived (rejects if the server
+ * closes first, or after `ms`, saying how many answers came).
+ */
+export async function answersFor (client: Client, methods: string[], restBytes = 0, ms = 10_000): Promise<{ answers: Answer[], rest: Buffer }> {
+  const stop = Date.now() + ms
   for (;;) {
     const split = splitAnswers(client.received(), methods)
     if (split.answers.length === methods.length && split.rest.length >= restBytes) return split
     if (client.socket.destroyed || client.socket.readableEnded) throw new Error(`closed after ${split.answers.length} answers`)
-    await new Promise<void>(resolve => {
-      const next = (): void => {
-        client.socket.removeListener('data', next)
-        client.socket.removeListener('end', next)
-        client.socket.removeListener('close', next)
-        resolve()
-      }
-      client.socket.on('data', next)
-      client.socket.on('end', next)
-      client.socket.on('close', next)
-    })
+    const missing = `${methods.length} answers and ${restBytes} bytes after them (${split.answers.length} answers and ${split.rest.length} bytes so far)`
+    await within(Math.max(0, stop - Date.now()), nextEvent(client), missing)
   }
+}
+
+/** The client socket's next 'data', 'end' or 'close'. */
+async function nextEvent (client: Client): Promise<void> {
+  await new Promise<void>(resolve => {
+    const next = (): void => {
+      client.socket.removeListener('data', next)
+      client.socket.removeListener('end', next)
+      client.socket.removeListener('close', next)
+      resolve()
+    }
+    client.socket.on('data', next)
+    client.socket.on('end', next)
+    client.socket.on('close', next)
+  })
 }

@@ -6,7 +6,8 @@ import http from 'node:http'
 import net from 'node:net'
 import { once, EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
-import { proxyApp, receive, upstream } from './helpers/proxy-servers.js'
+import { proxyApp, upstream } from '../helpers/proxy-servers.js'
+import { boundedReceive, within } from '../helpers/within.js'
 
 interface Line { level: number, msg: string, reqId?: string, err?: { code?: string } }
 
@@ -25,13 +26,13 @@ function logCollector (): { stream: Writable, lines: Line[], waitFor: (test: (li
       callback()
     }
   })
-  const waitFor = (test: (line: Line) => boolean): Promise<Line> => {
+  const waitFor = async (test: (line: Line) => boolean): Promise<Line> => {
     const found = lines.find(test)
-    if (found !== undefined) return Promise.resolve(found)
-    return new Promise((resolve) => {
+    if (found !== undefined) return found
+    return await within(10_000, new Promise((resolve) => {
       const onLine = (line: Line): void => { if (test(line)) { events.off('line', onLine); resolve(line) } }
       events.on('line', onLine)
-    })
+    }), () => `the awaited log line; lines so far: ${JSON.stringify(lines.map(l => l.msg))}`)
   }
   return { stream, lines, waitFor }
 }
@@ -64,7 +65,7 @@ async function reqIdOf (log: ReturnType<typeof logCollector>, path: string): Pro
 }
 
 async function closed (socket: net.Socket): Promise<void> {
-  if (!socket.closed) await once(socket, 'close')
+  if (!socket.closed) await within(10_000, once(socket, 'close'), 'the close of the upstream connection')
 }
 
 function warnings (log: ReturnType<typeof logCollector>, reqId: string): string[] {
@@ -73,7 +74,7 @@ function warnings (log: ReturnType<typeof logCollector>, reqId: string): string[
 
 t.test('a proxied request expiring before the upstream answers: the 504, one warn line', async (t) => {
   const { up, log, url } = await setup(t)
-  const res = await receive(`${url}/silent`)
+  const res = await boundedReceive(`${url}/silent`)
   t.equal(res.status, 504)
   t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   const id = await reqIdOf(log, '/silent')
@@ -83,13 +84,14 @@ t.test('a proxied request expiring before the upstream answers: the 504, one war
   t.same(warnings(log, id), ['deadline exceeded'], 'one warn line for one expiry')
   t.equal(up.seen.length, 1)
   await closed(up.seen[0].socket)
-  t.pass('the upstream call was cancelled: its connection closed')
+  t.ok(up.seen[0].socket.closed, 'the upstream call was cancelled: its connection closed')
+  t.equal(up.seen[0].url, '/silent', 'the call the upstream saw was the expired one')
 })
 
 for (const [path, ending] of [['/sse', 'end'], ['/download', 'cut']] as const) {
   t.test(`a proxied ${path.slice(1)} going idle: ${ending === 'end' ? 'a clean end' : 'a cut'}, one warn line`, async (t) => {
     const { up, log, url } = await setup(t)
-    const res = await receive(`${url}${path}`)
+    const res = await boundedReceive(`${url}${path}`)
     t.equal(res.status, 200)
     t.equal(res.ending, ending)
     t.equal(res.body, path === '/sse' ? 'data: first\n\n' : 'partial', 'what the upstream sent before going quiet')
@@ -110,7 +112,7 @@ for (const [path, ending] of [['/sse', 'end'], ['/download', 'cut']] as const) {
 
 t.test('an upstream fault is one warn line; a client that leaves is none', async (t) => {
   const { up, log, url } = await setup(t)
-  const reset = await receive(`${url}/reset`)
+  const reset = await boundedReceive(`${url}/reset`)
   t.equal(reset.status, 502)
   t.equal(JSON.parse(reset.body).code, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE')
   const resetId = await reqIdOf(log, '/reset')
@@ -119,7 +121,7 @@ t.test('an upstream fault is one warn line; a client that leaves is none', async
 
   const client = net.connect(Number(new URL(url).port), '127.0.0.1')
   client.write('GET /leave HTTP/1.1\r\nhost: x\r\n\r\n')
-  const [req] = await once(up.server, 'request') as [http.IncomingMessage]
+  const [req] = await within(10_000, once(up.server, 'request'), 'the /leave request at the upstream') as [http.IncomingMessage]
   client.destroy()
   await closed(req.socket)
   const leaveId = await reqIdOf(log, '/leave')
@@ -127,6 +129,6 @@ t.test('an upstream fault is one warn line; a client that leaves is none', async
   t.same(warnings(log, leaveId), [], 'a client leaving is not a warning')
   t.equal(up.seen.length, 2)
 
-  const alive = await receive(`${url}/silent`)
+  const alive = await boundedReceive(`${url}/silent`)
   t.equal(alive.status, 504, 'the process is alive')
 })

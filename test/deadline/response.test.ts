@@ -5,8 +5,9 @@ import net from 'node:net'
 import t from 'tap'
 import { Pool, request } from 'undici'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import deadline, { ClientDisconnectedError, DeadlineExceededError, requestSignal, type DeadlineOptions } from '../plugins/deadline/index.js'
-import { aborted, deadlineApp, listen, receive } from './helpers/deadline-app.js'
+import deadline, { ClientDisconnectedError, DeadlineExceededError, requestSignal, type DeadlineOptions } from '../../plugins/deadline/index.js'
+import { aborted, deadlineApp, listen } from '../helpers/deadline-app.js'
+import { boundedReceive, within } from '../helpers/within.js'
 
 t.test('a slow handler gets the 504 at the deadline and its signal aborts', async (t) => {
   const { app, logs } = await deadlineApp(t, { timeout: 300 })
@@ -16,7 +17,7 @@ t.test('a slow handler gets the 504 at the deadline and its signal aborts', asyn
     return 'too late'
   })
   const base = await listen(app)
-  const res = await receive(`${base}/slow`)
+  const res = await boundedReceive(`${base}/slow`)
   t.equal(res.status, 504)
   t.ok(res.headersAt >= 280 && res.headersAt < 300 + 400, `504 after ${res.headersAt} ms`)
   t.match(res.headers['content-type'], /^application\/json/)
@@ -49,11 +50,11 @@ t.test('requests queued on one route each expire at their own deadline, whatever
   const base = await listen(app)
   // Five slow requests 100 ms apart, with quick ones finishing between them: the route's one
   // timer must move on from each head to the next, and a head that left must not stall it.
-  const slow: Array<Promise<Awaited<ReturnType<typeof receive>>>> = []
-  const fast: Array<Promise<Awaited<ReturnType<typeof receive>>>> = []
+  const slow: Array<Promise<Awaited<ReturnType<typeof boundedReceive>>>> = []
+  const fast: Array<Promise<Awaited<ReturnType<typeof boundedReceive>>>> = []
   for (let n = 0; n < 5; n++) {
-    slow.push(receive(`${base}/slow/${n}`))
-    fast.push(receive(`${base}/fast`))
+    slow.push(boundedReceive(`${base}/slow/${n}`))
+    fast.push(boundedReceive(`${base}/fast`))
     await sleep(100)
   }
   for (const res of await Promise.all(fast)) t.equal(res.body, 'ok')
@@ -73,9 +74,9 @@ t.test('a request held up by an app hook still expires at its own deadline, not 
   let handled = 0
   app.get('/slow', async (req) => { handled++; await aborted(req.deadline.signal); return 'too late' })
   const base = await listen(app)
-  const held = receive(`${base}/slow`, { headers: { 'x-hold': '350' } })
+  const held = boundedReceive(`${base}/slow`, { headers: { 'x-hold': '350' } })
   await sleep(300)
-  const later = [receive(`${base}/slow`), receive(`${base}/slow`)]
+  const later = [boundedReceive(`${base}/slow`), boundedReceive(`${base}/slow`)]
   const res = await held
   t.equal(res.status, 504)
   t.ok(res.headersAt >= 380 && res.headersAt < 600, `504 after ${res.headersAt} ms (deadline 400 ms; the later arrivals expire at about 700)`)
@@ -98,9 +99,9 @@ t.test('abort listeners run in their own request\'s AsyncLocalStorage context', 
   })
   const base = await listen(app)
   // b arrives while a is queued: the route's timer was armed inside a's request.
-  const a = receive(`${base}/slow/a`)
+  const a = boundedReceive(`${base}/slow/a`)
   await sleep(50)
-  const b = receive(`${base}/slow/b`)
+  const b = boundedReceive(`${base}/slow/b`)
   t.same([(await a).status, (await b).status], [504, 504], 'the client saw both 504s')
   t.same(seen, { a: 'a', b: 'b' })
 })
@@ -127,7 +128,7 @@ t.test('a handler that ignores the signal still gets the 504 on time, and its la
   })
   const base = await listen(app)
   for (const path of ['/ignore', '/ignore-async', '/reject', '/rejects-with-abort']) {
-    const res = await receive(`${base}${path}`)
+    const res = await boundedReceive(`${base}${path}`)
     t.equal(res.status, 504, path)
     t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   }
@@ -159,7 +160,7 @@ t.test('expiry right when the handler replies: exactly one well-formed response,
       counts.expired++
     }
   }
-  for (let batch = 0; batch < 25; batch++) await Promise.all(Array.from({ length: 20 }, one))
+  for (let batch = 0; batch < 25; batch++) await within(10_000, Promise.all(Array.from({ length: 20 }, one)), `the answers of batch ${batch}`)
   t.equal(counts.ok + counts.expired, 500, `${counts.ok} answered, ${counts.expired} expired`)
   await sleep(100)
   t.notOk(logs.some((l) => /already sent|ERR_HTTP_HEADERS_SENT/i.test(JSON.stringify(l))), 'no double-send warning')
@@ -174,13 +175,13 @@ t.test('per-route override and opt-out', async (t) => {
     return { aborted: req.deadline.signal.aborted, expiresAt: String(req.deadline.expiresAt), remaining: String(req.deadline.remaining()) }
   })
   const base = await listen(app)
-  const longer = await receive(`${base}/longer`)
+  const longer = await boundedReceive(`${base}/longer`)
   t.equal(longer.status, 200)
   t.equal(longer.body, 'ok')
-  const shorter = await receive(`${base}/shorter`)
+  const shorter = await boundedReceive(`${base}/shorter`)
   t.equal(shorter.status, 504)
   t.ok(shorter.headersAt < 450, `route timeout applied (${shorter.headersAt} ms)`)
-  const out = await receive(`${base}/out`)
+  const out = await boundedReceive(`${base}/out`)
   t.equal(out.status, 200)
   t.same(JSON.parse(out.body), { aborted: false, expiresAt: 'Infinity', remaining: 'Infinity' })
 })
@@ -192,7 +193,7 @@ t.test('a POST whose body was read is not aborted while the client waits', async
     return { aborted: req.deadline.signal.aborted, size: JSON.stringify(req.body).length }
   })
   const base = await listen(app)
-  const res = await receive(`${base}/upload`, { method: 'POST', headers: { 'content-type': 'application/json' } }, JSON.stringify({ data: 'x'.repeat(10_000) }))
+  const res = await boundedReceive(`${base}/upload`, { method: 'POST', headers: { 'content-type': 'application/json' } }, JSON.stringify({ data: 'x'.repeat(10_000) }))
   t.equal(res.status, 200)
   t.same(JSON.parse(res.body), { aborted: false, size: 10_011 })
 })
@@ -208,7 +209,7 @@ t.test('client disconnect aborts the signal with the disconnect reason', async (
   socket.write('GET /wait HTTP/1.1\r\nHost: x\r\n\r\n')
   await sleep(100)
   socket.destroy()
-  const why = await reason
+  const why = await within(5000, reason, 'the abort of the signal after the client left')
   t.ok(why instanceof ClientDisconnectedError, 'reason is ClientDisconnectedError')
   t.equal((why as { code: string }).code, 'FST_STREAMLINE_CLIENT_DISCONNECTED')
   t.ok(Date.now() - started < 2000, 'aborted promptly, long before the deadline')
@@ -225,7 +226,7 @@ t.test('an unread request body: the 504 closes the connection', async (t) => {
   socket.on('data', (d: string) => { raw += d })
   const closed = new Promise((resolve) => socket.on('close', resolve))
   socket.write('POST /never-reads HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\nsome bytes')
-  await closed
+  await within(5000, closed, 'the server closing the connection after its 504')
   t.match(raw, /^HTTP\/1\.1 504 /)
   t.match(raw, /\r\nconnection: close\r\n/i)
   t.match(raw, /"code":"FST_STREAMLINE_DEADLINE_EXCEEDED"/)
@@ -239,7 +240,7 @@ t.test('a hijacked route keeps its signal and gets the 504 written on the raw re
     req.deadline.signal.addEventListener('abort', () => { signalAborted = true })
   })
   const base = await listen(app)
-  const res = await receive(`${base}/hijacked`)
+  const res = await boundedReceive(`${base}/hijacked`)
   t.equal(res.status, 504)
   t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   t.ok(signalAborted)
@@ -269,9 +270,9 @@ t.test('undici client sees the same 504', async (t) => {
   const { app } = await deadlineApp(t, { timeout: 150 })
   app.get('/slow', async () => { await sleep(1000); return 'late' })
   const base = await listen(app)
-  const res = await request(`${base}/slow`)
+  const res = await within(5000, request(`${base}/slow`), 'the 504\'s head')
   t.equal(res.statusCode, 504)
-  t.equal(res.headers['content-length'], String(Buffer.byteLength(await res.body.text())))
+  t.equal(res.headers['content-length'], String(Buffer.byteLength(await within(5000, res.body.text(), 'the 504\'s body'))))
 })
 
 t.test('requestSignal: the deadline signal, or a disconnect-only one on opted-out routes and without the plugin', async (t) => {
@@ -301,8 +302,10 @@ t.test('requestSignal: the deadline signal, or a disconnect-only one on opted-ou
     await sleep(100)
     socket.destroy()
   }
-  t.equal((await receive(`${base}/finished`)).body, 'done')
-  while (seen.plain === undefined || seen.out === undefined || seen.with === undefined) await sleep(10)
+  t.equal((await boundedReceive(`${base}/finished`)).body, 'done')
+  // Bounded: a signal that never aborts fails the assertions below.
+  const stop = Date.now() + 5000
+  while ((seen.plain === undefined || seen.out === undefined || seen.with === undefined) && Date.now() < stop) await sleep(10)
   for (const name of ['with', 'out', 'plain']) t.ok(seen[name] instanceof ClientDisconnectedError, `${name}: aborted by the disconnect`)
   t.equal(seen.same, true, 'with a deadline it is the deadline signal')
   t.equal(seen.finishedAborted, false, 'a completed response does not abort it')
@@ -315,5 +318,5 @@ t.test('an opted-out route hands out a fresh never-aborting signal per read', as
     return { fresh: a !== req.deadline.signal, aborted: a.aborted }
   })
   const base = await listen(app)
-  t.same(JSON.parse((await receive(`${base}/out`)).body), { fresh: true, aborted: false })
+  t.same(JSON.parse((await boundedReceive(`${base}/out`)).body), { fresh: true, aborted: false })
 })

@@ -3,9 +3,10 @@
 import http from 'node:http'
 import { once } from 'node:events'
 import t from 'tap'
-import { CHANNELS, type ClientDisconnectedMessage, type DeadlineExpiredMessage } from '../index.js'
-import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
-import { subscribe } from './helpers/channels.js'
+import { CHANNELS, type ClientDisconnectedMessage, type DeadlineExpiredMessage } from '../../index.js'
+import { deadlineApp, listen } from '../helpers/deadline-app.js'
+import { subscribe } from '../helpers/channels.js'
+import { boundedReceive, within } from '../helpers/within.js'
 
 t.test('deadline:expired says which phase and what the client got', async (t) => {
   const expired = subscribe<DeadlineExpiredMessage>(t, CHANNELS.deadlineExpired).messages
@@ -29,13 +30,13 @@ t.test('deadline:expired says which phase and what the client got', async (t) =>
   })
   const base = await listen(app)
 
-  const slow = await receive(`${base}/slow`)
+  const slow = await boundedReceive(`${base}/slow`)
   t.equal(slow.status, 504)
-  const events = await receive(`${base}/quiet-events`)
+  const events = await boundedReceive(`${base}/quiet-events`)
   t.equal(events.ending, 'end')
-  const download = await receive(`${base}/quiet-download`)
+  const download = await boundedReceive(`${base}/quiet-download`)
   t.equal(download.ending, 'cut')
-  const long = await receive(`${base}/long`)
+  const long = await boundedReceive(`${base}/long`)
   t.equal(long.ending, 'end')
 
   t.same(expired.map(m => [m.route, m.phase, m.outcome]), [
@@ -67,19 +68,20 @@ t.test('deadline:client-disconnected says whether the response had started', asy
   const waiting = arrival('/wait')
   const before = http.get(`${base}/wait`, { agent: false })
   before.on('error', () => {})
-  await waiting
+  await within(5000, waiting, 'the /wait request reaching its handler')
   before.destroy()
 
   const during = http.get(`${base}/stream`, { agent: false })
   during.on('error', () => {})
-  const [res] = await once(during, 'response') as [http.IncomingMessage]
+  const [res] = await within(5000, once(during, 'response'), 'the head of /stream') as [http.IncomingMessage]
   res.on('error', () => {})
-  await once(res, 'data')
+  const [first] = await within(5000, once(res, 'data'), 'the first event of /stream') as [Buffer]
+  t.equal(String(first), 'data: one\n\n', 'the client got the first event before it left')
   during.destroy()
 
-  await once(during, 'close')
-  t.equal((await receive(`${base}/done`)).body, 'ok', 'a completed request is not a disconnect')
-  await arrivals.waitFor(2)
+  await within(5000, once(during, 'close'), 'the close of the /stream request')
+  t.equal((await boundedReceive(`${base}/done`)).body, 'ok', 'a completed request is not a disconnect')
+  await within(5000, arrivals.waitFor(2), 'two deadline:client-disconnected messages')
   t.same(left.map(m => [m.request.url, m.phase]), [['/wait', 'response'], ['/stream', 'stream']])
   t.ok(left.every(m => m.elapsed >= 0 && m.elapsed < 5000), 'elapsed is measured from arrival')
 })

@@ -12,6 +12,7 @@ import proxy from '../../plugins/proxy/index.js'
 import { childUpstream, type ChildUpstream } from '../helpers/child-upstream.js'
 import { Stream } from '../helpers/stream-client.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
+import { within } from '../helpers/within.js'
 
 const DRAIN = 1500
 
@@ -42,8 +43,14 @@ function h2Get (session: http2.ClientHttp2Session, path: string): { body: () => 
   return { body: () => body, done, endedAt: () => endedAt, started }
 }
 
+/** The paths of the upstream's first `count` streams it saw closed (not finished), sorted; rejects after 10 s. */
+async function closedPaths (upstream: ChildUpstream, count: number): Promise<string[]> {
+  const lines = await upstream.lines.waitForCount(/^closed \/(sse|download) /, count)
+  return lines.map(line => line.split(' ')[1]).sort()
+}
+
 async function assertClosed (t: Test, closing: Promise<unknown>, started: number): Promise<void> {
-  await closing
+  await within(DRAIN + 5000, closing, 'close() resolving')
   const elapsed = Date.now() - started
   t.ok(elapsed >= DRAIN - 50 && elapsed < DRAIN + 1000, `close() resolved ${elapsed} ms after it was called (drainTimeout ${DRAIN} ms)`)
 }
@@ -55,23 +62,23 @@ test('HTTPS (HTTP/1.1): the event stream ends cleanly, the download is cut, an i
   const download = new Stream(`${url}/up/download`, { ca: cert })
   const agent = new https.Agent({ keepAlive: true, ca: cert })
   t.teardown(() => agent.destroy())
-  const idle = await new Promise<Socket>((resolve, reject) => {
+  const idle = await within(10_000, new Promise<Socket>((resolve, reject) => {
     const req = https.get(`${url}/up/slow?ms=0`, { agent }, (res) => { res.resume(); res.on('end', () => resolve(req.socket as Socket)) })
     req.on('error', reject)
-  })
+  }), 'the answer to a request on the keep-alive connection')
   const idleClosed = once(idle, 'close')
-  await Promise.all([sse.until(body => body.includes('\n\n')), download.until(body => body.length > 0)])
+  await within(10_000, Promise.all([sse.until(body => body.includes('\n\n')), download.until(body => body.length > 0)]),
+    'an event of /sse and the first bytes of /download')
 
   const started = Date.now()
   const closing = app.close()
-  t.equal(await sse.done, 'end', 'the event stream got its last chunk: a clean end, not cut by the server')
+  t.equal(await within(5000, sse.done, 'the end of the event stream'), 'end', 'the event stream got its last chunk: a clean end, not cut by the server')
   t.match(sse.body, /\n\nretry: 1000\n\n$/, 'at an event boundary, then the retry field')
-  await idleClosed
-  t.pass('the idle keep-alive connection was closed')
-  t.equal(await download.done, 'cut', 'the download was cut')
+  const [idleHadError] = await within(DRAIN, idleClosed, 'the close of the idle keep-alive connection before drainTimeout') as [boolean]
+  t.equal(idleHadError, false, 'the idle keep-alive connection was closed, without an error')
+  t.equal(await within(DRAIN + 5000, download.done, 'the end of the download'), 'cut', 'the download was cut')
   await assertClosed(t, closing, started)
-  await upstream.lines.waitForCount(/^closed \/(sse|download) /, 2)
-  t.pass('the upstream saw both of its streams closed')
+  t.same(await closedPaths(upstream, 2), ['/download', '/sse'], 'the upstream saw both of its streams closed')
 })
 
 test('HTTP/2 with allowHTTP1: h2 and HTTP/1.1 event streams end cleanly, the h2 download is cut, the session closed', async (t) => {
@@ -84,20 +91,20 @@ test('HTTP/2 with allowHTTP1: h2 and HTTP/1.1 event streams end cleanly, the h2 
   const h2sse = h2Get(session, '/up/sse')
   const h2download = h2Get(session, '/up/download')
   const h1sse = new Stream(`${url}/up/sse`, { ca: cert })
-  await Promise.all([h2sse.started, h2download.started, h1sse.until(body => body.includes('\n\n'))])
+  await within(10_000, Promise.all([h2sse.started, h2download.started, h1sse.until(body => body.includes('\n\n'))]),
+    'the first bytes of the h2 /sse and /download and an event of the HTTP/1.1 /sse')
 
   const started = Date.now()
   const closing = app.close()
-  await goaway
-  t.pass('the h2 session got a GOAWAY at once: no new streams on it')
-  t.equal(await h2sse.done, 'end', 'the h2 event stream ended cleanly')
+  const [goawayCode] = await within(DRAIN, goaway, 'a GOAWAY before drainTimeout') as [number]
+  t.equal(goawayCode, http2.constants.NGHTTP2_NO_ERROR, 'the h2 session got a GOAWAY (NO_ERROR) at once: no new streams on it')
+  t.equal(await within(5000, h2sse.done, 'the end of the h2 event stream'), 'end', 'the h2 event stream ended cleanly')
   t.match(h2sse.body(), /\n\nretry: 1000\n\n$/, '  at an event boundary, then the retry field')
   t.ok(h2sse.endedAt() - started < DRAIN, '  without waiting for drainTimeout')
-  t.equal(await h1sse.done, 'end', 'the HTTP/1.1 event stream on the same server ended cleanly')
+  t.equal(await within(5000, h1sse.done, 'the end of the HTTP/1.1 event stream'), 'end', 'the HTTP/1.1 event stream on the same server ended cleanly')
   t.match(h1sse.body, /\n\nretry: 1000\n\n$/)
-  t.equal(await h2download.done, 'cut', 'the h2 download was cut, not ended')
+  t.equal(await within(DRAIN + 5000, h2download.done, 'the end of the h2 download'), 'cut', 'the h2 download was cut, not ended')
   t.ok(h2download.endedAt() - started >= DRAIN - 50, `  at drainTimeout (${h2download.endedAt() - started} ms)`)
   await assertClosed(t, closing, started)
-  await upstream.lines.waitForCount(/^closed \/(sse|download) /, 3)
-  t.pass('the upstream saw its three streams closed')
+  t.same(await closedPaths(upstream, 3), ['/download', '/sse', '/sse'], 'the upstream saw its three streams closed')
 })

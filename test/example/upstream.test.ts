@@ -5,9 +5,10 @@ import { once } from 'node:events'
 import { test, type Test } from 'tap'
 import { Agent, request as undiciRequest } from 'undici'
 import WebSocket from 'ws'
-import { startUpstreams } from '../example-app/upstreams.js'
-import { ExampleLines } from './helpers/example-lines.js'
-import { SseReader } from './helpers/example-sse.js'
+import { startUpstreams } from '../../example-app/upstreams.js'
+import { ExampleLines } from '../helpers/example-lines.js'
+import { SseReader } from '../helpers/example-sse.js'
+import { within } from '../helpers/within.js'
 
 const MB = 1024 * 1024
 
@@ -15,8 +16,9 @@ async function start (t: Test) {
   const log = new ExampleLines()
   const upstreams = await startUpstreams({ host: '127.0.0.1', livePort: 0, filesPort: 0, tickMs: 50, downloadMb: 256, slowMs: 5000 }, log.push)
   // Each test's own client, destroyed before the servers close: idle keep-alive connections
-  // left in a shared pool would hold close() until their keep-alive timeout.
-  const agent = new Agent()
+  // left in a shared pool would hold close() until their keep-alive timeout. Its timeouts bound
+  // every wait for a head or for the next body chunk (undici's own are 5 minutes).
+  const agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 10_000 })
   t.teardown(async () => {
     await agent.destroy()
     await upstreams.close()
@@ -31,14 +33,14 @@ test('live: the ticker streams numbered SSE events and continues from Last-Event
   const first = await request(`${live.url}/ticker`)
   t.equal(first.statusCode, 200)
   t.match(first.headers['content-type'], /^text\/event-stream/)
-  const events = await new SseReader(first.body).waitForEvents(3)
+  const events = await within(10_000, new SseReader(first.body).waitForEvents(3), '3 ticker events')
   t.same(events.map(e => e.id), ['1', '2', '3'])
   t.match(JSON.parse(events[0].data), { n: 1, symbol: 'STRM', price: Number, sentAt: Number })
   first.body.destroy()
   await log.waitFor(/\[live\] ticker stream closed/)
 
   const resumed = await request(`${live.url}/ticker`, { headers: { 'last-event-id': '41' } })
-  const [next] = await new SseReader(resumed.body).waitForEvents(1)
+  const [next] = await within(10_000, new SseReader(resumed.body).waitForEvents(1), 'an event of the resumed ticker')
   t.equal(next.id, '42', 'an EventSource reconnecting with Last-Event-ID continues the sequence')
   resumed.body.destroy()
   t.ok(log.lines.some(line => line.includes('ticker stream opened (from event 41)')), 'the service logged the resume')
@@ -50,26 +52,26 @@ test('live: the chat picks its own preferred subprotocol, echoes and broadcasts'
   const alice = new WebSocket(url, ['echo.v1', 'chat.v2'])
   const bob = new WebSocket(url, ['chat.v2'])
   t.teardown(() => { alice.terminate(); bob.terminate() })
-  await Promise.all([once(alice, 'open'), once(bob, 'open')])
+  await within(10_000, Promise.all([once(alice, 'open'), once(bob, 'open')]), 'both chat clients opening')
   t.equal(alice.protocol, 'chat.v2', 'the upstream chose chat.v2 although echo.v1 was offered first')
   await log.waitFor(/subprotocol "chat\.v2" \(offered: echo\.v1, chat\.v2\)/)
 
   const broadcast = once(bob, 'message')
   const echo = once(alice, 'message')
   alice.send('hi')
-  t.match(JSON.parse(String((await echo)[0])), { type: 'echo', text: 'hi', protocol: 'chat.v2' })
-  t.match(JSON.parse(String((await broadcast)[0])), { type: 'chat', text: 'hi' })
+  t.match(JSON.parse(String((await within(10_000, echo, 'the echo to alice'))[0])), { type: 'echo', text: 'hi', protocol: 'chat.v2' })
+  t.match(JSON.parse(String((await within(10_000, broadcast, 'the broadcast to bob'))[0])), { type: 'chat', text: 'hi' })
 
   const plain = new WebSocket(url, ['echo.v1'])
   t.teardown(() => plain.terminate())
-  await once(plain, 'open')
+  await within(10_000, once(plain, 'open'), 'the echo.v1 client opening')
   t.equal(plain.protocol, 'echo.v1')
   plain.send('raw bytes')
-  t.equal(String((await once(plain, 'message'))[0]), 'raw bytes', 'echo.v1 echoes the message unchanged')
+  t.equal(String((await within(10_000, once(plain, 'message'), 'the echo.v1 echo'))[0]), 'raw bytes', 'echo.v1 echoes the message unchanged')
 
   const wrongPath = new WebSocket(`${live.url.replace('http', 'ws')}/nope`)
   wrongPath.on('error', () => {}) // terminate() before an open reports an error; the 400 is what counts
-  const [, response] = await once(wrongPath, 'unexpected-response') as [unknown, { statusCode: number }]
+  const [, response] = await within(10_000, once(wrongPath, 'unexpected-response'), 'the refusal of /nope') as [unknown, { statusCode: number }]
   t.equal(response.statusCode, 400, 'an upgrade to another path is refused')
   wrongPath.terminate()
 })
@@ -113,24 +115,25 @@ test('files: /slow answers late, and stops at once when its caller leaves', asyn
   setTimeout(() => controller.abort(), 100)
   const [, after] = await log.waitFor(/\/slow cancelled by the caller after (\d+) ms/)
   t.ok(Number(after) < 2000, `noticed the abort after ${after} ms, long before its 5 s answer`)
-  await t.rejects(pending)
+  const outcome = await within(5000, pending.then(() => 'answered', (err: Error) => err.name), 'the aborted request settling')
+  t.equal(outcome, 'AbortError', 'the aborted request rejects with an AbortError')
 })
 
 test('close() ends open SSE streams cleanly and closes WebSockets with 1001', async (t) => {
   const { live, close, request } = await start(t)
   const ticker = await request(`${live.url}/ticker`)
   const sse = new SseReader(ticker.body)
-  await sse.waitForEvents(1)
+  await within(10_000, sse.waitForEvents(1), 'a ticker event')
   const socket = new WebSocket(`${live.url.replace('http', 'ws')}/chat`, ['chat.v2'])
-  await once(socket, 'open')
+  await within(10_000, once(socket, 'open'), 'the chat client opening')
   const closed = once(socket, 'close')
 
   const started = Date.now()
-  await close()
+  await within(10_000, close(), 'close() returning')
   t.ok(Date.now() - started < 3000, 'close() did not wait on the open streams')
-  await sse.ended
-  t.pass('the SSE body ended cleanly (terminating chunk, no error)')
-  const [code, reason] = await closed as [number, Buffer]
+  const ending = await within(5000, sse.ended.then(() => 'end', () => 'error'), 'the end of the SSE body')
+  t.equal(ending, 'end', 'the SSE body ended cleanly (terminating chunk, no error)')
+  const [code, reason] = await within(5000, closed, 'the chat client\'s close') as [number, Buffer]
   t.equal(code, 1001)
   t.equal(String(reason), 'server shutting down')
 })

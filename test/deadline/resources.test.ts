@@ -3,8 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { Pool } from 'undici'
 import Fastify from 'fastify'
-import deadline from '../plugins/deadline/index.js'
-import { deadlineApp, listen, receive } from './helpers/deadline-app.js'
+import deadline from '../../plugins/deadline/index.js'
+import { deadlineApp, listen } from '../helpers/deadline-app.js'
+import { boundedReceive, within } from '../helpers/within.js'
 
 function timers (): number {
   return process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
@@ -22,22 +23,22 @@ t.test('after 10,000 requests the active handles are back to baseline', async (t
   const statuses: Record<number, number> = {}
   const paths = ['/fast', '/fast', '/stream', '/fast']
   for (let batch = 0; batch < 100; batch++) {
-    await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+    await within(30_000, Promise.all(Array.from({ length: 100 }, async (_, i) => {
       const path = batch % 25 === 0 && i < 10 ? '/slow' : paths[i % paths.length]
       const res = await pool.request({ path, method: 'GET' })
       await res.body.dump()
       statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
-    }))
+    })), `the answers of batch ${batch}`)
   }
   t.equal(statuses[504], 40, 'the slow requests expired')
   t.equal(statuses[200], 9960)
-  await pool.close()
-  const connections = await new Promise<number>((resolve) => {
+  await within(10_000, pool.close(), 'the client pool closing')
+  const connections = await within(10_000, new Promise<number>((resolve) => {
     const poll = (): void => {
       app.server.getConnections((_err, count) => { if (count === 0) resolve(count); else setTimeout(poll, 20) })
     }
     poll()
-  })
+  }), 'the close of every server socket')
   t.equal(connections, 0, 'every server socket is closed')
   await sleep(50)
   t.equal(timers(), baseline.timers, 'no deadline timer left behind')
@@ -59,7 +60,7 @@ t.test('expiries leave a shared logger as it was (logger: false)', async (t) => 
   const base = await listen(app)
   const { error, child } = app.log
   for (let i = 0; i < 20; i++) {
-    const res = await receive(`${base}/slow`)
+    const res = await boundedReceive(`${base}/slow`)
     t.equal(res.status, 504)
     t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   }

@@ -13,6 +13,7 @@ import {
   gone, openClient, parseReply, portOf, proxyApp, rawClient, rawTunnel, rawUpstream, SWITCH, upgradeRequest, wsUpstream
 } from '../helpers/ws-servers.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
+import { within } from '../helpers/within.js'
 
 const GRACE = 5000
 const GOING_AWAY_UNMASKED = Buffer.from([0x88, 0x02, 0x03, 0xe9])
@@ -77,48 +78,49 @@ t.test('ws clients and a ws upstream: both sides get 1001 and close() returns at
   const { app, url } = await proxyApp(t, { upstream: up.url, wsCloseGrace: GRACE })
   const baseFds = openFds()
   // permessage-deflate is agreed end to end: compressed frames (RSV1 set) cross the tunnel.
-  const clients = await Promise.all([1, 2, 3].map(async i => await openClient(`${url}/drain${i}`)))
+  const clients = await within(5000, Promise.all([1, 2, 3].map(async i => await openClient(`${url}/drain${i}`))), 'three open tunnels')
   for (const ws of clients) {
     ws.send('x'.repeat(70_000))
-    const [echo] = await once(ws, 'message')
+    const [echo] = await within(5000, once(ws, 'message'), 'the echo of a large message')
     t.equal(String(echo).length, 70_000, 'a large compressed message crossed before the drain')
   }
   const clientCloses = clients.map(async ws => await once(ws, 'close'))
   const started = Date.now()
-  await app.close()
+  await within(GRACE, app.close(), 'close() returning before the grace')
   const took = Date.now() - started
   t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
-  const seen = await Promise.all(clientCloses)
+  const seen = await within(5000, Promise.all(clientCloses), 'the close of every client')
   t.same(seen.map(([code]) => code as number), [1001, 1001, 1001], 'every client got 1001 Going Away')
-  t.same(await Promise.all(serverCloses), [1001, 1001, 1001], 'every upstream session got 1001 Going Away')
+  t.same(await within(5000, Promise.all(serverCloses), 'the close of every upstream session'), [1001, 1001, 1001], 'every upstream session got 1001 Going Away')
   // `ws` emits 'close' once its TCP connection has closed: the client side is already done.
-  while (up.sockets.size > 0) await once([...up.sockets][0], 'close')
-  t.pass('client and upstream connections are closed')
+  const upstreamClosed = async (): Promise<void> => { while (up.sockets.size > 0) await once([...up.sockets][0], 'close') }
+  await within(5000, upstreamClosed(), 'the close of every upstream connection')
+  t.equal(up.sockets.size, 0, 'client and upstream connections are closed')
   t.ok(openFds() <= baseFds, `file descriptors back to baseline (${openFds()} vs ${baseFds})`)
 })
 
 t.test('the upstream mid-frame: the client gets the whole frame, then 1001; the upstream gets a masked 1001 at once', async (t) => {
   const up = await rawUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: GRACE })
-  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await rawTunnel(t, port, up)
+  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await within(5000, rawTunnel(t, port, up), 'an open raw tunnel')
   const payload = Buffer.alloc(300, 'p')
   const big = frame(0x2, payload, { rsv1: true })
   // Half a frame, its header split too: 16-bit length, 1 + 2 header bytes, then 100 payload bytes.
   upstream.write(big.subarray(0, 1))
-  await client.nextData(SWITCH.length + 1)
+  await within(5000, client.nextData(SWITCH.length + 1), 'the first header byte at the client')
   upstream.write(big.subarray(1, 104))
-  await client.nextData(SWITCH.length + 104)
+  await within(5000, client.nextData(SWITCH.length + 104), '104 bytes of the frame at the client')
   const started = Date.now()
   const closing = app.close()
   // The client->upstream direction is between frames: its close frame goes out at once.
-  await upstreamGot(8)
+  await within(GRACE / 2, upstreamGot(8), 'a close frame at the upstream')
   const [toUpstream] = parseFrames(fromClient()).frames
   t.equal(toUpstream.masked, true, 'the close frame to the upstream is masked')
   t.equal(closeCode(toUpstream), 1001, 'the upstream got 1001')
   t.equal(fromUpstream().length, 104, 'no close frame to the client while its frame is unfinished')
   // The rest of the frame, and in the same write a frame that must not be passed on.
   upstream.write(Buffer.concat([big.subarray(104), frame(0x1, Buffer.from('after close'))]))
-  await client.nextData(SWITCH.length + big.length + 4)
+  await within(5000, client.nextData(SWITCH.length + big.length + 4), 'the rest of the frame and a close frame at the client')
   const received = parseFrames(fromUpstream())
   t.equal(received.frames.length, 2, 'the frame, then one more')
   t.same(received.frames[0].payload, payload, 'the interrupted frame arrived whole')
@@ -126,9 +128,7 @@ t.test('the upstream mid-frame: the client gets the whole frame, then 1001; the 
   // Both answer with their close frame; the proxy then ends both connections.
   client.socket.write(frame(0x8, Buffer.from([0x03, 0xe9]), { mask: Buffer.from([1, 2, 3, 4]) }))
   upstream.write(frame(0x8, Buffer.from([0x03, 0xe9])))
-  await client.closed
-  await gone(upstream)
-  await closing
+  await within(GRACE, Promise.all([client.closed, gone(upstream), closing]), 'the close of both connections and close() returning before the grace')
   const took = Date.now() - started
   t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
   t.equal(fromClient().length, 8, 'the client\'s close answer is not passed on: the upstream got one close frame')
@@ -138,7 +138,7 @@ t.test('the upstream mid-frame: the client gets the whole frame, then 1001; the 
 t.test('the client mid-header: the upstream gets every frame whole, then a masked 1001', async (t) => {
   const up = await rawUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: GRACE })
-  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await rawTunnel(t, port, up)
+  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await within(5000, rawTunnel(t, port, up), 'an open raw tunnel')
   const mask = Buffer.from([0xa1, 0xb2, 0xc3, 0xd4])
   // Every length form, a fragmented message with a ping between its fragments, split anywhere.
   const frames = [
@@ -154,22 +154,22 @@ t.test('the client mid-header: the upstream gets every frame whole, then a maske
   let from = 0
   for (const cut of cuts) {
     client.socket.write(before.subarray(from, cut))
-    await upstreamGot(cut)
+    await within(5000, upstreamGot(cut), `${cut} bytes at the upstream`)
     from = cut
   }
   // The last frame: 64-bit length and mask, its 14-byte header cut after 5 bytes.
   const last = frame(0x2, Buffer.alloc(70_000, 3), { mask })
   client.socket.write(last.subarray(0, 5))
-  await upstreamGot(before.length + 5)
+  await within(5000, upstreamGot(before.length + 5), '5 header bytes of the last frame at the upstream')
   const started = Date.now()
   const closing = app.close()
-  await client.nextData(SWITCH.length + 4)
+  await within(GRACE / 2, client.nextData(SWITCH.length + 4), 'a close frame at the client')
   t.same(fromUpstream(), GOING_AWAY_UNMASKED, 'the client got an unmasked 1001 at once')
   t.equal(fromClient().length, before.length + 5, 'no close frame to the upstream inside a header')
   client.socket.write(last.subarray(5, 12))
-  await upstreamGot(before.length + 12)
+  await within(5000, upstreamGot(before.length + 12), 'the header of the last frame at the upstream')
   client.socket.write(Buffer.concat([last.subarray(12), frame(0x1, Buffer.from('next'), { mask })]))
-  await upstreamGot(before.length + last.length + 8)
+  await within(5000, upstreamGot(before.length + last.length + 8), 'the last frame and a close frame at the upstream')
   const seen = parseFrames(fromClient())
   t.equal(seen.rest, 0, 'only whole frames reached the upstream')
   t.same(fromClient().subarray(0, before.length + last.length), Buffer.concat([before, last]), 'every frame byte for byte')
@@ -179,7 +179,7 @@ t.test('the client mid-header: the upstream gets every frame whole, then a maske
   t.equal(closeCode(close), 1001, '1001 Going Away')
   upstream.write(frame(0x8, Buffer.from([0x03, 0xe9])))
   client.socket.write(frame(0x8, Buffer.from([0x03, 0xe9]), { mask }))
-  await Promise.all([client.closed, gone(upstream), closing])
+  await within(GRACE, Promise.all([client.closed, gone(upstream), closing]), 'the close of both connections and close() returning before the grace')
   const took = Date.now() - started
   t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
   t.equal(fromClient().length, before.length + last.length + 8, 'the "next" frame after the boundary was never passed on')
@@ -189,21 +189,20 @@ t.test('a frame that never ends is cut at the grace, without a close frame insid
   const grace = 1000
   const up = await rawUpstream(t)
   const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: grace })
-  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await rawTunnel(t, port, up)
+  const { client, upstream, fromUpstream, fromClient, upstreamGot } = await within(5000, rawTunnel(t, port, up), 'an open raw tunnel')
   upstream.write(frame(0x2, Buffer.alloc(200, 7)).subarray(0, 50))
-  await client.nextData(SWITCH.length + 50)
+  await within(5000, client.nextData(SWITCH.length + 50), '50 bytes of the frame at the client')
   const started = Date.now()
   const closing = app.close()
-  await upstreamGot(8)
+  await within(grace, upstreamGot(8), 'a close frame at the upstream')
   t.equal(closeCode(parseFrames(fromClient()).frames[0]), 1001, 'the upstream got 1001 at once')
   // The drain closed the listener at once: a new upgrade cannot even connect.
-  await t.rejects(openClient(`ws://127.0.0.1:${port}/ws/late`), /ECONNREFUSED/, 'a new connection during the drain is refused')
+  await t.rejects(within(5000, openClient(`ws://127.0.0.1:${port}/ws/late`), 'a refusal of the new connection'), /ECONNREFUSED/, 'a new connection during the drain is refused')
   t.equal(up.connections.length, 1, 'and never reaches the upstream')
-  await closing
+  await within(grace + 5000, closing, 'close() returning')
   const took = Date.now() - started
   t.ok(took >= grace - 50 && took < grace + 2000, `close() returned after ${took} ms (grace ${grace} ms)`)
-  await client.closed
-  await gone(upstream)
+  await within(5000, Promise.all([client.closed, gone(upstream)]), 'the close of both connections')
   t.equal(fromUpstream().length, 50, 'the client got the partial frame and no close frame: it sees an abnormal close')
 })
 
@@ -214,21 +213,21 @@ t.test('a client that never answers the close frame is cut at the grace; the ups
   const { app, port } = await proxyApp(t, { upstream: up.url, wsCloseGrace: grace })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/mute'))
-  while (!client.received().includes('\r\n\r\n')) await client.nextData(client.received().length + 1)
+  while (!client.received().includes('\r\n\r\n')) await within(5000, client.nextData(client.received().length + 1), 'the handshake answer')
   const headLength = client.received().indexOf('\r\n\r\n') + 4
   t.equal(parseReply(client.received()).status, 101)
   const started = Date.now()
   const closing = app.close()
-  t.equal(await serverCloses[0], 1001, 'the upstream got 1001 and finished its close handshake')
+  t.equal(await within(grace, serverCloses[0], 'the close of the upstream session'), 1001, 'the upstream got 1001 and finished its close handshake')
   const upstreamClosedAfter = Date.now() - started
-  await client.nextData(headLength + 4)
+  await within(grace, client.nextData(headLength + 4), 'a close frame at the client')
   t.same(client.received().subarray(headLength), GOING_AWAY_UNMASKED, 'the client got 1001')
-  await closing
+  await within(grace + 5000, closing, 'close() returning')
   const took = Date.now() - started
   t.ok(upstreamClosedAfter < grace / 2, `the upstream session closed after ${upstreamClosedAfter} ms`)
   t.ok(took >= grace - 50 && took < grace + 2000, `close() returned after ${took} ms (grace ${grace} ms)`)
-  await client.closed
-  t.pass('the silent client was cut')
+  await within(5000, client.closed, 'the close of the silent client\'s connection')
+  t.equal(client.received().length, headLength + 4, 'the silent client was cut after its 1001, with nothing more')
 })
 
 t.test('a handshake waiting for the upstream at close() is refused with 503', async (t) => {
@@ -236,18 +235,18 @@ t.test('a handshake waiting for the upstream at close() is refused with 503', as
   const { app, port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsCloseGrace: GRACE })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/slow'))
-  const conn = await up.next()
-  t.match(await conn.head, /^GET \/slow HTTP\/1\.1\r\n/, 'the upstream got the handshake')
+  const conn = await within(5000, up.next(), 'a connection to the upstream')
+  t.match(await within(5000, conn.head, 'the handshake at the upstream'), /^GET \/slow HTTP\/1\.1\r\n/, 'the upstream got the handshake')
   const started = Date.now()
-  await app.close()
+  await within(GRACE, app.close(), 'close() returning before the grace')
   const took = Date.now() - started
   t.ok(took < GRACE / 2, `close() returned after ${took} ms`)
-  await client.closed
+  await within(5000, client.closed, 'the close of the client connection')
   const reply = parseReply(client.received())
   t.equal(reply.status, 503)
   t.same(JSON.parse(reply.body), { statusCode: 503, code: 'FST_STREAMLINE_PROXY_SHUTTING_DOWN', error: 'Service Unavailable', message: 'The proxy is shutting down' })
-  await gone(conn.socket)
-  t.pass('the upstream request was dropped')
+  await within(5000, gone(conn.socket), 'the end of the upstream connection')
+  t.equal(conn.received().toString('latin1'), await conn.head, 'the upstream request was dropped after its head: nothing more reached the upstream')
 })
 
 t.test('an upgrade whose hooks were still running when the drain began is refused with 503', async (t) => {
@@ -269,12 +268,12 @@ t.test('an upgrade whose hooks were still running when the drain began is refuse
   t.teardown(async () => await app.close())
   const client = await rawClient(t, portOf(app.server))
   client.socket.write(upgradeRequest('/ws/late'))
-  await inHook
+  await within(5000, inHook, 'the upgrade in its onRequest hook')
   const started = Date.now()
-  await app.close()
+  await within(GRACE, app.close(), 'close() returning before the grace')
   const took = Date.now() - started
   t.ok(took < GRACE / 2, `close() returned after ${took} ms`)
-  await client.closed
+  await within(5000, client.closed, 'the close of the client connection')
   const reply = parseReply(client.received())
   t.equal(reply.status, 503)
   t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_PROXY_SHUTTING_DOWN')
@@ -302,15 +301,15 @@ t.test('over TLS on both hops (https ingress, wss upstream): both sides get 1001
     // The helper's type knows only plain-HTTP server options; Fastify takes `https` the same way.
     fastify: { https: { key, cert } } as FastifyServerOptions
   })
-  const ws = await openClient(`wss://127.0.0.1:${port}/ws/secure`, undefined, { ca: cert })
+  const ws = await within(5000, openClient(`wss://127.0.0.1:${port}/ws/secure`, undefined, { ca: cert }), 'an open wss tunnel')
   ws.send('over tls')
-  const [echo] = await once(ws, 'message')
+  const [echo] = await within(5000, once(ws, 'message'), 'the echo over TLS')
   t.equal(String(echo), 'over tls', 'the tunnel runs over TLS on both hops')
   const closed = once(ws, 'close')
   const started = Date.now()
-  await app.close()
+  await within(GRACE, app.close(), 'close() returning before the grace')
   const took = Date.now() - started
   t.ok(took < GRACE / 2, `close() returned after ${took} ms (grace ${GRACE} ms)`)
-  t.equal((await closed)[0], 1001, 'the client got 1001')
-  t.equal(await serverClose, 1001, 'the upstream got 1001')
+  t.equal((await within(5000, closed, 'the close of the client'))[0], 1001, 'the client got 1001')
+  t.equal(await within(5000, serverClose, 'the close of the upstream session'), 1001, 'the upstream got 1001')
 })

@@ -5,9 +5,10 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import compress from '@fastify/compress'
 import { PassThrough, Readable, Transform } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
-import deadline from '../plugins/deadline/index.js'
-import { proxyApp, receive, upstream, port } from './helpers/proxy-servers.js'
-import { Stream } from './helpers/stream-client.js'
+import deadline from '../../plugins/deadline/index.js'
+import { proxyApp, upstream, port } from '../helpers/proxy-servers.js'
+import { Stream } from '../helpers/stream-client.js'
+import { boundedReceive, within } from '../helpers/within.js'
 
 interface LogLine { level: number, msg: string, route?: string, onSend?: string[] }
 
@@ -87,9 +88,9 @@ async function inAppServer (t: Test, lines: { logger: object }): Promise<{ url: 
 async function twoStreams (t: Test, url: string, path: string, open: PassThrough[], first: string, second: string): Promise<void> {
   for (let i = 0; i < 2; i++) {
     const client = new Stream(`${url}${path}`)
-    await client.until(body => body.includes(first))
+    await within(5000, client.until(body => body.includes(first)), `the first event of ${path}`)
     open.shift()?.end('data: 2\n\n')
-    t.equal(await client.done, 'end')
+    t.equal(await within(5000, client.done, `the end of ${path}`), 'end')
     t.equal(client.body, first + second, `${path}: the events flowed, one before the other was sent`)
   }
 }
@@ -107,24 +108,24 @@ t.test('in-app streaming routes: a payload-replacing onSend hook is named once; 
   await twoStreams(t, url, '/harmless', open, 'data: 1\n\n', 'data: 2\n\n')
   t.equal(warningsFor(captured.lines, 'GET /harmless').length, 0, 'no warning for a hook that passes the payload on')
   // Fastify's HEAD route reads the stream and sends no body: not a hook buffering it.
-  t.equal((await receive(`${url}/harmless`, { method: 'HEAD' })).status, 200)
+  t.equal((await boundedReceive(`${url}/harmless`, { method: 'HEAD' })).status, 200)
   open.shift()?.end()
   t.equal(warningsFor(captured.lines, 'HEAD /harmless').length, 0, 'no warning for HEAD')
 
-  t.equal((await receive(`${url}/plain`)).body, 'PLAIN', 'the hook did rewrite the plain route')
+  t.equal((await boundedReceive(`${url}/plain`)).body, 'PLAIN', 'the hook did rewrite the plain route')
   t.equal(warningsFor(captured.lines, 'GET /plain').length, 0, 'no warning for a route that does not stream')
 
-  const collected = await receive(`${url}/collected`)
+  const collected = await boundedReceive(`${url}/collected`)
   t.equal(collected.body, 'data: 1\n\n', 'the buffering hook sent the whole body at the end')
   t.match(warningsFor(captured.lines, 'GET /collected')[0]?.msg, /its body is buffered.* by onSend hook collectBody/)
 
-  const compressed = await receive(`${url}/compressed`, { headers: { 'accept-encoding': 'gzip' } })
+  const compressed = await boundedReceive(`${url}/compressed`, { headers: { 'accept-encoding': 'gzip' } })
   t.equal(compressed.headers['content-encoding'], 'gzip')
   t.equal(gunzipSync(Buffer.from(compressed.body, 'latin1')).toString(), 'data: 1\n\n', 'the events arrive, compressed')
   t.match(warningsFor(captured.lines, 'GET /compressed')[0]?.msg, /by compression \(Content-Encoding: gzip; exempt text\/event-stream/)
 
   t.equal(captured.lines.filter(line => line.level === 40).length, 3, 'no other warning')
-  t.equal((await receive(`${url}/harmless-not-there`)).status, 404, 'the process is alive')
+  t.equal((await boundedReceive(`${url}/harmless-not-there`)).status, 404, 'the process is alive')
 })
 
 t.test('a streaming route that writes on reply.raw is left alone after a few responses', async (t) => {
@@ -140,7 +141,7 @@ t.test('a streaming route that writes on reply.raw is left alone after a few res
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { app.server.closeAllConnections(); await app.close() })
-  for (let i = 0; i < 20; i++) t.equal((await receive(`http://127.0.0.1:${port(app.server)}/hijacked`)).body, 'data: raw\n\n')
+  for (let i = 0; i < 20; i++) t.equal((await boundedReceive(`http://127.0.0.1:${port(app.server)}/hijacked`)).body, 'data: raw\n\n')
   t.equal(wrapped[0], true, 'its first responses are watched')
   t.equal(wrapped.at(-1), false, 'no longer once it never sent a stream for a while')
 })
@@ -160,9 +161,9 @@ t.test('proxy routes: a payload-replacing onSend hook of the app is named once; 
     }
   })
   for (let i = 0; i < 2; i++) {
-    const rewritten = await receive(`${url}/rewritten/events`)
+    const rewritten = await boundedReceive(`${url}/rewritten/events`)
     t.equal(rewritten.body, 'DATA: UP\n\n', 'the rewritten body still arrives')
-    const harmless = await receive(`${url}/harmless/events`)
+    const harmless = await boundedReceive(`${url}/harmless/events`)
     t.equal(harmless.body, 'data: up\n\n', 'the body as the upstream sent it')
     t.equal(harmless.headers['x-seen'], 'yes')
   }
@@ -172,5 +173,5 @@ t.test('proxy routes: a payload-replacing onSend hook of the app is named once; 
   t.equal(warnings.length, 1, 'one warning, for the rewritten registration only')
   t.equal(warnings[0]?.route, 'GET /rewritten/*')
   t.match(warnings[0]?.msg, /by onSend hook rewriteProxied/)
-  t.equal((await receive(`${url}/harmless/alive`)).status, 200, 'the process is alive')
+  t.equal((await boundedReceive(`${url}/harmless/alive`)).status, 200, 'the process is alive')
 })

@@ -11,6 +11,7 @@ import { test } from 'tap'
 import { childUpstream } from '../helpers/child-upstream.js'
 import { ExampleLines } from '../helpers/example-lines.js'
 import { refused, Stream } from '../helpers/stream-client.js'
+import { within } from '../helpers/within.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DRAIN = 1500
@@ -61,11 +62,11 @@ test('SIGTERM to the cluster primary drains every worker; all exit 0 within drai
 
   // Round-robin spreads the connections over the workers: several of each kind.
   const streams = Array.from({ length: 2 * count }, (_v, i) => new Stream(`${url}/${i % 2 === 0 ? 'live/sse' : 'files/download'}`))
-  await Promise.all(streams.map(s => s.until(body => body.length > 2000)))
+  await within(10_000, Promise.all(streams.map(s => s.until(body => body.length > 2000))), 'the first 2000 bytes of every stream')
 
   const started = Date.now()
   primary.kill('SIGTERM')
-  const [code, signal] = await exited
+  const [code, signal] = await within(DRAIN + 10_000, exited, 'the primary\'s exit after SIGTERM')
   const elapsed = Date.now() - started
   t.same({ code, signal }, { code: 0, signal: null }, 'the primary exited 0')
   t.ok(elapsed >= DRAIN - 50 && elapsed < DRAIN + 5000, `${elapsed} ms after SIGTERM (drainTimeout ${DRAIN} ms): downloads had their time, nothing waited for close-with-grace's 15 s`)
@@ -76,16 +77,17 @@ test('SIGTERM to the cluster primary drains every worker; all exit 0 within drai
 
   for (const [i, stream] of streams.entries()) {
     if (i % 2 === 0) {
-      t.equal(await stream.done, 'end', `event stream ${i / 2 + 1} ended cleanly`)
+      t.equal(await within(5000, stream.done, `the end of event stream ${i / 2 + 1}`), 'end', `event stream ${i / 2 + 1} ended cleanly`)
       t.match(stream.body, /\n\nretry: 1000\n\n$/, '  at an event boundary, then a retry field')
       t.ok(stream.endedAt - started < DRAIN, '  before drainTimeout')
     } else {
-      t.equal(await stream.done, 'cut', `download ${(i + 1) / 2} was cut`)
+      t.equal(await within(5000, stream.done, `the end of download ${(i + 1) / 2}`), 'cut', `download ${(i + 1) / 2} was cut`)
       t.ok(stream.endedAt - started >= DRAIN - 50, '  at drainTimeout')
     }
   }
   t.equal(await refused(url), 'ECONNREFUSED', 'nothing listens on the port any more')
-  await upstream.lines.waitForCount(/^closed \/(sse|download) /, 2 * count)
-  t.pass('the upstream saw each of its streams closed by the ingress')
+  const closed = await upstream.lines.waitForCount(/^closed \/(sse|download) /, 2 * count)
+  t.same(closed.map(line => line.split(' ')[1]).sort(), [...Array(count).fill('/download'), ...Array(count).fill('/sse')],
+    'the upstream saw each of its streams closed by the ingress')
   t.equal(upstream.child.exitCode, null, 'the upstream itself is still running')
 })

@@ -14,9 +14,10 @@ import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { test, type Test } from 'tap'
 import selfsigned from 'selfsigned'
-import { startExample, type RunningExample } from './helpers/example-app.js'
+import { startExample, type RunningExample } from '../helpers/example-app.js'
+import { within } from '../helpers/within.js'
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url))
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const HEADERS_TIMEOUT_MS = 1000
 const TOKEN = { authorization: 'Bearer demo-token' }
 
@@ -25,7 +26,7 @@ async function getH2 (origin: string, path: string, ca: string): Promise<{ statu
   const session = http2.connect(origin, { ca })
   try {
     const stream = session.request({ ':path': path, ...TOKEN })
-    const [headers] = await once(stream, 'response') as [http2.IncomingHttpHeaders]
+    const [headers] = await within(10_000, once(stream, 'response'), `the h2 head of ${path}`) as [http2.IncomingHttpHeaders]
     let body = ''
     stream.setEncoding('utf8')
     for await (const chunk of stream) body += chunk
@@ -40,7 +41,7 @@ async function getH1 (origin: string, path: string, ca: string): Promise<{ statu
   const agent = new https.Agent({ ca, ALPNProtocols: ['http/1.1'] })
   try {
     const req = https.get(`${origin}${path}`, { agent, headers: TOKEN })
-    const [res] = await once(req, 'response')
+    const [res] = await within(10_000, once(req, 'response'), `the HTTP/1.1 head of ${path}`)
     let body = ''
     res.setEncoding('utf8')
     for await (const chunk of res) body += chunk
@@ -54,7 +55,7 @@ async function getH1 (origin: string, path: string, ca: string): Promise<{ statu
 async function presented (origin: string): Promise<{ pem: string, names: string, fingerprint: string }> {
   const { hostname, port } = new URL(origin)
   const socket = tls.connect({ host: hostname, port: Number(port), rejectUnauthorized: false, ALPNProtocols: ['h2'] })
-  await once(socket, 'secureConnect')
+  await within(10_000, once(socket, 'secureConnect'), 'the TLS handshake')
   const cert = new X509Certificate(socket.getPeerCertificate().raw)
   socket.destroy()
   return { pem: cert.toString(), names: cert.subjectAltName ?? '', fingerprint: cert.fingerprint256 }
@@ -65,11 +66,11 @@ function printedFingerprint (app: RunningExample): string | undefined {
 }
 
 async function bothProtocols (t: Test, app: RunningExample, ca: string): Promise<void> {
-  const h2 = await getH2(app.ingress, '/private/report', ca)
+  const h2 = await within(10_000, getH2(app.ingress, '/private/report', ca), 'the whole h2 answer')
   t.equal(h2.alpn, 'h2', 'ALPN chose h2 for a client that offers it')
   t.equal(h2.status, 200)
   t.match(JSON.parse(h2.body), { authorizationSeen: true })
-  const h1 = await getH1(app.ingress, '/private/report', ca)
+  const h1 = await within(10_000, getH1(app.ingress, '/private/report', ca), 'the whole HTTP/1.1 answer')
   t.equal(h1.alpn, 'http/1.1', 'and HTTP/1.1 for one that offers only that')
   t.equal(h1.version, '1.1')
   t.equal(h1.status, 200)
@@ -88,7 +89,7 @@ test('HTTPS=1 makes a self-signed certificate for localhost and 127.0.0.1 and se
   // Trusting that certificate is enough for a verifying client on 127.0.0.1: its names and key usage fit.
   await bothProtocols(t, app, cert.pem)
   t.equal(app.child.exitCode, null, 'the example is still running')
-  t.same(await app.stop(), { code: 0, signal: null })
+  t.same(await within(15_000, app.stop(), 'the example\'s exit after SIGTERM'), { code: 0, signal: null })
 })
 
 test('TLS_KEY_FILE and TLS_CERT_FILE are served; a slow HTTP/1.1 head over TLS is dropped after HEADERS_TIMEOUT_MS', async (t) => {
@@ -118,18 +119,18 @@ test('TLS_KEY_FILE and TLS_CERT_FILE are served; a slow HTTP/1.1 head over TLS i
   const { hostname, port } = new URL(app.ingress)
   const started = Date.now()
   const slow = tls.connect({ host: hostname, port: Number(port), rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
-  await once(slow, 'secureConnect')
+  await within(10_000, once(slow, 'secureConnect'), 'the TLS handshake of the slow client')
   slow.write('GET /private/report HTTP/1.1\r\nhost: x\r\n') // and never the blank line
   let answer = ''
   slow.setEncoding('latin1').on('data', (data: string) => { answer += data })
-  await once(slow, 'close')
+  await within(HEADERS_TIMEOUT_MS + 10_000, once(slow, 'close'), 'the server closing the slow client')
   const after = Date.now() - started
   t.match(answer, /^HTTP\/1\.1 408 /, 'Node answered 408')
   // The check runs every second (connectionsCheckingInterval); Node's fallback default is 60 s.
   t.ok(after >= HEADERS_TIMEOUT_MS - 100 && after < HEADERS_TIMEOUT_MS + 5000, `dropped after ${after} ms`)
   t.equal(app.lines.lines.filter(line => line.includes('/private/report served')).length, 2, 'the upstream never saw the slow request')
   t.equal(app.child.exitCode, null, 'the example is still running')
-  t.same(await app.stop(), { code: 0, signal: null })
+  t.same(await within(15_000, app.stop(), 'the example\'s exit after SIGTERM'), { code: 0, signal: null })
 })
 
 test('malformed HTTPS settings stop the start with a clear message', async (t) => {
