@@ -8,22 +8,13 @@ import { createHash } from 'node:crypto'
 import { portOf } from '../helpers/ws-servers.js'
 import { extendedConnect, h2ConnectSession, h2ProxyApp, nextMessage, openH2WebSocket } from '../helpers/h2-websocket.js'
 import { H2_MODES } from '../helpers/h2.js'
+import { within } from '../helpers/within.js'
 
 // An app's own `connect` listener that answers an HTTP/2 WebSocket stream a moment after the
 // proxy took it (the proxy's check runs when the emit returns): whatever another listener did to
 // the stream, the proxy checks before it writes, drops its upstream, and the process stays up.
 
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-
-async function bounded<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms) })
-  try {
-    return await Promise.race([promise, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** An upstream that hands each handshake (its socket and head) to the test, which answers it. */
 async function heldUpstream (t: Test): Promise<{ port: number, next: () => Promise<{ socket: Socket, head: string }> }> {
@@ -67,22 +58,22 @@ for (const mode of H2_MODES) {
     const session = await h2ConnectSession(t, mode, port)
     const late = extendedConnect(session, '/ws/late')
     // The proxy's handshake reached the upstream, which holds its answer until the app answered.
-    const first = await bounded(up.next(), 5000, 'the proxy sent the handshake upstream')
-    const response = await bounded(late.response, 5000, 'the client got the app\'s answer')
+    const first = await within(5000, up.next(), 'the proxy sent the handshake upstream')
+    const response = await within(5000, late.response, 'the client got the app\'s answer')
     t.equal(response[':status'], 200)
     t.equal(response['x-by'], 'app', 'the client got the app\'s answer, not the proxy\'s')
     t.ok(appAnswered)
     const dropped = once(first.socket, 'close')
     first.socket.write(switchingProtocols(first.head))
-    await bounded(dropped, 5000, 'the proxy closed its upstream connection')
+    await within(5000, dropped, 'the proxy closed its upstream connection')
 
     // The process is alive and the proxy still tunnels, on the same session.
     const opening = openH2WebSocket(session, '/ws/echo')
-    const second = await bounded(up.next(), 5000, 'the second handshake reached the upstream')
+    const second = await within(5000, up.next(), 'the second handshake reached the upstream')
     second.socket.write(switchingProtocols(second.head))
-    const { ws } = await bounded(opening, 5000, 'a second WebSocket opened')
+    const { ws } = await within(5000, opening, 'a second WebSocket opened')
     second.socket.write(Buffer.from([0x81, 0x02, 0x68, 0x69]))
-    t.equal(await bounded(nextMessage(ws), 5000, 'a message through the second tunnel'), 'hi')
+    t.equal(await within(5000, nextMessage(ws), 'a message through the second tunnel'), 'hi')
     ws.terminate()
   })
 }
