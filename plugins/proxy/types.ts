@@ -123,7 +123,13 @@ export interface ProxyOptions extends WebSocketTimingOptions {
   disableRequestLogging?: boolean
   /** Only `false` is accepted (HTTP/2 upstreams: `undici: { allowH2: true }`). */
   http2?: boolean
-  /** Accepted and ignored, with a log line: the tunnel relays the client's handshake and then bytes. */
+  /**
+   * @fastify/http-proxy's options for its upstream WebSocket client; what still means something on a
+   * byte tunnel applies to the upstream handshake: `headers` (added), `rewriteRequestHeaders(headers,
+   * request)` (gets a copy of `headers`, returns those to add), `queryString` (object or function,
+   * replaces the query), TLS options (join `tls`), `handshakeTimeout` (is `wsHandshakeTimeout`). Any
+   * other key (frame-level: `perMessageDeflate`, `maxPayload`...) is ignored, named in one warn line.
+   */
   wsClientOptions?: Record<string, unknown>
   wsServerOptions?: Record<string, unknown>
 }
