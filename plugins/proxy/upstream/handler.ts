@@ -69,8 +69,12 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   /** The call's signal aborted: undici cancels the request before headers, or the body after. */
   abort (reason: Error): void {
-    if (this.body !== null) this.body.fail(reason)
-    else this.abortUpstream?.(reason)
+    if (this.body === null) this.abortUpstream?.(reason)
+    // A client that left is ordinary: its response is gone, and Fastify, seeing the body end
+    // early rather than fail, logs it as over HTTP/1.1 (once, at info). An error here would be
+    // a warn line per cancelled HTTP/2 stream, which any client could write at will.
+    else if (clientLeft(reason)) this.body.destroy()
+    else this.body.fail(reason)
   }
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
@@ -172,6 +176,10 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     body.on('error', noop)
     body.destroy(err)
   }
+}
+
+function clientLeft (reason: Error): boolean {
+  return (reason as { code?: unknown }).code === 'FST_STREAMLINE_CLIENT_DISCONNECTED'
 }
 
 /**
