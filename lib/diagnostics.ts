@@ -49,7 +49,7 @@ export type StreamEndCause = 'upstream' | 'client' | 'idle' | 'lifetime' | 'drai
 /** `fastify-streamline:stream:end`: a proxied response body ended, however it ended. */
 export interface StreamEndMessage {
   request: FastifyRequest
-  /** Body bytes relayed to the client. */
+  /** Body bytes relayed to the client (an event stream's heartbeats included). */
   bytes: number
   /** ms from the upstream's head to the end. */
   durationMs: number

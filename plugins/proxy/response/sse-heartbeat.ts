@@ -64,6 +64,7 @@ function beat ({ relay, reply }: Watched): boolean {
   if (reply.getHeader('content-encoding') !== undefined) return false
   if (!relay.betweenEvents || !clientReading(reply.raw)) return false
   writeFiller(reply.request, reply, COMMENT)
+  relay.heartbeatBytes += COMMENT.length
   return true
 }
 

@@ -4,6 +4,7 @@ import { proxyResponse, streamEnd, type ProxyResponseMessage, type StreamEndCaus
 import type { UpstreamCall } from '../upstream/call.js'
 import { cutByDrain } from '../lifecycle/connections.js'
 import { endedByDrain } from '../lifecycle/event-stream-drain.js'
+import { EventStreamBody } from '../upstream/event-stream-body.js'
 
 /**
  * The diagnostics channels' view of a relayed response: `proxy:response` when the upstream's
@@ -35,6 +36,8 @@ function watchStreamEnd (call: UpstreamCall, request: FastifyRequest, reply: Fas
     queueMicrotask(() => {
       const drained = (piped !== null && endedByDrain(piped)) || cutByDrain(request.server.server)
       const endedBy = drained ? 'drain' : endCause(call)
+      // Heartbeats go to the response beside the body: the client received them too.
+      if (piped instanceof EventStreamBody) bytes += piped.heartbeatBytes
       const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy }
       streamEnd.publish(message)
     })

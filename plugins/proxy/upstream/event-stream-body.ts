@@ -12,6 +12,8 @@ import { EventBoundary } from './sse-boundary.js'
 export class EventStreamBody extends UpstreamBody {
   /** Chunks relayed so far: how the heartbeat sweep (response/sse-heartbeat.ts) sees activity, at no per-chunk clock read. */
   relayed = 0
+  /** Bytes the heartbeat wrote on the response beside this body (for the stream:end channel's count). */
+  heartbeatBytes = 0
   private readonly boundary = new EventBoundary()
   private retry: Buffer | null = null
   private ending = false
