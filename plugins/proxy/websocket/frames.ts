@@ -15,6 +15,8 @@ export const OPCODE_CLOSE = 0x8
 export class FrameCursor {
   /** Opcode of the last frame whose header was read (-1 before the first). */
   opcode = -1
+  /** A close frame's header has been read: this side has begun the close handshake. */
+  closeSeen = false
   /** Payload bytes of the current frame still to come. */
   private remaining = 0
   /** A header split across chunks: its first bytes, kept until it is whole. Allocated only then. */
@@ -73,6 +75,7 @@ export class FrameCursor {
 
   private startFrame (header: Buffer, at: number): void {
     this.opcode = header[at] & 0x0f
+    if (this.opcode === OPCODE_CLOSE) this.closeSeen = true
     const length7 = header[at + 1] & 0x7f
     if (length7 < 126) this.remaining = length7
     else if (length7 === 126) this.remaining = header.readUInt16BE(at + 2)

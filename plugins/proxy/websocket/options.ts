@@ -5,9 +5,9 @@ const { duration } = optionChecks(InvalidProxyOptionError)
 
 /** The WebSocket tunnel's timing options of the proxy; every time is in milliseconds. */
 export interface WebSocketTimingOptions {
-  /** Close a tunnel after this long without a byte either way. Default 0 (off). */
+  /** Close a tunnel (a `1001` close frame to each side) after this long without a byte either way. Default 0 (off). */
   wsIdleTimeout?: number
-  /** Close a tunnel this long after it opened, busy or not. Default 0 (unlimited). */
+  /** Close a tunnel (a `1001` close frame to each side) this long after it opened, busy or not. Default 0 (unlimited). */
   wsMaxStreamDuration?: number
   /**
    * Longest wait for the upstream's answer to the handshake when no request deadline covers
@@ -15,8 +15,8 @@ export interface WebSocketTimingOptions {
    */
   wsHandshakeTimeout?: number
   /**
-   * On `app.close()` every tunnel gets a `1001 Going Away` close frame on both sides; this is the
-   * longest wait for those close handshakes before what is left is cut. Default 5000.
+   * On `app.close()` or a timeout a tunnel gets a `1001 Going Away` close frame on both sides; this
+   * is the longest wait for those close handshakes before what is left is cut. Default 5000.
    */
   wsCloseGrace?: number
 }

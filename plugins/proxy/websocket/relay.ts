@@ -3,6 +3,8 @@ import { FrameCursor } from './frames.js'
 
 /** What a relay reports to the tunnel it belongs to. */
 export interface RelayOwner {
+  /** `relay.from` sent a close frame (the first one it sent). */
+  sideSentClose: (relay: Relay) => void
   /** `relay.from` sent its FIN (passed on to `relay.to` unless a shutdown took the direction over). */
   sideEnded: (relay: Relay) => void
   /** `relay.from` closed, cleanly or not. */
@@ -23,6 +25,7 @@ export class Relay {
   /** When `from` last sent a byte: read by the idle timeout, stamped only when there is one. */
   lastDataAt: number
   private relaying = false
+  private closeReported = false
 
   constructor (
     readonly from: Duplex,
@@ -43,6 +46,7 @@ export class Relay {
       this.frames.advance(chunk, 0, false)
       to.write(chunk)
     }
+    this.reportClose()
     this.relaying = true
     from.on('data', this.onData)
     to.on('drain', this.onDrain)
@@ -66,8 +70,15 @@ export class Relay {
 
   private readonly onData = (chunk: Buffer): void => {
     this.frames.advance(chunk, 0, false)
+    if (this.frames.closeSeen && !this.closeReported) this.reportClose()
     if (this.stampData) this.lastDataAt = Date.now()
     if (!this.to.write(chunk)) this.from.pause()
+  }
+
+  private reportClose (): void {
+    if (!this.frames.closeSeen || this.closeReported) return
+    this.closeReported = true
+    this.owner.sideSentClose(this)
   }
 
   private readonly onDrain = (): void => {

@@ -22,6 +22,8 @@ export interface TunnelStats {
 export interface TunnelLimits {
   idleTimeout: number
   maxStreamDuration: number
+  /** How long a side that the timeouts asked to close may take to answer before it is cut. */
+  closeGrace: number
 }
 
 /**
@@ -139,8 +141,16 @@ export class Tunnel implements RelayOwner {
   }
 
   /**
-   * In a clean close the side whose FIN came first ended the tunnel; which socket's 'close'
-   * comes first depends only on how fast each peer answers the FIN passed on to it.
+   * The side whose close frame came first ended the tunnel (RFC 6455 7.1.2: the server, often
+   * the upstream, closes the TCP connection first, whoever began the close handshake).
+   */
+  sideSentClose (relay: Relay): void {
+    this.closedBy ??= this.sideName(relay)
+  }
+
+  /**
+   * A FIN without a close frame before it counts as itself: that side ended the tunnel. Which
+   * socket's 'close' comes first depends only on how fast each peer answers the FIN passed on.
    */
   sideEnded (relay: Relay): void {
     this.closedBy ??= this.sideName(relay)
@@ -191,8 +201,20 @@ export class Tunnel implements RelayOwner {
     this.timer = null
     const now = Date.now()
     const { maxStreamDuration, idleTimeout } = this.limits
-    if (maxStreamDuration > 0 && now >= this.startedAt + maxStreamDuration) return this.cut('lifetime')
-    if (idleTimeout > 0 && now >= this.lastActivityAt() + idleTimeout) return this.cut('idle')
+    if (maxStreamDuration > 0 && now >= this.startedAt + maxStreamDuration) return this.expire('lifetime')
+    if (idleTimeout > 0 && now >= this.lastActivityAt() + idleTimeout) return this.expire('idle')
     this.schedule(now)
+  }
+
+  /**
+   * A timeout closes the tunnel as a shutdown does: `1001 Going Away` to each side at a frame
+   * boundary, so that both see a clean close rather than a dropped connection (1006); the same
+   * timer then cuts whatever has not closed within `closeGrace`.
+   */
+  private expire (reason: TunnelEnd): void {
+    this.closedBy ??= reason
+    if (this.closing !== null) return
+    this.goAway()
+    this.timer = setTimeout(() => this.cut(reason), this.limits.closeGrace)
   }
 }
