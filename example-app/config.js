@@ -21,6 +21,9 @@ export function readConfig (env = process.env) {
     clockDelayMs: integer(env, 'CLOCK_DELAY_MS', 3000, 0),
     slowMs: integer(env, 'SLOW_MS', 5000, 0),
     downloadMb: integer(env, 'DOWNLOAD_MB', 256, 1, 4096),
+    // The files service sends the download at this pace (0: as fast as the client reads), so
+    // that the default 256 MB take 8 s: the page shows it streaming 6 s past the 2 s timeout.
+    downloadMbPerS: integer(env, 'DOWNLOAD_MB_PER_S', 32, 0, 4096),
     // The proxy's drainTimeout: inside close-with-grace's 10 s in start.js, with room to spare.
     drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 5000, 0, 8000),
     logLevel: env.LOG_LEVEL || 'warn'

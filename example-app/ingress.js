@@ -96,7 +96,13 @@ function publicSettings (config) {
       '/events/clock': 'in-app SSE, streaming mode',
       '/api/settings': 'this route, deadline opted out'
     },
-    demo: { tickMs: config.tickMs, clockDelayMs: config.clockDelayMs, slowMs: config.slowMs, downloadMb: config.downloadMb }
+    demo: {
+      tickMs: config.tickMs,
+      clockDelayMs: config.clockDelayMs,
+      slowMs: config.slowMs,
+      downloadMb: config.downloadMb,
+      downloadMbPerS: config.downloadMbPerS
+    }
   }
 }
 

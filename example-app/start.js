@@ -37,11 +37,18 @@ fastify-streamline example
   live upstream   ${upstreams.live.url}   SSE ticker /ticker, WebSocket /chat
   files upstream  ${upstreams.files.url}   download /download, slow /slow, /private/report
   deadline        timeout ${timeout} ms, streamIdleTimeout ${streamIdleTimeout} ms, maxStreamDuration ${maxStreamDuration || 'off'}
+  download        ${downloadLine()}
 ${certificate ? tlsLines(certificate) : ''}Press Ctrl-C to stop.
 `)
 
 function ingressUrl (app) {
   return `${certificate ? 'https' : 'http'}://${config.host}:${app.server.address().port}`
+}
+
+function downloadLine () {
+  const { downloadMb, downloadMbPerS } = config
+  if (downloadMbPerS === 0) return `${downloadMb} MB, as fast as the client reads`
+  return `${downloadMb} MB at ${downloadMbPerS} MB/s (about ${(downloadMb / downloadMbPerS).toFixed(1)} s)`
 }
 
 function tlsLines ({ selfSigned, fingerprint }) {

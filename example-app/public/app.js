@@ -24,6 +24,7 @@ function showSettings () {
   $('clock-delay').textContent = ms(settings.demo.clockDelayMs)
   $('slow-ms').textContent = ms(settings.demo.slowMs)
   $('download-size').textContent = `${settings.demo.downloadMb} MB`
+  $('download-pace').textContent = downloadPace(settings.demo)
 }
 
 function watchTicker () {
@@ -125,8 +126,10 @@ async function download () {
     const secs = (performance.now() - started) / 1000
     $('download-percent').textContent = `${percent} %`
     $('download-bar').style.width = `${percent}%`
+    const late = secs * 1000 > timeout
     $('download-bytes').textContent = `${(received / MB).toFixed(1)} of ${(total / MB).toFixed(0)} MB · ` +
-      `${(received / MB / Math.max(secs, 0.001)).toFixed(0)} MB/s · ${secs.toFixed(1)} s`
+      `${(received / MB / Math.max(secs, 0.001)).toFixed(0)} MB/s · ${secs.toFixed(1)} s${late ? ' · past the timeout' : ''}`
+    $('download-bytes').dataset.afterTimeout = String(late)
   }
   $('download-percent').dataset.state = 'running'
   for (;;) {
@@ -142,6 +145,12 @@ async function download () {
   if (received !== total) throw new Error(`stream ended after ${received} of ${total} bytes`)
   draw()
   $('download-percent').dataset.state = 'done'
+}
+
+function downloadPace ({ downloadMb, downloadMbPerS }) {
+  if (downloadMbPerS === 0) return 'as fast as this page reads it'
+  const secs = downloadMb / downloadMbPerS
+  return `at ${downloadMbPerS} MB/s, about ${secs.toFixed(secs < 10 ? 1 : 0)} s`
 }
 
 function setUpSlowCall () {
