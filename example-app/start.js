@@ -53,7 +53,9 @@ function downloadLine () {
 
 function tlsLines ({ selfSigned, fingerprint }) {
   const origin = selfSigned ? 'self-signed for localhost, 127.0.0.1, ::1, made at start: the browser will warn' : 'from TLS_CERT_FILE'
+  const webSockets = config.https.h2WebSocket ? 'over HTTP/2 (RFC 8441 extended CONNECT)' : 'over HTTP/1.1 upgrades (H2_WEBSOCKET=0)'
   return `  https           HTTP/2 and HTTP/1.1; certificate ${origin}
                   SHA-256 ${fingerprint}
+                  WebSockets ${webSockets}
 `
 }

@@ -73,7 +73,8 @@ function watchClock () {
 
 function openChat () {
   const offered = ['echo.v1', 'chat.v2']
-  const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/live/chat`, offered)
+  // welcome=1: the service greets the socket as soon as it joins, with the Via it received.
+  const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/live/chat?welcome=1`, offered)
   const sentAt = new Map()
   socket.onopen = () => {
     setState('ws-state', 'open', 'open')
@@ -82,6 +83,11 @@ function openChat () {
   socket.onclose = (event) => setState('ws-state', 'closed', `closed (${event.code})`)
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data)
+    if (message.type === 'welcome') {
+      showProtocol('ws', viaProtocol(message.via), VIA_HOW)
+      logLine('ws-log', `← welcome: joined as ${message.protocol} over ${$('ws-proto').textContent}`, 'welcome')
+      return
+    }
     const rtt = sentAt.has(message.text) ? ` · ${Math.round(performance.now() - sentAt.get(message.text))} ms round trip` : ''
     sentAt.delete(message.text)
     if (message.type === 'echo') showProtocol('ws', viaProtocol(message.via), VIA_HOW)
@@ -229,9 +235,10 @@ function byLabel (samples, name, label) {
 
 // Which protocol each card's request used. A fetch has a Resource Timing entry once its body has
 // been read; an open EventSource or WebSocket has none, so for those the page shows what reached
-// the ingress: the Via header it adds for the live service, echoed back, or the in-app route's
-// own httpVersion. (A browser opens a WebSocket with an HTTP/1.1 upgrade on a connection of its
-// own unless the server offers RFC 8441 extended CONNECT over HTTP/2.)
+// the ingress: the Via header it adds for the live service, echoed back (in the first tick, in
+// the chat's welcome), or the in-app route's own httpVersion. (A browser opens a WebSocket with
+// an HTTP/1.1 upgrade on a connection of its own unless the server offers RFC 8441 extended
+// CONNECT over HTTP/2, as the example does with HTTPS=1.)
 const VIA_HOW = 'the Via header the ingress sent upstream, echoed by the live service'
 const VERSIONS = { '2.0': 'h2', 1.1: 'http/1.1', '1.0': 'http/1.0' }
 
