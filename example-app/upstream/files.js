@@ -75,10 +75,18 @@ function generatedBody (total, bytesPerS, res, log) {
 
 function slowAnswer (request, reply, ms, log) {
   const started = Date.now()
-  const timer = setTimeout(() => {
-    log(`[files] /slow answered after ${Date.now() - started} ms`)
-    reply.send({ waitedMs: Date.now() - started })
-  }, ms)
+  // A timer can fire a millisecond early by Date.now()'s clock: wait out the rest, so that the
+  // answer never reports less than it was asked to wait.
+  const answer = () => {
+    const waitedMs = Date.now() - started
+    if (waitedMs < ms) {
+      timer = setTimeout(answer, ms - waitedMs)
+      return
+    }
+    log(`[files] /slow answered after ${waitedMs} ms`)
+    reply.send({ waitedMs })
+  }
+  let timer = setTimeout(answer, ms)
   // When the ingress's deadline expires it aborts the upstream request: stop working at once.
   reply.raw.once('close', () => {
     if (reply.raw.writableFinished) return
