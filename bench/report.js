@@ -1,7 +1,10 @@
-// Writes bench/results/latest.md (the run's context, every table, the issue's goals) and
-// bench/results/latest.svg (each target's ratio to @fastify/http-proxy per scenario as a
-// horizontal bar chart). The SVG is written as text here: a chart library would be a dependency
-// for about sixty lines of rectangles.
+// Writes a run's results: the context, every table and the issue's goals as Markdown, and a
+// horizontal bar chart (SVG) of each target's ratio to @fastify/http-proxy, one group per
+// scenario. A full run (every bench) writes results/latest.md and latest.svg; a partial one
+// (`npm run bench -- proxy`) writes results/partial-<benches>.md and .svg (git-ignored) and
+// leaves the full results alone. The chart is drawn from the tables alone (CHART_RULES), so
+// `npm run bench -- --redraw` can draw it again from a results file's figures. The SVG is
+// written as text here: a chart library would be a dependency for about sixty lines of rectangles.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { settings } from './lib/settings.js'
@@ -9,6 +12,7 @@ import { describePinning } from './lib/pinning.js'
 import { report } from './lib/report-state.js'
 
 const resultsDir = new URL('results/', import.meta.url)
+const GOALS_TITLE = 'Goals of issue 11'
 
 function cpuModel () {
   try {
@@ -30,6 +34,15 @@ export function describeRun (command, startLoad) {
   }
 }
 
+/**
+ * The results files' name for a run of the benches `names` out of `allNames`: `latest` when it
+ * ran them all (no names means all), else `partial-` and the benches it ran, in `allNames` order.
+ */
+export function resultsName (names, allNames) {
+  const ran = allNames.filter((name) => names.includes(name))
+  return names.length === 0 || ran.length === allNames.length ? 'latest' : `partial-${ran.join('-')}`
+}
+
 const escapeCell = (cell) => String(cell).replaceAll('|', '\\|')
 
 function markdownTable (header, rows) {
@@ -40,12 +53,14 @@ function markdownTable (header, rows) {
   ].join('\n')
 }
 
-function markdown (run) {
-  const goals = report.goals.map((g) => [g.scenario, g.goal, g.measured, g.met ? '**met**' : `missed by ${g.missedBy}`])
-  const skipped = [...report.skipped].map(([name, reason]) => `- ${name} skipped: ${reason}`)
+function markdown (run, state, name) {
+  const goals = state.goals.map((g) => [g.scenario, g.goal, g.measured, g.met ? '**met**' : `missed by ${g.missedBy}`])
+  const skipped = [...state.skipped].map(([target, reason]) => `- ${target} skipped: ${reason}`)
+  const partial = name !== 'latest'
   return [
-    '# Benchmark results (latest run)',
+    partial ? `# Benchmark results (partial run: ${name.slice('partial-'.length).replaceAll('-', ', ')})` : '# Benchmark results (latest run)',
     '',
+    ...(partial ? ['A partial run: the full results stay in latest.md.', ''] : []),
     `- date: ${run.date}`,
     `- machine: ${run.machine}`,
     `- command: \`${run.command}\``,
@@ -57,15 +72,170 @@ function markdown (run) {
     'Ratios are medians of per-round ratios (targets ran back to back in each round); higher is better.',
     '"this project" is `streamline` (the proxy plugin) and `streamline-deadline` (deadline + proxy, as an ingress runs it).',
     '',
-    '![ratios to @fastify/http-proxy](latest.svg)',
+    `![ratios to @fastify/http-proxy](${name}.svg)`,
     '',
-    '## Goals of issue 11',
+    `## ${GOALS_TITLE}`,
     '',
     markdownTable(['scenario', 'goal', 'measured', 'result'], goals),
     '',
-    ...report.tables.flatMap((t) => [`## ${t.title}`, '', markdownTable(t.header, t.rows), '']),
+    ...state.tables.flatMap((t) => [`## ${t.title}`, '', markdownTable(t.header, t.rows), '']),
     ''
   ].join('\n')
+}
+
+/**
+ * Writes `<name>.md` and `<name>.svg` (see resultsName) into `dir` from `state` (what the benches
+ * collected: tables, goals, skipped targets); returns their paths.
+ */
+export function writeResults (run, { names = [], allNames = [], dir = resultsDir, state = report } = {}) {
+  const name = resultsName(names, allNames)
+  mkdirSync(dir, { recursive: true })
+  const md = new URL(`${name}.md`, dir)
+  const chart = new URL(`${name}.svg`, dir)
+  writeFileSync(md, markdown(run, state, name))
+  writeFileSync(chart, svg(run, chartGroups(state.tables)))
+  return [md.pathname, chart.pathname]
+}
+
+/** A results file read back: the run's context and its tables (the goals table left out). */
+export function parseResults (text) {
+  const bullets = [...text.matchAll(/^- (.*)$/gm)].map((m) => m[1])
+  const field = (key) => bullets.find((b) => b.startsWith(`${key}: `))?.slice(key.length + 2)
+  const keyed = /^(date|machine|command|settings|machine load): |skipped: /
+  const run = {
+    date: field('date'),
+    machine: field('machine'),
+    command: field('command')?.replace(/^`(.*)`$/, '$1'),
+    pinning: bullets.find((b) => !keyed.test(b)) ?? ''
+  }
+  const tables = []
+  for (const section of text.split(/^## /m).slice(1)) {
+    const [title, ...lines] = section.split('\n')
+    if (title === GOALS_TITLE) continue
+    const [header, , ...rows] = lines.filter((line) => line.startsWith('|')).map(parseRow)
+    tables.push({ title, header, rows })
+  }
+  return { run, tables }
+}
+
+// "| a | b \| c |" -> ['a', 'b | c']
+function parseRow (line) {
+  return line.slice(1, -1).split(/(?<!\\)\|/).map((cell) => cell.trim().replaceAll('\\|', '|'))
+}
+
+/** Draws `<name>.svg` again from the figures in `<name>.md` in `dir`; returns its path. */
+export function redraw (name = 'latest', dir = resultsDir) {
+  const { run, tables } = parseResults(readFileSync(new URL(`${name}.md`, dir), 'utf8'))
+  const chart = new URL(`${name}.svg`, dir)
+  writeFileSync(chart, svg(run, chartGroups(tables)))
+  return chart.pathname
+}
+
+// ---- The chart ----
+
+const REFERENCE = 'http-proxy'
+// Every group lists its targets in this order, those a scenario did not measure left out.
+const TARGET_ORDER = ['streamline', 'streamline-deadline', 'http-proxy', 'nginx', 'caddy']
+
+// A table's cell as a number: "15,861" -> 15861, "33.6 KiB" -> 33.6, "2000 / 2000" -> 2000.
+const number = (text) => Number.parseFloat(String(text).replaceAll(',', ''))
+
+function cellOf (table, row, column) {
+  const index = table.header.indexOf(column)
+  if (index === -1) throw new Error(`chart: table "${table.title}" has no column "${column}"`)
+  return row[index]
+}
+
+/** Bars from a column that already holds each target's ratio to the reference. */
+const ratioColumn = (column) => (table) => table.rows.map((row) => ({ target: row[0], value: number(cellOf(table, row, column)) }))
+
+/**
+ * Bars from a raw figure, as the reference row's over each target's when lower is better, else
+ * the target's over the reference's; `detail` keeps the figure itself next to the ratio.
+ */
+const againstReference = (column, { lowerIsBetter = false, detail = false } = {}) => (table) => {
+  const reference = table.rows.find((row) => row[0] === REFERENCE)
+  if (reference === undefined) return []
+  const base = number(cellOf(table, reference, column))
+  return table.rows.map((row) => {
+    const figure = cellOf(table, row, column)
+    const value = lowerIsBetter ? base / number(figure) : number(figure) / base
+    return { target: row[0], value, ...(detail ? { detail: figure } : {}) }
+  })
+}
+
+/**
+ * How each table of the results becomes chart groups: the first rule whose `match` fits the
+ * title gives the groups (scenario name and bars); `reference` names what 1.0 is when it is not
+ * http-proxy. A table no rule matches is still listed in the chart, as not charted.
+ */
+export const CHART_RULES = [
+  {
+    match: /^deadline: hello world/,
+    groups: [{ scenario: () => 'deadline plugin on hello world, req/s', reference: 'fastify + empty plugin', bars: ratioColumn('ratio') }]
+  },
+  {
+    match: /^proxy: small GET/,
+    groups: [
+      { scenario: () => 'small GET, req/s', bars: ratioColumn('vs http-proxy') },
+      { scenario: () => 'small GET, CPU efficiency (1 / CPU per request)', bars: ratioColumn('CPU vs http-proxy') }
+    ]
+  },
+  {
+    match: /^proxy: SSE event delay/,
+    groups: [{ scenario: () => 'SSE p99 delay (http-proxy / target)', bars: ratioColumn('p99 vs http-proxy (http-proxy / path)') }]
+  },
+  {
+    match: /^proxy: one (\d+) MiB streamed response/,
+    groups: [{ scenario: (m) => `${m[1]} MiB download, MiB/s`, bars: ratioColumn('vs http-proxy') }]
+  },
+  {
+    match: /^streams: SSE fan-out, (\d+) streams/,
+    groups: [{ scenario: (m) => `SSE fan-out, ${m[1]} streams at once: streams served`, bars: againstReference('served (first event)', { detail: true }) }]
+  },
+  {
+    match: /^streams: one (\d+) MiB upload/,
+    groups: [{ scenario: (m) => `${m[1]} MiB upload, MiB/s`, bars: ratioColumn('vs http-proxy') }]
+  },
+  {
+    match: /^streams: (\d+) slow readers/,
+    groups: [{ scenario: (m) => `${m[1]} slow readers, peak RSS growth (http-proxy / target)`, bars: ratioColumn('growth vs http-proxy (http-proxy / proxy)') }]
+  },
+  {
+    match: /^websocket: 32-byte echo/,
+    groups: [{ scenario: () => 'WebSocket echo, round trips/s', bars: ratioColumn('vs http-proxy') }]
+  },
+  {
+    match: /^websocket: memory of (\d+) idle open tunnels/,
+    groups: [{ scenario: (m) => `${m[1]} idle WebSocket tunnels, RSS per tunnel (http-proxy / target)`, bars: againstReference('RSS per tunnel', { lowerIsBetter: true }) }]
+  },
+  // --cpu-prof tables profile one target: nothing to compare.
+  { match: / under --cpu-prof: |^hottest functions called from /, groups: [] }
+]
+
+const byTarget = (a, b) => rank(a.target) - rank(b.target)
+const rank = (target) => (TARGET_ORDER.includes(target) ? TARGET_ORDER.indexOf(target) : TARGET_ORDER.length)
+
+/**
+ * The chart's groups for `tables` (as printed by the benches or read back by parseResults):
+ * `{ table, scenario, reference, bars: [{ target, value, detail? }] }`, bars in TARGET_ORDER,
+ * 'direct' and figures that are not numbers left out. Groups against http-proxy come first, in
+ * the tables' order, then those against another reference. A table without a rule gives a
+ * group with `uncharted: true` and no bars.
+ */
+export function chartGroups (tables) {
+  const groups = tables.flatMap((table) => {
+    const rule = CHART_RULES.find((r) => r.match.test(table.title))
+    if (rule === undefined) return [{ table: table.title, scenario: table.title, reference: REFERENCE, bars: [], uncharted: true }]
+    const m = rule.match.exec(table.title)
+    return rule.groups.map((group) => ({
+      table: table.title,
+      scenario: group.scenario(m),
+      reference: group.reference ?? REFERENCE,
+      bars: group.bars(table).filter((bar) => bar.target !== 'direct' && Number.isFinite(bar.value)).sort(byTarget)
+    }))
+  })
+  return [...groups.filter((g) => g.reference === REFERENCE), ...groups.filter((g) => g.reference !== REFERENCE)]
 }
 
 const COLORS = { streamline: '#2b6cb0', 'streamline-deadline': '#63b3ed', 'http-proxy': '#a0aec0', nginx: '#38a169', caddy: '#d69e2e' }
@@ -74,31 +244,43 @@ const xml = (text) => String(text).replaceAll('&', '&amp;').replaceAll('<', '&lt
 // Bars longer than this are cut (their figure is still printed) so one outlier (nginx at 6x)
 // does not squash the differences around 1.0 that the chart is for.
 const AXIS_MAX = 3
+const LABEL_W = 230
+const PLOT_W = 520
+const BAR_H = 16
+// Room right of a cut bar for its figure and notes ("15.63x (2000 / 2000, bar cut)").
+const WIDTH = 960
 
-/** Horizontal bars, one group per scenario, one bar per target, with a line at 1.0 (http-proxy). */
-function svg (run) {
-  const scenarios = [...new Set(report.bars.map((b) => b.scenario))]
-  const max = Math.min(AXIS_MAX, Math.max(1.5, ...report.bars.map((b) => b.value)))
-  const label = 230
-  const plot = 520
-  const barH = 16
-  const x = (value) => label + (Math.min(value, max) / max) * plot
+function groupTitle (group) {
+  if (group.uncharted) return `${group.scenario} (not charted: no rule in bench/report.js)`
+  return group.reference === REFERENCE ? group.scenario : `${group.scenario}, 1.0 = ${group.reference}`
+}
+
+function barLabel (bar, max) {
+  const notes = [bar.detail, bar.value > max ? 'bar cut' : undefined].filter(Boolean)
+  return `${bar.value.toFixed(2)}x${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`
+}
+
+/** Horizontal bars, one group per scenario, one bar per target, with a line at 1.0 (the reference). */
+export function svg (run, groups) {
+  const values = groups.flatMap((g) => g.bars.map((b) => b.value))
+  const max = Math.min(AXIS_MAX, Math.max(1.5, ...values))
+  const x = (value) => LABEL_W + (Math.min(value, max) / max) * PLOT_W
   const parts = []
   let y = 100
-  for (const scenario of scenarios) {
-    parts.push(`<text x="10" y="${y}" font-weight="bold">${xml(scenario)}</text>`)
+  for (const group of groups) {
+    parts.push(`<text x="10" y="${y}" font-weight="bold">${xml(groupTitle(group))}</text>`)
     y += 8
-    for (const bar of report.bars.filter((b) => b.scenario === scenario)) {
+    for (const bar of group.bars) {
       const color = COLORS[bar.target] ?? '#718096'
-      parts.push(`<text x="${label - 8}" y="${y + 12}" text-anchor="end">${xml(bar.target)}</text>`,
-        `<rect x="${label}" y="${y}" width="${(x(bar.value) - label).toFixed(1)}" height="${barH}" fill="${color}"/>`,
-        `<text x="${(x(bar.value) + 6).toFixed(1)}" y="${y + 12}">${bar.value.toFixed(2)}x${bar.value > max ? ' (bar cut)' : ''}</text>`)
-      y += barH + 4
+      parts.push(`<text x="${LABEL_W - 8}" y="${y + 12}" text-anchor="end">${xml(bar.target)}</text>`,
+        `<rect x="${LABEL_W}" y="${y}" width="${(x(bar.value) - LABEL_W).toFixed(1)}" height="${BAR_H}" fill="${color}"/>`,
+        `<text x="${(x(bar.value) + 6).toFixed(1)}" y="${y + 12}">${xml(barLabel(bar, max))}</text>`)
+      y += BAR_H + 4
     }
     y += 22
   }
   const height = y + 10
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="860" height="${height}" viewBox="0 0 860 ${height}" font-family="sans-serif" font-size="12">
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="10" y="22" font-size="15" font-weight="bold">Ratio to @fastify/http-proxy (1.0 = the same; higher is better)</text>
 <text x="10" y="42" fill="#4a5568">${xml(`${run.date} · ${run.machine}`)}</text>
@@ -106,17 +288,7 @@ function svg (run) {
 <text x="10" y="74" fill="#4a5568" font-size="11">${xml(run.pinning)}</text>
 ${parts.join('\n')}
 <line x1="${x(1)}" y1="84" x2="${x(1)}" y2="${y - 12}" stroke="#e53e3e" stroke-dasharray="4 3"/>
-<text x="${x(1) + 4}" y="${y - 2}" fill="#e53e3e">http-proxy = 1.0</text>
+<text x="${x(1) + 4}" y="${y - 2}" fill="#e53e3e">1.0 = http-proxy (or the reference a group names)</text>
 </svg>
 `
-}
-
-/** Writes latest.md and latest.svg; returns their paths. */
-export function writeResults (run) {
-  mkdirSync(resultsDir, { recursive: true })
-  const md = new URL('latest.md', resultsDir)
-  const chart = new URL('latest.svg', resultsDir)
-  writeFileSync(md, markdown(run))
-  writeFileSync(chart, svg(run))
-  return [md.pathname, chart.pathname]
 }

@@ -2,13 +2,16 @@
 // ones; `--cpu-prof` also profiles the deadline and proxy plugins and the WebSocket tunnel.
 // Durations come from BENCH_* variables (see lib/settings.js); BENCH_NOTE adds a line to the results
 // file (e.g. what else ran).
-// Build first: the benches import the package from dist/. At the end it writes
-// bench/results/latest.md and latest.svg (see report.js).
+// Build first: the benches import the package from dist/. At the end a full run writes
+// bench/results/latest.md and latest.svg; a run of some benches writes
+// bench/results/partial-<benches>.md and .svg instead (git-ignored), never the full results
+// (see report.js). `npm run bench -- --redraw` runs nothing: it draws latest.svg again from the
+// figures in latest.md (after a change to the chart).
 import { loadavg } from 'node:os'
 import { settings } from './lib/settings.js'
 import { pin, describePinning } from './lib/pinning.js'
 import { killAllServers } from './lib/children.js'
-import { describeRun, writeResults } from './report.js'
+import { describeRun, redraw, writeResults } from './report.js'
 
 const benches = {
   deadline: () => import('./deadline.js'),
@@ -18,6 +21,10 @@ const benches = {
 }
 
 const args = process.argv.slice(2)
+if (args.includes('--redraw')) {
+  console.log(`wrote ${redraw()}`)
+  process.exit(0)
+}
 const options = { cpuProf: args.includes('--cpu-prof') }
 const names = args.filter((arg) => !arg.startsWith('--'))
 const unknown = names.filter((name) => !(name in benches))
@@ -45,4 +52,4 @@ try {
   throw err
 }
 const run = { ...describeRun(command, startLoad), note: process.env.BENCH_NOTE }
-console.log(`\nwrote ${writeResults(run).join(' and ')}`)
+console.log(`\nwrote ${writeResults(run, { names, allNames: Object.keys(benches) }).join(' and ')}`)

@@ -21,6 +21,9 @@ export function readConfig (env = process.env) {
     clockDelayMs: integer(env, 'CLOCK_DELAY_MS', 3000, 0),
     slowMs: integer(env, 'SLOW_MS', 5000, 0),
     downloadMb: integer(env, 'DOWNLOAD_MB', 256, 1, 4096),
+    // The files service sends the download at this pace (0: as fast as the client reads), so
+    // that the default 256 MB take 8 s: the page shows it streaming 6 s past the 2 s timeout.
+    downloadMbPerS: integer(env, 'DOWNLOAD_MB_PER_S', 32, 0, 4096),
     // The proxy's drainTimeout: inside close-with-grace's 10 s in start.js, with room to spare.
     drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 5000, 0, 8000),
     logLevel: env.LOG_LEVEL || 'warn'
@@ -53,7 +56,10 @@ function serverOptions (env) {
 /**
  * HTTPS=1 serves HTTPS with HTTP/2 and an HTTP/1.1 fallback on the ingress port (the demo
  * services stay plain HTTP/1.1). Without TLS_KEY_FILE and TLS_CERT_FILE a self-signed certificate
- * is made at start (tls.js). `false` when HTTPS is off.
+ * is made at start (tls.js). `h2WebSocket` (H2_WEBSOCKET, on unless 0) advertises RFC 8441
+ * extended CONNECT, so that a browser opens its WebSockets as streams of the page's HTTP/2
+ * connection; off, it opens them with an HTTP/1.1 upgrade on a connection of their own.
+ * `false` when HTTPS is off.
  */
 function httpsOptions (env) {
   const on = flag(env, 'HTTPS')
@@ -62,12 +68,16 @@ function httpsOptions (env) {
   if (!keyFile !== !certFile) throw new Error('TLS_KEY_FILE and TLS_CERT_FILE go together: give both or neither')
   // Silently serving plain HTTP with a certificate configured would surprise whoever set it.
   if (keyFile && !on) throw new Error('TLS_KEY_FILE and TLS_CERT_FILE are used with HTTPS=1 only')
-  return on && { keyFile, certFile }
+  const h2WebSocket = flag(env, 'H2_WEBSOCKET', true)
+  // Likewise: WebSockets over HTTP/2 asked for, but no HTTP/2 to carry them.
+  if (env.H2_WEBSOCKET === '1' && !on) throw new Error('H2_WEBSOCKET=1 is used with HTTPS=1 only')
+  return on && { keyFile, certFile, h2WebSocket }
 }
 
-function flag (env, name) {
+function flag (env, name, fallback = false) {
   const raw = env[name]
-  if (raw === undefined || raw === '' || raw === '0') return false
+  if (raw === undefined || raw === '') return fallback
+  if (raw === '0') return false
   if (raw === '1') return true
   throw new Error(`${name} must be 1 or 0, got "${raw}"`)
 }

@@ -21,7 +21,7 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 export async function buildIngress (config = readConfig(), upstreams = demoServices(config), certificate = null) {
   if (config.https && !certificate) certificate = await loadCertificate(config.https)
   // config.server: limits for slow clients (header and request timeouts), see config.js.
-  const app = Fastify({ logger: { level: config.logLevel }, ...config.server, ...tlsOptions(certificate) })
+  const app = Fastify({ logger: { level: config.logLevel }, ...config.server, ...tlsOptions(certificate, config.https || {}) })
   if (certificate) limitHttp1Fallback(app, config.server)
   // On close(), proxied event streams end at an event boundary and downloads get this long.
   const drainTimeout = config.drainTimeoutMs
@@ -63,11 +63,15 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   return app
 }
 
-// ALPN picks HTTP/2 for browsers and curl; HTTP/1.1 clients (and WebSocket upgrades, unless the
-// client speaks RFC 8441) still get served on the same port.
-function tlsOptions (certificate) {
+// ALPN picks HTTP/2 for browsers and curl; HTTP/1.1 clients still get served on the same port.
+// enableConnectProtocol advertises RFC 8441 extended CONNECT: a browser then opens a WebSocket
+// as a stream of its HTTP/2 connection, which the /live proxy (websocket: true) accepts; without
+// it, the browser upgrades an HTTP/1.1 connection of its own. Without `https` config (a caller
+// passing a certificate only), WebSockets over HTTP/2 are on, as with HTTPS=1.
+function tlsOptions (certificate, { h2WebSocket = true } = {}) {
   if (!certificate) return {}
-  return { http2: true, https: { allowHTTP1: true, key: certificate.key, cert: certificate.cert } }
+  const settings = { enableConnectProtocol: h2WebSocket }
+  return { http2: true, https: { allowHTTP1: true, key: certificate.key, cert: certificate.cert, settings } }
 }
 
 // With `https`, Fastify creates an http2 server and ignores `http`, `requestTimeout` and
@@ -96,7 +100,13 @@ function publicSettings (config) {
       '/events/clock': 'in-app SSE, streaming mode',
       '/api/settings': 'this route, deadline opted out'
     },
-    demo: { tickMs: config.tickMs, clockDelayMs: config.clockDelayMs, slowMs: config.slowMs, downloadMb: config.downloadMb }
+    demo: {
+      tickMs: config.tickMs,
+      clockDelayMs: config.clockDelayMs,
+      slowMs: config.slowMs,
+      downloadMb: config.downloadMb,
+      downloadMbPerS: config.downloadMbPerS
+    }
   }
 }
 

@@ -37,6 +37,7 @@ fastify-streamline example
   live upstream   ${upstreams.live.url}   SSE ticker /ticker, WebSocket /chat
   files upstream  ${upstreams.files.url}   download /download, slow /slow, /private/report
   deadline        timeout ${timeout} ms, streamIdleTimeout ${streamIdleTimeout} ms, maxStreamDuration ${maxStreamDuration || 'off'}
+  download        ${downloadLine()}
 ${certificate ? tlsLines(certificate) : ''}Press Ctrl-C to stop.
 `)
 
@@ -44,9 +45,17 @@ function ingressUrl (app) {
   return `${certificate ? 'https' : 'http'}://${config.host}:${app.server.address().port}`
 }
 
+function downloadLine () {
+  const { downloadMb, downloadMbPerS } = config
+  if (downloadMbPerS === 0) return `${downloadMb} MB, as fast as the client reads`
+  return `${downloadMb} MB at ${downloadMbPerS} MB/s (about ${(downloadMb / downloadMbPerS).toFixed(1)} s)`
+}
+
 function tlsLines ({ selfSigned, fingerprint }) {
   const origin = selfSigned ? 'self-signed for localhost, 127.0.0.1, ::1, made at start: the browser will warn' : 'from TLS_CERT_FILE'
+  const webSockets = config.https.h2WebSocket ? 'over HTTP/2 (RFC 8441 extended CONNECT)' : 'over HTTP/1.1 upgrades (H2_WEBSOCKET=0)'
   return `  https           HTTP/2 and HTTP/1.1; certificate ${origin}
                   SHA-256 ${fingerprint}
+                  WebSockets ${webSockets}
 `
 }

@@ -7,6 +7,8 @@ export interface UpstreamConfig {
   filesPort: number
   tickMs: number
   downloadMb: number
+  /** Paces /download; 0 or absent: as fast as the caller reads. */
+  downloadMbPerS?: number
   slowMs: number
 }
 

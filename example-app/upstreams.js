@@ -5,7 +5,7 @@ import { startFiles } from './upstream/files.js'
 export async function startUpstreams (config, log) {
   const live = await startLive({ host: config.host, port: config.livePort, tickMs: config.tickMs, log })
   try {
-    const files = await startFiles({ host: config.host, port: config.filesPort, downloadMb: config.downloadMb, slowMs: config.slowMs, log })
+    const files = await startFiles({ host: config.host, port: config.filesPort, downloadMb: config.downloadMb, downloadMbPerS: config.downloadMbPerS, slowMs: config.slowMs, log })
     return { live, files, close: () => Promise.all([live.app.close(), files.app.close()]) }
   } catch (err) {
     await live.app.close()

@@ -24,6 +24,7 @@ function showSettings () {
   $('clock-delay').textContent = ms(settings.demo.clockDelayMs)
   $('slow-ms').textContent = ms(settings.demo.slowMs)
   $('download-size').textContent = `${settings.demo.downloadMb} MB`
+  $('download-pace').textContent = downloadPace(settings.demo)
 }
 
 function watchTicker () {
@@ -72,7 +73,8 @@ function watchClock () {
 
 function openChat () {
   const offered = ['echo.v1', 'chat.v2']
-  const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/live/chat`, offered)
+  // welcome=1: the service greets the socket as soon as it joins, with the Via it received.
+  const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/live/chat?welcome=1`, offered)
   const sentAt = new Map()
   socket.onopen = () => {
     setState('ws-state', 'open', 'open')
@@ -81,6 +83,11 @@ function openChat () {
   socket.onclose = (event) => setState('ws-state', 'closed', `closed (${event.code})`)
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data)
+    if (message.type === 'welcome') {
+      showProtocol('ws', viaProtocol(message.via), VIA_HOW)
+      logLine('ws-log', `← welcome: joined as ${message.protocol} over ${$('ws-proto').textContent}`, 'welcome')
+      return
+    }
     const rtt = sentAt.has(message.text) ? ` · ${Math.round(performance.now() - sentAt.get(message.text))} ms round trip` : ''
     sentAt.delete(message.text)
     if (message.type === 'echo') showProtocol('ws', viaProtocol(message.via), VIA_HOW)
@@ -125,8 +132,10 @@ async function download () {
     const secs = (performance.now() - started) / 1000
     $('download-percent').textContent = `${percent} %`
     $('download-bar').style.width = `${percent}%`
+    const late = secs * 1000 > timeout
     $('download-bytes').textContent = `${(received / MB).toFixed(1)} of ${(total / MB).toFixed(0)} MB · ` +
-      `${(received / MB / Math.max(secs, 0.001)).toFixed(0)} MB/s · ${secs.toFixed(1)} s`
+      `${(received / MB / Math.max(secs, 0.001)).toFixed(0)} MB/s · ${secs.toFixed(1)} s${late ? ' · past the timeout' : ''}`
+    $('download-bytes').dataset.afterTimeout = String(late)
   }
   $('download-percent').dataset.state = 'running'
   for (;;) {
@@ -142,6 +151,12 @@ async function download () {
   if (received !== total) throw new Error(`stream ended after ${received} of ${total} bytes`)
   draw()
   $('download-percent').dataset.state = 'done'
+}
+
+function downloadPace ({ downloadMb, downloadMbPerS }) {
+  if (downloadMbPerS === 0) return 'as fast as this page reads it'
+  const secs = downloadMb / downloadMbPerS
+  return `at ${downloadMbPerS} MB/s, about ${secs.toFixed(secs < 10 ? 1 : 0)} s`
 }
 
 function setUpSlowCall () {
@@ -220,9 +235,10 @@ function byLabel (samples, name, label) {
 
 // Which protocol each card's request used. A fetch has a Resource Timing entry once its body has
 // been read; an open EventSource or WebSocket has none, so for those the page shows what reached
-// the ingress: the Via header it adds for the live service, echoed back, or the in-app route's
-// own httpVersion. (A browser opens a WebSocket with an HTTP/1.1 upgrade on a connection of its
-// own unless the server offers RFC 8441 extended CONNECT over HTTP/2.)
+// the ingress: the Via header it adds for the live service, echoed back (in the first tick, in
+// the chat's welcome), or the in-app route's own httpVersion. (A browser opens a WebSocket with
+// an HTTP/1.1 upgrade on a connection of its own unless the server offers RFC 8441 extended
+// CONNECT over HTTP/2, as the example does with HTTPS=1.)
 const VIA_HOW = 'the Via header the ingress sent upstream, echoed by the live service'
 const VERSIONS = { '2.0': 'h2', 1.1: 'http/1.1', '1.0': 'http/1.0' }
 

@@ -6,7 +6,11 @@ import Fastify from 'fastify'
 const MB = 1024 * 1024
 const CHUNK = Buffer.alloc(64 * 1024, 'fastify-streamline ')
 
-export async function startFiles ({ host, port, downloadMb, slowMs, log }) {
+/**
+ * `downloadMbPerS` paces /download (MB per second, 0 or absent: as fast as the caller reads), so
+ * that the demo's download visibly runs past the ingress's timeout, as a large export would.
+ */
+export async function startFiles ({ host, port, downloadMb, downloadMbPerS = 0, slowMs, log }) {
   // On close, a download or a slow answer in progress is cut rather than waited for: a
   // several-hundred-MB body would otherwise hold the shutdown until close-with-grace gives up.
   const app = Fastify({ forceCloseConnections: true })
@@ -19,7 +23,7 @@ export async function startFiles ({ host, port, downloadMb, slowMs, log }) {
       // No Content-Length: the body is chunked, as a generated export or a tarball would be.
       // This header lets the page draw a progress bar anyway.
       .header('x-download-bytes', String(mb * MB))
-      .send(generatedBody(mb * MB, reply.raw, log))
+      .send(generatedBody(mb * MB, downloadMbPerS * MB, reply.raw, log))
   })
 
   app.get('/slow', (request, reply) => slowAnswer(request, reply, boundedInteger(request.query.ms, slowMs, 0, 600_000), log))
@@ -35,17 +39,31 @@ export async function startFiles ({ host, port, downloadMb, slowMs, log }) {
   return { app, url: `http://${host}:${app.server.address().port}` }
 }
 
-function generatedBody (total, res, log) {
+function generatedBody (total, bytesPerS, res, log) {
   let sent = 0
+  let timer = null
   const started = Date.now()
+  const push = (body) => {
+    const chunk = total - sent >= CHUNK.length ? CHUNK : CHUNK.subarray(0, total - sent)
+    sent += chunk.length
+    body.push(chunk)
+  }
   const body = new Readable({
     // read() is called only when the consumer wants more: backpressure from the client,
-    // through the ingress, paces this loop.
+    // through the ingress, paces this loop. With a rate, a chunk is also held back until the
+    // schedule allows it; read() is not called again before that push.
     read () {
       if (sent >= total) return this.push(null)
-      const chunk = total - sent >= CHUNK.length ? CHUNK : CHUNK.subarray(0, total - sent)
-      sent += chunk.length
-      this.push(chunk)
+      const due = bytesPerS > 0 ? started + (sent / bytesPerS) * 1000 - Date.now() : 0
+      if (due <= 0) return push(this)
+      timer = setTimeout(() => {
+        timer = null
+        push(this)
+      }, due)
+    },
+    destroy (err, callback) {
+      clearTimeout(timer)
+      callback(err)
     }
   })
   body.on('end', () => log(`[files] download of ${total} bytes sent in ${Date.now() - started} ms`))
@@ -57,10 +75,18 @@ function generatedBody (total, res, log) {
 
 function slowAnswer (request, reply, ms, log) {
   const started = Date.now()
-  const timer = setTimeout(() => {
-    log(`[files] /slow answered after ${Date.now() - started} ms`)
-    reply.send({ waitedMs: Date.now() - started })
-  }, ms)
+  // A timer can fire a millisecond early by Date.now()'s clock: wait out the rest, so that the
+  // answer never reports less than it was asked to wait.
+  const answer = () => {
+    const waitedMs = Date.now() - started
+    if (waitedMs < ms) {
+      timer = setTimeout(answer, ms - waitedMs)
+      return
+    }
+    log(`[files] /slow answered after ${waitedMs} ms`)
+    reply.send({ waitedMs })
+  }
+  let timer = setTimeout(answer, ms)
   // When the ingress's deadline expires it aborts the upstream request: stop working at once.
   reply.raw.once('close', () => {
     if (reply.raw.writableFinished) return

@@ -62,7 +62,12 @@ function joinChat (wss, socket, request, log) {
   const protocol = socket.protocol
   const via = request.headers.via ?? null
   const offered = request.headers['sec-websocket-protocol']?.split(',').map(name => name.trim()).join(', ') ?? 'none'
-  log(`[live] chat client joined with subprotocol "${protocol}" (offered: ${offered})`)
+  log(`[live] chat client joined with subprotocol "${protocol}" (offered: ${offered}), via ${via ?? 'none'}`)
+  // A client that asks (/chat?welcome=1, as the page does) learns at once how it reached the
+  // service; others get only answers to what they send.
+  if (new URL(request.url, 'http://live').searchParams.get('welcome') === '1') {
+    socket.send(JSON.stringify({ type: 'welcome', protocol, via, at: Date.now() }))
+  }
   socket.on('message', (data, isBinary) => {
     if (protocol !== 'chat.v2') {
       socket.send(data, { binary: isBinary })

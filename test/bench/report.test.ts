@@ -1,0 +1,115 @@
+// bench/report.js without running a bench (no load): which files a full and a partial run
+// write, and that the chart has a group for every scenario in the results, each against the
+// same references, drawn from the results' own figures.
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { test } from 'tap'
+
+interface Table { title: string, header: string[], rows: string[][] }
+interface Bar { target: string, value: number, detail?: string }
+interface Group { table: string, scenario: string, reference: string, bars: Bar[], uncharted?: true }
+interface Run { date: string, machine: string, command: string, pinning: string, load?: string }
+interface State { tables: Table[], goals: unknown[], skipped: Map<string, string> }
+interface ReportModule {
+  resultsName: (names: string[], allNames: string[]) => string
+  writeResults: (run: Run, options: { names: string[], allNames: string[], dir: URL, state: State }) => string[]
+  parseResults: (text: string) => { run: Run, tables: Table[] }
+  chartGroups: (tables: Table[]) => Group[]
+  svg: (run: Run, groups: Group[]) => string
+}
+
+// A plain-JavaScript module without types: imported by URL, typed here.
+const report = await import(new URL('../../bench/report.js', import.meta.url).href) as ReportModule
+const RESULTS = new URL('../../bench/results/', import.meta.url)
+const BENCHES = ['deadline', 'proxy', 'streams', 'websocket']
+const RUN: Run = { date: '2026-01-01T00:00:00Z', machine: 'test machine', command: 'npm run bench -- proxy', pinning: 'no core pinning (test)', load: 'n/a' }
+
+async function committedResults (): Promise<{ run: Run, tables: Table[] }> {
+  return report.parseResults(await readFile(new URL('latest.md', RESULTS), 'utf8'))
+}
+
+test('a partial run is named after its benches; only a run of every bench is "latest"', async (t) => {
+  t.equal(report.resultsName([], BENCHES), 'latest', 'no names: every bench')
+  t.equal(report.resultsName(['websocket', 'deadline', 'streams', 'proxy'], BENCHES), 'latest', 'every bench named')
+  t.equal(report.resultsName(['proxy'], BENCHES), 'partial-proxy')
+  t.equal(report.resultsName(['websocket', 'proxy'], BENCHES), 'partial-proxy-websocket', 'in the benches\' order')
+})
+
+test('a partial run writes its own files and leaves the full results alone', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'streamline-bench-report-'))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  const url = pathToFileURL(`${dir}/`)
+  await writeFile(join(dir, 'latest.md'), 'full results')
+  await writeFile(join(dir, 'latest.svg'), 'full chart')
+  const { tables } = await committedResults()
+  const state: State = { tables: tables.filter(table => table.title.startsWith('proxy: ')), goals: [], skipped: new Map() }
+
+  const written = report.writeResults(RUN, { names: ['proxy'], allNames: BENCHES, dir: url, state })
+  t.same(written, [join(dir, 'partial-proxy.md'), join(dir, 'partial-proxy.svg')], 'the partial run\'s own files')
+  t.equal(await readFile(join(dir, 'latest.md'), 'utf8'), 'full results', 'latest.md untouched')
+  t.equal(await readFile(join(dir, 'latest.svg'), 'utf8'), 'full chart', 'latest.svg untouched')
+  const partial = await readFile(join(dir, 'partial-proxy.md'), 'utf8')
+  t.match(partial, /^# Benchmark results \(partial run: proxy\)$/m)
+  t.match(partial, '![ratios to @fastify/http-proxy](partial-proxy.svg)', 'it shows its own chart')
+  t.match(partial, '## proxy: small GET', 'and its tables')
+  t.match(await readFile(join(dir, 'partial-proxy.svg'), 'utf8'), /<svg[^>]*>[\s\S]*small GET, req\/s/)
+
+  const full = report.writeResults({ ...RUN, command: 'npm run bench' }, { names: [], allNames: BENCHES, dir: url, state })
+  t.same(full, [join(dir, 'latest.md'), join(dir, 'latest.svg')], 'a full run writes the full results')
+  t.match(await readFile(join(dir, 'latest.md'), 'utf8'), /^# Benchmark results \(latest run\)$/m)
+  t.match(await readFile(join(dir, 'latest.md'), 'utf8'), '![ratios to @fastify/http-proxy](latest.svg)')
+  t.same((await readdir(dir)).sort(), ['latest.md', 'latest.svg', 'partial-proxy.md', 'partial-proxy.svg'])
+})
+
+test('partial results are git-ignored', async (t) => {
+  const ignore = await readFile(new URL('.gitignore', RESULTS), 'utf8')
+  t.ok(ignore.split('\n').includes('partial-*'), 'bench/results/.gitignore ignores partial-*')
+})
+
+test('the chart has a group for every scenario in the results, each with every target measured', async (t) => {
+  const { tables } = await committedResults()
+  t.ok(tables.length >= 9, `latest.md read back: ${tables.length} tables`)
+  const groups = report.chartGroups(tables)
+  for (const table of tables) {
+    const own = groups.filter(group => group.table === table.title)
+    t.ok(own.length >= 1 && own.every(group => group.uncharted !== true), `charted: ${table.title}`)
+    const measured = table.rows.map(row => row[0]).filter(name => name !== 'direct').sort()
+    for (const group of own) t.same(group.bars.map(bar => bar.target).sort(), measured, `${group.scenario}: every target of the table`)
+  }
+  for (const group of groups.filter(group => group.reference === 'http-proxy')) {
+    t.equal(group.bars.find(bar => bar.target === 'http-proxy')?.value, 1, `${group.scenario}: http-proxy is the 1.0 reference`)
+  }
+  const fanout = groups.find(group => group.table.startsWith('streams: SSE fan-out'))
+  t.ok(fanout, 'the SSE fan-out is in the chart')
+  t.same(fanout?.bars.map(bar => bar.target), ['streamline-deadline', 'http-proxy', 'nginx', 'caddy'], 'against the same references as the others')
+  const chart = report.svg(RUN, groups)
+  for (const group of groups) t.ok(chart.includes(`>${group.scenario.replaceAll('&', '&amp;')}`), `the SVG shows "${group.scenario}"`)
+})
+
+test('the committed chart is the one drawn from the committed figures', async (t) => {
+  const { run, tables } = await committedResults()
+  const committed = await readFile(new URL('latest.svg', RESULTS), 'utf8')
+  t.equal(committed, report.svg(run, report.chartGroups(tables)), 'run `npm run bench -- --redraw` after changing the chart')
+})
+
+test('a scenario is charted against http-proxy from its raw figures, with them shown', async (t) => {
+  const fanout: Table = {
+    title: 'streams: SSE fan-out, 300 streams open at once, 1 event/s each',
+    header: ['path', 'served (first event)', 'failures'],
+    rows: [['direct', '300 / 300', '0'], ['streamline-deadline', '300 / 300', '0'], ['http-proxy', '75 / 300', '0'], ['caddy', '150 / 300', '0']]
+  }
+  const unknown: Table = { title: 'a new bench', header: ['path', 'x'], rows: [['http-proxy', '1']] }
+  const groups = report.chartGroups([unknown, fanout])
+  t.same(groups.find(group => group.table === fanout.title)?.bars, [
+    { target: 'streamline-deadline', value: 4, detail: '300 / 300' },
+    { target: 'http-proxy', value: 1, detail: '75 / 300' },
+    { target: 'caddy', value: 2, detail: '150 / 300' }
+  ], 'served streams over http-proxy\'s, direct left out')
+  t.match(groups.find(group => group.table === unknown.title), { uncharted: true, bars: [] }, 'a table without a rule is kept')
+  const chart = report.svg(RUN, groups)
+  t.match(chart, '4.00x (300 / 300, bar cut)', 'beyond the axis: cut, its figure printed')
+  t.match(chart, '2.00x (150 / 300)<')
+  t.match(chart, 'a new bench (not charted: no rule in bench/report.js)', 'and the chart says it is missing')
+})
