@@ -10,7 +10,7 @@ import { interleavedLoad } from './lib/load.js'
 import { percentile, ratio } from './lib/stats.js'
 import { nowMs } from './lib/time.js'
 import { format } from './lib/format.js'
-import { report, addGoal, addBars } from './lib/report-state.js'
+import { report, addGoal } from './lib/report-state.js'
 import { printProxyComparison, printTable } from './lib/tables.js'
 import { startExternal, stopExternal } from './external.js'
 import { profileServer } from './cpu-profile.js'
@@ -64,8 +64,6 @@ async function smallGets (upstream) {
   ]))
   printProxyComparison(`proxy: small GET, ${settings.connections} connections, median of ${settings.rounds} x ${settings.seconds} s`, 'request', results)
   const httpProxy = results.find((r) => r.name === 'http-proxy')
-  addBars('small GET, req/s', results, (r) => ratio(r, httpProxy))
-  addBars('small GET, CPU efficiency (1 / CPU per request)', results, (r) => ratio(r, httpProxy, 'cpuPerRequest', true))
   const ours = ratio(results.find((r) => r.name === 'streamline-deadline'), httpProxy)
   addGoal('12-byte GET, 50 connections', '>= 1.3x http-proxy req/s, with the deadline plugin', `${format.ratio(ours)}x`,
     ours >= 1.3, `${format.ratio(1.3 - ours)}x`)
@@ -113,7 +111,6 @@ async function sseDelays (upstream) {
     ['path', 'events', 'p50', 'p99', 'max', 'p99 added over direct', 'p99 vs http-proxy (http-proxy / path)'],
     rows.map(([name, d]) => [name, d.length, format.ms(percentile(d, 50)), format.ms(p99.get(name)), format.ms(Math.max(...d)),
       name === 'direct' ? '' : `${added(name).toFixed(2)} ms`, name === 'direct' ? '' : format.ratio(p99.get('http-proxy') / p99.get(name))]))
-  addBars('SSE p99 delay (http-proxy / target)', rows.map(([name]) => ({ name })), (r) => p99.get('http-proxy') / p99.get(r.name))
   addGoal('SSE events', 'p99 added over direct < 2 ms', `${added('streamline').toFixed(2)} ms`,
     added('streamline') < 2, `${(added('streamline') - 2).toFixed(2)} ms`)
 }
@@ -145,7 +142,6 @@ async function bigStreams (upstream) {
       format.ratio(r.mibPerSecond / speed.get('direct')), name === 'direct' ? '' : format.ratio(r.mibPerSecond / speed.get('http-proxy')),
       r.before ? format.mib(r.before) : '', r.peak ? `${format.mib(r.peak)} / ${format.mib(r.hwm)}` : '',
       r.peak ? format.mib(growth(r)) : '']))
-  addBars(`${settings.streamMiB} MiB download, MiB/s`, rows.map(([name]) => ({ name })), (r) => speed.get(r.name) / speed.get('http-proxy'))
   const ours = rows.find(([name]) => name === 'streamline')[1]
   const vsDirect = ours.mibPerSecond / speed.get('direct')
   addGoal(`${settings.streamMiB} MiB download`, '>= 0.5x direct MiB/s', `${format.ratio(vsDirect)}x`, vsDirect >= 0.5, `${format.ratio(0.5 - vsDirect)}x`)

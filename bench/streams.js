@@ -19,7 +19,7 @@ import { processMemory, processCpuMs, sampleRss } from './lib/sampling.js'
 import { percentile } from './lib/stats.js'
 import { nowMs, wait } from './lib/time.js'
 import { format } from './lib/format.js'
-import { addGoal, addBars } from './lib/report-state.js'
+import { addGoal } from './lib/report-state.js'
 import { printTable } from './lib/tables.js'
 import { withProxies } from './proxy.js'
 
@@ -263,7 +263,6 @@ async function uploads (upstream) {
       format.ratio(r.mibPerSecond / speed.get('direct')), name === 'direct' ? '' : format.ratio(r.mibPerSecond / speed.get('http-proxy')),
       r.before ? format.mib(r.before) : '', r.peak ? `${format.mib(r.peak)} / ${format.mib(r.hwm)}` : '',
       r.peak ? format.mib(growth(r)) : '']))
-  addBars(`${settings.uploadMiB} MiB upload, MiB/s`, rows.map(([name]) => ({ name })), (r) => speed.get(r.name) / speed.get('http-proxy'))
   const ours = rows.find(([name]) => name === OURS)?.[1]
   if (!ours) return
   // the issue sets its goals on the download; the upload is held to the same ones
@@ -353,8 +352,6 @@ async function slowReaders (upstream) {
     `${format.mib(r.peak)} / ${format.mib(r.hwm)}`, `${format.mib(growth.get(name))}${r.stoppedEarly ? ' (stopped early: over 1 GiB)' : ''}`,
     format.kib(growth.get(name) / n), ratioText(memoryRatio(growth.get('http-proxy'), growth.get(name))),
     Number.isFinite(r.retained) ? format.mib(r.retained) : '']))
-  addBars(`${n} slow readers, peak RSS growth (http-proxy / target)`, rows.map(([name]) => ({ name })),
-    (r) => memoryRatio(growth.get('http-proxy'), growth.get(r.name)))
   const ours = growth.get(OURS)
   if (ours === undefined) return
   // the issue asks for "bounded"; the figure it sets for one large download is the yardstick

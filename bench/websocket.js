@@ -11,7 +11,7 @@ import { interleavedLoad } from './lib/load.js'
 import { percentile, ratio } from './lib/stats.js'
 import { nowMs, wait } from './lib/time.js'
 import { format } from './lib/format.js'
-import { addGoal, addBars } from './lib/report-state.js'
+import { addGoal } from './lib/report-state.js'
 import { printProxyComparison, printTable } from './lib/tables.js'
 import { withProxies } from './proxy.js'
 import { profileServer } from './cpu-profile.js'
@@ -87,7 +87,6 @@ async function echoes (upstream) {
   const [direct] = results
   const httpProxy = results.find((r) => r.name === 'http-proxy')
   const ours = results.find((r) => r.name === 'streamline')
-  addBars('WebSocket echo, round trips/s', results, (r) => ratio(r, httpProxy))
   const vsDirect = ratio(ours, direct)
   const vsHttpProxy = ratio(ours, httpProxy)
   addGoal(`WebSocket echo, ${settings.wsClients} clients`, '>= 0.9x direct', `${format.ratio(vsDirect)}x`, vsDirect >= 0.9, `${format.ratio(0.9 - vsDirect)}x`)
