@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import type { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { cutResponse, http2Stream } from '../../../lib/abrupt-end.js'
 import type { StreamSafety } from '../../../lib/stream-safety.js'
@@ -42,7 +43,7 @@ export function relayResponse (call: UpstreamCall, request: FastifyRequest, repl
     return
   }
   reportResponse(call, request, reply, res.statusCode)
-  if (trailersReachClient(request)) forwardTrailers(call, reply, res)
+  if (trailersReachClient(request)) forwardTrailers(call, reply, res, stream)
 
   // Node sends the head with the first body byte; an SSE client would see nothing until
   // the first event. Fastify copies the headers onto reply.raw and then pipes the body, so
@@ -99,14 +100,29 @@ function flushUnsentHead (res: ServerResponse): void {
   internal._send('', 'latin1')
 }
 
-function forwardTrailers (call: UpstreamCall, reply: FastifyReply, res: UpstreamResponse): void {
+/**
+ * Every trailer the upstream sends that a trailer may carry, declared in its `Trailer` header or
+ * not (gRPC servers often declare only `grpc-status`, then send `grpc-message` too): added to the
+ * response when the body ends, before the pipe ends the response. Not Fastify's `reply.trailer`,
+ * which needs each name before the body starts. Declared names are announced in `Trailer` for
+ * HTTP/1.1 clients.
+ */
+function forwardTrailers (call: UpstreamCall, reply: FastifyReply, res: UpstreamResponse, body: Readable): void {
   if (res.headers['content-length'] !== undefined) return
-  for (const name of declaredTrailers(res.headers.trailer)) {
-    if (FORBIDDEN_TRAILERS.has(name)) continue
-    reply.trailer(name, (_reply, _payload, done) => {
-      const value = call.trailers?.[name]
-      if (value === undefined) done(new Error(`upstream did not send trailer ${name}`))
-      else done(null, Array.isArray(value) ? value.join(', ') : value)
-    })
-  }
+  const declared = declaredTrailers(res.headers.trailer).filter(name => !FORBIDDEN_TRAILERS.has(name))
+  if (declared.length > 0) reply.header('trailer', declared.join(', '))
+  // Listened before Fastify pipes the body: this runs before the pipe ends the response.
+  body.once('end', () => {
+    const received = call.trailers
+    if (received === null) return
+    const allowed: Record<string, string> = {}
+    let any = false
+    for (const name in received) {
+      const value = received[name]
+      if (value === undefined || FORBIDDEN_TRAILERS.has(name)) continue
+      allowed[name] = Array.isArray(value) ? value.join(', ') : value
+      any = true
+    }
+    if (any && !reply.raw.destroyed) reply.raw.addTrailers(allowed)
+  })
 }
