@@ -10,11 +10,12 @@ import { proxyApp, rawUpstream } from '../helpers/proxy-servers.js'
 import { subscribe } from '../helpers/channels.js'
 import { H2_MODES, h2Request, h2ServerOptions, h2Session } from '../helpers/h2.js'
 import { CHANNELS, type StreamEndMessage } from '../../lib/diagnostics.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
 
 const HEAD_END = '\r\n\r\n'
 const DEADLINE = { deadline: { timeout: 10_000 } }
 
-/** A raw client: sends a GET and collects the bytes received, as latin1. */
+/** A raw client: sends a GET and collects the bytes received, as latin1; `waitFor` is bounded. */
 function rawClient (url: string, path: string): { socket: net.Socket, received: () => string, waitFor: (text: string) => Promise<void> } {
   const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
   let received = ''
@@ -23,7 +24,8 @@ function rawClient (url: string, path: string): { socket: net.Socket, received: 
   socket.on('data', (data: string) => { received += data; socket.emit('progress') })
   socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`)
   const waitFor = async (text: string): Promise<void> => {
-    while (!received.includes(text)) await once(socket, 'progress')
+    const arrived = (async () => { while (!received.includes(text)) await once(socket, 'progress') })()
+    await within(PROMPTLY, arrived, `the client got ${JSON.stringify(text)}; it has ${JSON.stringify(received.slice(-200))}`)
   }
   return { socket, received: () => received, waitFor }
 }
@@ -65,7 +67,7 @@ t.test('a small body in its head\'s read: same status, headers, length and body'
   t.equal(response.slice(response.indexOf(HEAD_END) + 4), 'hello world\n', 'the body, once')
   t.equal(heads.length, 1, 'the upstream saw one request')
   t.match(heads[0], /^GET \/small\?q=1 HTTP\/1\.1\r\n/)
-  await ends.waitFor(1)
+  await within(PROMPTLY, ends.waitFor(1), 'a stream:end message')
   t.match(ends.messages[0], { bytes: 12, endedBy: 'upstream' }, 'stream:end counts the body sent whole')
   client.socket.destroy()
 })
@@ -85,7 +87,7 @@ t.test('part of the body with the head: that part is not held back for the rest'
   const { url, held } = await heldResponse(t, 'hello')
   const client = rawClient(url, '/part')
   await client.waitFor(`${HEAD_END}hello`)
-  t.pass('the first part arrived while the upstream held the rest')
+  t.ok(client.received().endsWith(`${HEAD_END}hello`), 'the first part arrived while the upstream held the rest')
   held[0].write(' world\n')
   await client.waitFor('hello world\n')
   t.equal(client.received().slice(client.received().indexOf(HEAD_END) + 4), 'hello world\n')
@@ -109,8 +111,9 @@ t.test('the client leaves while the rest of a small body is awaited: the upstrea
   await client.waitFor(`${HEAD_END}hello`)
   const upstreamClosed = once(held[0], 'close')
   client.socket.destroy()
-  await upstreamClosed
-  t.pass('the upstream saw its connection close')
+  await within(PROMPTLY, upstreamClosed, 'the upstream saw its connection close')
+  t.ok(held[0].destroyed, 'the upstream saw its connection close')
+  t.equal(held.length, 1, 'after one request')
 })
 
 for (const mode of H2_MODES) {
@@ -122,7 +125,7 @@ for (const mode of H2_MODES) {
     })
     const { app } = await proxyApp(t, { upstream: raw }, { ...DEADLINE, fastify: h2ServerOptions(t, mode) as FastifyServerOptions })
     const session = await h2Session(t, mode, (app.server.address() as net.AddressInfo).port)
-    const received = await h2Request(session, '/h2').done
+    const received = await within(PROMPTLY, h2Request(session, '/h2').done, 'the HTTP/2 client got the whole response')
     t.equal(received.status, 200)
     t.equal(received.headers['content-length'], '12')
     t.equal(received.body, 'hello world\n')
