@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { Transform } from 'node:stream'
 import type { FastifyReply } from 'fastify'
 import { proxyApp, receive, upstream, type Upstream } from '../helpers/proxy-servers.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
 
 // A user's replyOptions.onResponse / onError, a custom `handler` and reply.fromParameters all
 // send through the proxy's options: the upstream call keeps its cancellation. These check that
@@ -23,11 +24,11 @@ async function leaveMidStream (t: Test, up: Upstream, url: string, label: string
   const arrived = once(up.server, 'request') as Promise<[http.IncomingMessage, http.ServerResponse]>
   const client = http.get(url, { agent: false })
   client.on('error', () => {})
-  const [response] = await once(client, 'response') as [http.IncomingMessage]
-  const [first] = await once(response, 'data') as [Buffer]
-  const [, upstreamRes] = await arrived
+  const [response] = await within(PROMPTLY, once(client, 'response'), `${label}: the client got the response head`) as [http.IncomingMessage]
+  const [first] = await within(PROMPTLY, once(response, 'data'), `${label}: the client got the first chunk`) as [Buffer]
+  const [, upstreamRes] = await within(PROMPTLY, arrived, `${label}: the upstream got the request`)
   client.destroy()
-  if (!upstreamRes.closed) await once(upstreamRes, 'close')
+  if (!upstreamRes.closed) await within(PROMPTLY, once(upstreamRes, 'close'), `${label}: the client leaving aborted the upstream request (its response closed)`)
   t.notOk(upstreamRes.writableFinished, `${label}: the upstream response was cut`)
   return first.toString()
 }
@@ -80,9 +81,10 @@ t.test('reply.fromParameters in a preHandler, several calls: one call, cancelled
   const second = once(up.server, 'request') as Promise<[http.IncomingMessage, http.ServerResponse]>
   const client = http.get(`${url}/api/again`, { agent: false })
   client.on('error', () => {})
-  const [, res] = await second
+  const [, res] = await within(PROMPTLY, second, 'the upstream got the second request')
   client.destroy()
-  if (!res.closed) await once(res, 'close')
+  if (!res.closed) await within(PROMPTLY, once(res, 'close'), 'the second client leaving aborted its upstream request')
+  t.notOk(res.writableFinished, 'the second upstream response was cut')
   t.ok(app.server.listening)
 })
 
@@ -98,7 +100,7 @@ t.test('a user onError answers upstream failures in place of the proxy\'s 502', 
       }
     }
   })
-  const response = await receive(`${url}/x`)
+  const response = await within(PROMPTLY, receive(`${url}/x`), 'the client got the onError answer')
   t.equal(response.status, 503)
   t.same(JSON.parse(response.body), { custom: true })
   t.equal(errors.length, 1)

@@ -4,6 +4,7 @@ import { promisify } from 'node:util'
 import Fastify from 'fastify'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { proxyApp, rawRequest, receive, upstream } from '../helpers/proxy-servers.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
 
 /** Echoes what the upstream saw: method, path and headers. */
 function echo (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
@@ -111,6 +112,25 @@ t.test('the prefix cannot be escaped', async (t) => {
   const fine = await rawRequest(url, 'GET /api/a...b/c.. HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
   t.match(fine, /^HTTP\/1\.1 200 /, 'names that merely contain dots are not traversal')
   t.same(up.seen.map(r => r.url), ['/sandbox/a...b/c..'])
+})
+
+t.test('an encoded separator is refused on its own, with no dot segment beside it', async (t) => {
+  // Each of these is refused by the proxy alone: none holds `..`, which reply-from refuses too.
+  const up = await upstream(t, echo)
+  const { url } = await proxyApp(t, [
+    { upstream: `${up.url}/sandbox`, prefix: '/api' },
+    { upstream: up.url, prefix: '/tenants/:tenant', rewritePrefix: '/t/:tenant' }
+  ])
+  const paths = ['/api/a%2fb', '/api/a%2Fb', '/api/%2F', '/api/a%5cb', '/api/a%5Cb/c', '/api/x/%2fetc%2fpasswd', '/tenants/a%2Fb/items', '/tenants/a%5cb/items']
+  for (const path of paths) {
+    const raw = await within(PROMPTLY, rawRequest(url, `GET ${path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n`), `an answer to ${path}`)
+    t.match(raw, /^HTTP\/1\.1 400 /, `${path} -> ${raw.slice(9, 12)}`)
+    const body = raw.slice(raw.indexOf('\r\n\r\n') + 4)
+    t.match(body, /"code":"FST_STREAMLINE_PROXY_BAD_PATH"/, `${path}: FST_STREAMLINE_PROXY_BAD_PATH`)
+  }
+  t.same(up.seen.map(r => r.url), [], 'none of them reached the upstream')
+  const fine = await within(PROMPTLY, receive(`${url}/api/a%20b%2e`), 'an answer to /api/a%20b%2e')
+  t.equal(JSON.parse(fine.body).url, '/sandbox/a%20b%2e', 'other escapes in a segment pass as sent')
 })
 
 t.test('hop-by-hop headers are removed both ways; the client cannot remove proxy headers', async (t) => {
