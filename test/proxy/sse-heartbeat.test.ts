@@ -11,6 +11,7 @@ import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { proxyApp, rawUpstream, receive, type ProxyAppOptions } from '../helpers/proxy-servers.js'
 import { Stream } from '../helpers/stream-client.js'
 import { h2Request, h2ServerOptions, h2Session, H2_MODES, type H2Mode } from '../helpers/h2.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
 
 const PERIOD = 100
 // A silence in which several heartbeats would be due: long enough to show that none came.
@@ -49,16 +50,31 @@ async function eventUpstream (t: Test, head = HEAD): Promise<{ url: string, seen
   return { url, seen, sockets }
 }
 
-/** What a client of either protocol saw, as bytes (latin1), awaited piece by piece. */
+/** The upstream side of the next event-stream request; bounded. */
+async function nextSocket (up: { sockets: AsyncIterator<net.Socket> }): Promise<net.Socket> {
+  return (await within(PROMPTLY, up.sockets.next(), 'the upstream got the event-stream request')).value
+}
+
+/** What a client of either protocol saw, as bytes (latin1), awaited piece by piece (each wait bounded by PROMPTLY). */
 interface Client {
   body: () => string
-  until: (check: (body: string) => boolean) => Promise<void>
+  until: (check: (body: string) => boolean, what: string) => Promise<void>
   done: Promise<string>
+}
+
+/** `waiting` within PROMPTLY; the failure names `what` and the tail of what the client has. */
+async function bounded (body: () => string, waiting: Promise<void>, what: string): Promise<void> {
+  try {
+    await within(PROMPTLY, waiting, what)
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the client has ${JSON.stringify(body().slice(-200))}`)
+  }
 }
 
 function h1Client (url: string): Client {
   const stream = new Stream(url)
-  return { body: () => stream.body, until: async (check) => { await stream.until(check) }, done: stream.done }
+  const body = (): string => stream.body
+  return { body, until: async (check, what) => { await bounded(body, stream.until(check), what) }, done: stream.done }
 }
 
 async function h2Client (t: Test, mode: H2Mode, port: number, path: string): Promise<Client> {
@@ -67,16 +83,13 @@ async function h2Client (t: Test, mode: H2Mode, port: number, path: string): Pro
   let body = ''
   stream.on('data', (data: string) => { body += data })
   const ended = done.then(received => received.ending)
-  return {
-    body: () => body,
-    until: async (check) => {
-      while (!check(body)) {
-        if (stream.closed) throw new Error(`stream closed before the expected bytes; got ${JSON.stringify(body.slice(-200))}`)
-        await Promise.race([once(stream, 'data'), done])
-      }
-    },
-    done: ended
+  const arrival = async (check: (body: string) => boolean): Promise<void> => {
+    while (!check(body)) {
+      if (stream.closed) throw new Error(`stream closed before the expected bytes; got ${JSON.stringify(body.slice(-200))}`)
+      await Promise.race([once(stream, 'data'), done])
+    }
   }
+  return { body: () => body, until: async (check, what) => { await bounded(() => body, arrival(check), what) }, done: ended }
 }
 
 function count (body: string, text: string): number {
@@ -143,7 +156,7 @@ async function play (t: Test, socket: net.Socket, client: Client): Promise<void>
   for (const step of SCRIPT) {
     const beats = count(client.body(), HEARTBEAT)
     piece(socket, step.bytes)
-    if (step.boundary === true) await client.until(body => count(body, HEARTBEAT) > beats)
+    if (step.boundary === true) await client.until(body => count(body, HEARTBEAT) > beats, `a heartbeat after ${JSON.stringify(step.bytes)}`)
     else await sleep(SILENCE)
   }
   socket.end(LAST_CHUNK)
@@ -159,7 +172,7 @@ function checkStream (t: Test, body: string): void {
 }
 
 async function alive (t: Test, url: string): Promise<void> {
-  const after = await receive(`${url}/alive`)
+  const after = await within(PROMPTLY, receive(`${url}/alive`), 'an answer to /alive')
   t.equal(after.body, 'ok', 'the process is alive and still proxying')
 }
 
@@ -172,9 +185,9 @@ t.test('HTTP/1.1: heartbeats only between events and after the first byte; every
   const up = await eventUpstream(t)
   const { url } = await heartbeatApp(t, up.url)
   const client = h1Client(`${url}/events`)
-  const socket = (await up.sockets.next()).value
+  const socket = await nextSocket(up)
   await play(t, socket, client)
-  t.equal(await client.done, 'end')
+  t.equal(await within(PROMPTLY, client.done, 'the client\'s response ended'), 'end')
   checkStream(t, client.body())
   t.match(up.seen[0], /^GET \/events HTTP\/1\.1\r\n/, 'the upstream saw the request')
   await alive(t, url)
@@ -185,29 +198,58 @@ for (const mode of H2_MODES) {
     const up = await eventUpstream(t)
     const { port } = await heartbeatApp(t, up.url, {}, { fastify: h2ServerOptions(t, mode) as FastifyServerOptions })
     const client = await h2Client(t, mode, port, '/events')
-    const socket = (await up.sockets.next()).value
+    const socket = await nextSocket(up)
     await play(t, socket, client)
-    t.equal(await client.done, 'end')
+    t.equal(await within(PROMPTLY, client.done, 'the client\'s response ended'), 'end')
     checkStream(t, client.body())
     t.match(up.seen[0], /^GET \/events HTTP\/1\.1\r\n/, 'the upstream saw the request')
     const session = await h2Session(t, mode, port)
-    const after = await h2Request(session, '/alive').done
+    const after = await within(PROMPTLY, h2Request(session, '/alive').done, 'an answer to /alive')
     t.equal(after.body, 'ok', 'the process is alive and still proxying')
   })
 }
+
+// How often heartbeats come: one per RATE_PERIOD of silence. A heartbeat restarts the quiet
+// period it ends, so over QUIET ms the client gets at most QUIET / RATE_PERIOD of them (+1 for
+// the relay's quiet clock starting a little before the client reads the event). Sending at every
+// sweep (half a period) once the stream is quiet, or without waiting a whole quiet period, gives
+// about twice as many; timers late on a loaded machine only make either count smaller.
+const RATE_PERIOD = 400
+const QUIET = 9 * RATE_PERIOD
+
+t.test('heartbeats come once per period of silence, not more often', async (t) => {
+  const up = await eventUpstream(t)
+  const { url } = await heartbeatApp(t, up.url, { sseHeartbeat: RATE_PERIOD })
+  const client = h1Client(`${url}/events`)
+  const socket = await nextSocket(up)
+  piece(socket, 'data: 1\n\n')
+  await client.until(body => body.includes('data: 1\n\n'), 'the first event')
+  const quietFrom = Date.now()
+  await sleep(QUIET)
+  const beats = count(client.body(), HEARTBEAT)
+  const quietFor = Date.now() - quietFrom
+  const most = Math.floor(quietFor / RATE_PERIOD) + 1
+  t.ok(beats <= most, `${beats} heartbeats in ${quietFor} ms of silence: at most ${most}, one per ${RATE_PERIOD} ms`)
+  t.ok(beats >= 3, `${beats} heartbeats in ${quietFor} ms of silence: they keep coming`)
+  piece(socket, 'data: 2\n\n')
+  socket.end(LAST_CHUNK)
+  t.equal(await within(PROMPTLY, client.done, 'the client\'s response ended'), 'end')
+  t.equal(withoutHeartbeats(client.body()).rest, 'data: 1\n\ndata: 2\n\n', 'without the heartbeats, the upstream\'s bytes')
+  t.match(up.seen[0], /^GET \/events /, 'the upstream saw the request')
+})
 
 t.test('no heartbeat in a body with a Content-Encoding', async (t) => {
   // The bytes end where an event would, so only the header can keep the heartbeat out.
   const up = await eventUpstream(t, HEAD.replace('\r\n\r\n', '\r\ncontent-encoding: identity\r\n\r\n'))
   const { url } = await heartbeatApp(t, up.url)
   const client = h1Client(`${url}/events`)
-  const socket = (await up.sockets.next()).value
+  const socket = await nextSocket(up)
   piece(socket, 'data: 1\n\n')
-  await client.until(body => body.includes('data: 1\n\n'))
+  await client.until(body => body.includes('data: 1\n\n'), 'the first event')
   await sleep(SILENCE)
   piece(socket, 'data: 2\n\n')
   socket.end(LAST_CHUNK)
-  t.equal(await client.done, 'end')
+  t.equal(await within(PROMPTLY, client.done, 'the client\'s response ended'), 'end')
   t.equal(client.body(), 'data: 1\n\ndata: 2\n\n', 'the body as the upstream sent it')
   t.match(up.seen[0], /^GET \/events /, 'the upstream saw the request')
   await alive(t, url)
@@ -217,9 +259,9 @@ t.test('a client that is not reading gets no heartbeat', async (t) => {
   const up = await eventUpstream(t)
   const { url } = await heartbeatApp(t, up.url)
   const req = http.get(`${url}/events`, { agent: false })
-  const [res] = await once(req, 'response') as [http.IncomingMessage]
+  const [res] = await within(PROMPTLY, once(req, 'response'), 'the response head') as [http.IncomingMessage]
   res.pause()
-  const socket = (await up.sockets.next()).value
+  const socket = await nextSocket(up)
   // Whole events until the chain up to the paused client is full: the upstream's socket no
   // longer drains (bounded: 64 MB at most).
   const event = `data: ${'x'.repeat(64 * 1024)}\n\n`
@@ -237,7 +279,7 @@ t.test('a client that is not reading gets no heartbeat', async (t) => {
   let body = ''
   res.on('data', (data: string) => { body += data })
   res.resume()
-  await once(res, 'end')
+  await within(PROMPTLY, once(res, 'end'), 'the end of the response, once the client read')
   t.equal(count(body, HEARTBEAT), 0, 'no heartbeat')
   t.equal(count(body, event), events, 'every event arrived')
   t.ok(body.endsWith('data: end\n\n'), 'and the last one')
@@ -255,10 +297,10 @@ t.test('HTTP/2: a client that grants no flow-control window gets no heartbeat', 
   const session = http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: 0 } })
   session.on('error', () => {})
   t.teardown(() => { session.destroy() })
-  await once(session, 'remoteSettings')
+  await within(PROMPTLY, once(session, 'remoteSettings'), 'the server\'s SETTINGS')
   const { stream, done } = h2Request(session, '/events')
-  await once(stream, 'response')
-  const socket = (await up.sockets.next()).value
+  await within(PROMPTLY, once(stream, 'response'), 'the response head')
+  const socket = await nextSocket(up)
   const event = `data: ${'x'.repeat(20 * 1024)}\n\n`
   piece(socket, event)
   // Heartbeats would be due several times over by now.
@@ -266,25 +308,27 @@ t.test('HTTP/2: a client that grants no flow-control window gets no heartbeat', 
   piece(socket, 'data: end\n\n')
   socket.end(LAST_CHUNK)
   session.settings({ initialWindowSize: 65535 })
-  const received = await done
+  const received = await within(PROMPTLY, done, 'the end of the response, once the client granted a window')
   t.equal(received.ending, 'end')
   t.equal(count(received.body, HEARTBEAT), 0, 'no heartbeat')
   t.equal(received.body, `${event}data: end\n\n`, 'the events, whole')
   t.match(up.seen[0], /^GET \/events /, 'the upstream saw the request')
   const check = await h2Session(t, 'h2c', port)
-  t.equal((await h2Request(check, '/alive').done).body, 'ok', 'the process is alive and still proxying')
+  t.equal((await within(PROMPTLY, h2Request(check, '/alive').done, 'an answer to /alive')).body, 'ok', 'the process is alive and still proxying')
 })
 
 /** An upstream that sends one event and then nothing: the deadline's idle clock must still end it. */
 async function silentAfterOne (t: Test, client: Client, socket: net.Socket): Promise<{ quietFor: number }> {
   piece(socket, 'data: only\n\n')
-  await client.until(body => body.includes('data: only\n\n'))
+  await client.until(body => body.includes('data: only\n\n'), 'the one event')
   const quietFrom = Date.now()
-  await client.until(body => count(body, HEARTBEAT) >= 2)
+  await client.until(body => count(body, HEARTBEAT) >= 2, 'two heartbeats')
   const upstreamClosed = once(socket, 'close')
-  const ending = await client.done
+  // Bounded above the latest end the assertions allow (3 x IDLE): a deadline that took the
+  // heartbeats for activity would never end the stream, and this names that.
+  const ending = await within(4 * IDLE, client.done, `streamIdleTimeout (${IDLE} ms) ended the stream although heartbeats kept coming`)
   const quietFor = Date.now() - quietFrom
-  await upstreamClosed
+  await within(PROMPTLY, upstreamClosed, 'the upstream connection closed at the idle deadline')
   t.equal(ending, 'end', 'the stream ended cleanly (EventSource reconnects)')
   t.equal(withoutHeartbeats(client.body()).rest, 'data: only\n\n', 'the event, then heartbeats only')
   return { quietFor }
@@ -296,7 +340,7 @@ t.test('HTTP/1.1: heartbeats are not activity for streamIdleTimeout', async (t) 
   const up = await eventUpstream(t)
   const { url } = await heartbeatApp(t, up.url, {}, { deadline: { streamIdleTimeout: IDLE } })
   const client = h1Client(`${url}/events`)
-  const { quietFor } = await silentAfterOne(t, client, (await up.sockets.next()).value)
+  const { quietFor } = await silentAfterOne(t, client, await nextSocket(up))
   // The idle clock cuts between 1x and 1.5x its timeout after the last byte; the rest is margin for a
   // loaded machine (the client's clock starts when it reads the event). Counting heartbeats, it never would.
   t.ok(quietFor >= 0.75 * IDLE && quietFor < 3 * IDLE, `ended ${quietFor} ms after the upstream went quiet (streamIdleTimeout ${IDLE})`)
@@ -309,11 +353,11 @@ for (const mode of H2_MODES) {
     const up = await eventUpstream(t)
     const { port } = await heartbeatApp(t, up.url, {}, { deadline: { streamIdleTimeout: IDLE }, fastify: h2ServerOptions(t, mode) as FastifyServerOptions })
     const client = await h2Client(t, mode, port, '/events')
-    const { quietFor } = await silentAfterOne(t, client, (await up.sockets.next()).value)
+    const { quietFor } = await silentAfterOne(t, client, await nextSocket(up))
     t.ok(quietFor >= 0.75 * IDLE && quietFor < 3 * IDLE, `ended ${quietFor} ms after the upstream went quiet (streamIdleTimeout ${IDLE})`)
     t.match(up.seen[0], /^GET \/events /, 'the upstream saw the request, and its connection was closed')
     const session = await h2Session(t, mode, port)
-    t.equal((await h2Request(session, '/alive').done).body, 'ok', 'the process is alive and still proxying')
+    t.equal((await within(PROMPTLY, h2Request(session, '/alive').done, 'an answer to /alive')).body, 'ok', 'the process is alive and still proxying')
   })
 }
 
