@@ -8,9 +8,25 @@ import t from 'tap'
 import { createHash } from 'node:crypto'
 import deadline from '../../plugins/deadline/index.js'
 import {
-  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream
+  ACCEPT_FOR_SAMPLE_KEY, gone, openClient, parseReply, portOf, proxyApp, rawClient, rawUpstream, upgradeRequest, wsUpstream, type RawUpstream
 } from '../helpers/ws-servers.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
+import { peerLeft, PROMPTLY, until, within } from '../helpers/bounded.js'
+
+/** A `ws` client through the proxy, open; bounded. */
+async function openedAt (...args: Parameters<typeof openClient>): ReturnType<typeof openClient> {
+  return await within(PROMPTLY, openClient(...args), `a WebSocket opened at ${args[0]}`)
+}
+
+/** The next connection to the raw upstream; bounded. */
+async function upstreamConnection (up: RawUpstream): ReturnType<RawUpstream['next']> {
+  return await within(PROMPTLY, up.next(), 'the upstream got a connection')
+}
+
+/** The proxy closed (or ended) the client's connection; bounded. */
+async function answered (client: { closed: Promise<void> }): Promise<void> {
+  await within(PROMPTLY, client.closed, 'the proxy answered and closed the client connection')
+}
 
 function acceptFor (key: string): string {
   return createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
@@ -19,13 +35,13 @@ function acceptFor (key: string): string {
 t.test('every end-to-end header goes upstream; the upstream picks the subprotocol', async (t) => {
   const up = await wsUpstream(t, { handleProtocols: (protocols) => protocols.has('a') ? 'a' : false })
   const { url, port } = await proxyApp(t, { upstream: up.url })
-  const ws = await openClient(`${url}/chat?room=1`, ['b', 'a'], {
+  const ws = await openedAt(`${url}/chat?room=1`, ['b', 'a'], {
     headers: { Origin: 'https://app.example', Cookie: 'sid=42', Authorization: 'Bearer token' }
   })
   t.teardown(() => ws.terminate())
   t.equal(ws.protocol, 'a', 'the client was told the upstream\'s choice, not its first offer')
   ws.send('hello')
-  const [message] = await once(ws, 'message')
+  const [message] = await within(PROMPTLY, once(ws, 'message'), 'ws: message')
   t.equal(String(message), 'hello', 'echoed through the tunnel')
   t.equal(up.handshakes.length, 1)
   const seen = up.handshakes[0]
@@ -51,8 +67,8 @@ t.test('wsUpstream may be a function returning a ws: URL, chosen per request', a
     upstream: 'http://127.0.0.1:9',
     wsUpstream: (request) => `ws://127.0.0.1:${request.headers['x-shard'] === 'b' ? b.port : a.port}/base`
   })
-  const toB = await openClient(`${url}/room`, undefined, { headers: { 'X-Shard': 'b' } })
-  const toA = await openClient(`${url}/room`)
+  const toB = await openedAt(`${url}/room`, undefined, { headers: { 'X-Shard': 'b' } })
+  const toA = await openedAt(`${url}/room`)
   t.teardown(() => { toA.terminate(); toB.terminate() })
   t.same([a.handshakes.length, b.handshakes.length], [1, 1], 'one handshake each')
   t.equal(b.handshakes[0].url, '/base/room', 'under the upstream URL\'s own path')
@@ -69,7 +85,7 @@ t.test('an exception from a wsUpstream function goes to the app\'s error handler
   })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/x'))
-  await client.closed
+  await answered(client)
   const reply = parseReply(client.received())
   t.equal(reply.status, 421)
   t.same(JSON.parse(reply.body), { handled: 'no shard' })
@@ -79,13 +95,13 @@ t.test('an exception from a wsUpstream function goes to the app\'s error handler
 t.test('permessage-deflate is agreed end to end and the bytes stay compressed', async (t) => {
   const up = await wsUpstream(t, { perMessageDeflate: true })
   const { url } = await proxyApp(t, { upstream: up.url })
-  const ws = await openClient(`${url}/deflate`, undefined, { perMessageDeflate: true })
+  const ws = await openedAt(`${url}/deflate`, undefined, { perMessageDeflate: true })
   t.teardown(() => ws.terminate())
   t.match(ws.extensions, /permessage-deflate/, 'the client has the extension')
   t.match(up.handshakes[0].headers['sec-websocket-extensions'], /permessage-deflate/, 'the offer reached the upstream')
   const big = 'streamline '.repeat(20_000)
   ws.send(big)
-  const [echo] = await once(ws, 'message')
+  const [echo] = await within(PROMPTLY, once(ws, 'message'), 'ws: message')
   t.equal(String(echo), big, 'the 220 KB message came back whole')
   const upstreamBytesRead = [...up.sockets].reduce((sum, s) => sum + s.bytesRead, 0)
   t.ok(upstreamBytesRead < 20_000, `the upstream read ${upstreamBytesRead} bytes for 220 KB: compressed by the client, untouched by the proxy`)
@@ -97,8 +113,8 @@ t.test('the 101 is relayed as sent, frames pass byte for byte both ways, early c
   const client = await rawClient(t, port)
   const early = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e]) // masked text 'hello'
   client.socket.write(Buffer.concat([Buffer.from(upgradeRequest('/ws/raw', ['Sec-WebSocket-Protocol: b, a'])), early]))
-  const conn = await up.next()
-  const head = await conn.head
+  const conn = await upstreamConnection(up)
+  const head = await within(PROMPTLY, conn.head, 'the upstream got the handshake')
   t.match(head, /^GET \/raw HTTP\/1.1\r\n/)
   t.match(head, /\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n/i)
   // Absence can only be shown by waiting: give a wrongly forwarded early frame 150 ms to show up.
@@ -116,10 +132,10 @@ t.test('the 101 is relayed as sent, frames pass byte for byte both ways, early c
   ])
   conn.socket.write(answer)
   conn.socket.write(frames)
-  const got = await client.nextData(answer.length + frames.length)
+  const got = await within(PROMPTLY, client.nextData(answer.length + frames.length), 'the proxy\'s answer reached the client')
   t.equal(got.subarray(0, answer.length).toString('latin1'), answer, '101 head byte for byte')
   t.same(got.subarray(answer.length), frames, 'close codes 1004-1006 and 4001 with reason unchanged')
-  await waitFor(() => conn.received().length === head.length + early.length)
+  await until(PROMPTLY, () => conn.received().length === head.length + early.length, 'the client\'s early frames reached the upstream')
   t.same(conn.received().subarray(head.length), early, 'the early frame arrived after the 101')
   t.equal(acceptFor('dGhlIHNhbXBsZSBub25jZQ=='), ACCEPT_FOR_SAMPLE_KEY)
 })
@@ -128,17 +144,17 @@ t.test('close codes and reasons pass unchanged between ws endpoints', async (t) 
   const up = await wsUpstream(t)
   const { url } = await proxyApp(t, { upstream: up.url })
   const connected = once(up.wss, 'connection')
-  const fromClient = await openClient(`${url}/a`)
-  const [serverSide] = await connected
+  const fromClient = await openedAt(`${url}/a`)
+  const [serverSide] = await within(PROMPTLY, connected, 'the upstream got the WebSocket')
   fromClient.close(4002, 'client says bye')
-  const [code, reason] = await once(serverSide, 'close')
+  const [code, reason] = await within(PROMPTLY, once(serverSide, 'close'), 'serverSide: close')
   t.equal(code, 4002)
   t.equal(String(reason), 'client says bye')
   const connected2 = once(up.wss, 'connection')
-  const toClient = await openClient(`${url}/b`)
-  const [serverSide2] = await connected2
+  const toClient = await openedAt(`${url}/b`)
+  const [serverSide2] = await within(PROMPTLY, connected2, 'the upstream got the second WebSocket')
   serverSide2.close(4999, 'upstream says bye')
-  const [code2, reason2] = await once(toClient, 'close')
+  const [code2, reason2] = await within(PROMPTLY, once(toClient, 'close'), 'toClient: close')
   t.equal(code2, 4999)
   t.equal(String(reason2), 'upstream says bye')
 })
@@ -161,10 +177,10 @@ t.test('an upstream that refuses the upgrade is answered as HTTP, the early byte
   for (let i = 0; i < answers.length; i++) {
     const client = await rawClient(t, port)
     client.socket.write(upgradeRequest('/ws/refused') + 'EARLY')
-    const conn = await up.next()
-    await conn.head
+    const conn = await upstreamConnection(up)
+    await within(PROMPTLY, conn.head, 'the upstream got the handshake')
     conn.socket.end(answers[i])
-    await client.closed
+    await answered(client)
     const reply = parseReply(client.received())
     t.equal(reply.status, expected[i].status, `status ${expected[i].status} relayed`)
     t.match(reply.head, expected[i].header, 'end-to-end headers relayed')
@@ -180,14 +196,14 @@ t.test('a client that leaves during a relayed refusal frees the upstream connect
   const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}` })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/refused'))
-  const conn = await up.next()
-  await conn.head
+  const conn = await upstreamConnection(up)
+  await within(PROMPTLY, conn.head, 'the upstream got the handshake')
   conn.socket.write('HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n')
-  await client.nextData(1)
+  await within(PROMPTLY, client.nextData(1), 'the proxy\'s answer reached the client')
   await new Promise(resolve => setImmediate(resolve))
   const started = Date.now()
   client.socket.resetAndDestroy()
-  await gone(conn.socket)
+  await peerLeft(conn.socket, 'the upstream connection closed after the client left')
   t.ok(Date.now() - started < 1000, `the upstream connection closed ${Date.now() - started} ms after the client left`)
 })
 
@@ -200,10 +216,10 @@ t.test('a 101 for another protocol, or without Upgrade, is a 502', async (t) => 
   ]) {
     const client = await rawClient(t, port)
     client.socket.write(upgradeRequest('/ws/bad'))
-    const conn = await up.next()
-    await conn.head
+    const conn = await upstreamConnection(up)
+    const head = await within(PROMPTLY, conn.head, 'the upstream got the handshake')
     conn.socket.write(answer)
-    await client.closed
+    await answered(client)
     const reply = parseReply(client.received())
     t.equal(reply.status, 502)
     t.same(JSON.parse(reply.body), {
@@ -212,8 +228,8 @@ t.test('a 101 for another protocol, or without Upgrade, is a 502', async (t) => 
       error: 'Bad Gateway',
       message: 'The upstream service sent an invalid response'
     })
-    await gone(conn.socket)
-    t.pass('the upstream connection was closed')
+    t.match(await peerLeft(conn.socket, 'the upstream connection was closed'), /^(end|close)$/, 'the upstream connection was closed')
+    t.equal(conn.received().toString('latin1'), head, 'the upstream got the handshake and nothing after it')
   }
 })
 
@@ -224,7 +240,7 @@ t.test('an upstream port that is closed gives a 502 on the client socket', async
   const { port } = await proxyApp(t, { upstream: 'http://127.0.0.1:9', wsUpstream: `ws://127.0.0.1:${deadPort}` })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/x'))
-  await client.closed
+  await answered(client)
   const reply = parseReply(client.received())
   t.equal(reply.status, 502)
   t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE')
@@ -247,14 +263,14 @@ t.test('upgrades that cannot be tunnelled are proxied as plain HTTP without Upgr
     const name = raw.split('\r\n')[0] + ' / ' + raw.split('\r\n')[3]
     const client = await rawClient(t, port)
     client.socket.write(raw)
-    const conn = await up.next()
-    const head = await conn.head
+    const conn = await upstreamConnection(up)
+    const head = await within(PROMPTLY, conn.head, 'the upstream got the handshake')
     t.ok(head.startsWith(line + '\r\n'), `${name}: reached the upstream as ${line}`)
     t.notMatch(head, /\r\n(upgrade|http2-settings):/i, 'without Upgrade or the headers Connection listed')
-    await waitFor(() => conn.received().length >= head.length + body.length)
+    await until(PROMPTLY, () => conn.received().length >= head.length + body.length, `${name}: the request body reached the upstream`)
     t.equal(conn.received().subarray(head.length).toString(), body, 'with its body, if any')
     conn.socket.end('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nplain')
-    await waitFor(() => client.received().includes('plain'))
+    await until(PROMPTLY, () => client.received().includes('plain'), `${name}: the upstream's plain answer reached the client`)
     const reply = parseReply(client.received())
     t.equal(reply.status, 200, 'the client got the upstream\'s plain answer')
     t.notMatch(reply.head, /\r\nupgrade:/i)
@@ -267,10 +283,10 @@ t.test('path tricks get the same answer over an upgrade as over plain HTTP', asy
   for (const path of ['/ws/../admin', '/ws/%2e%2e/admin', '/ws/.%2E/admin', '/ws/a\\..\\admin', '/ws/%2fadmin', '/ws//evil.example/x']) {
     const plain = await rawClient(t, port)
     plain.socket.write(`GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`)
-    await plain.closed
+    await answered(plain)
     const upgrade = await rawClient(t, port)
     upgrade.socket.write(upgradeRequest(path))
-    await upgrade.closed
+    await answered(upgrade)
     const plainReply = parseReply(plain.received())
     const upgradeReply = parseReply(upgrade.received())
     t.ok(plainReply.status >= 400 && plainReply.status < 500, `${path}: plain HTTP refused with ${plainReply.status}`)
@@ -293,7 +309,7 @@ t.test('an auth hook that answers 401 stops the upgrade before any upstream cont
   await t.rejects(openClient(`${url}/secure`), /unexpected response 401/)
   t.equal(up.handshakes.length, 0, 'the upstream never saw a handshake')
   t.equal(up.sockets.size, 0, 'nor a connection')
-  const ws = await openClient(`${url}/secure`, undefined, { headers: { Authorization: 'Bearer ok' } })
+  const ws = await openedAt(`${url}/secure`, undefined, { headers: { Authorization: 'Bearer ok' } })
   t.teardown(() => ws.terminate())
   t.equal(up.handshakes.length, 1, 'with credentials it goes through')
 })
@@ -316,10 +332,10 @@ t.test('a client that leaves while a slow auth hook runs never reaches the upstr
     finished = deferred()
     const client = await rawClient(t, port)
     client.socket.write(upgradeRequest('/ws/slow-auth'))
-    await entered.promise
+    await within(PROMPTLY, entered.promise, 'the auth hook ran')
     if (leave === 'reset') client.socket.resetAndDestroy()
     else client.socket.end()
-    await finished.promise
+    await within(PROMPTLY, finished.promise, 'the auth hook saw the client leave')
   }
   // The upstream would be contacted synchronously after the hook; give it a moment to show up.
   await new Promise(resolve => setTimeout(resolve, 50))
@@ -341,8 +357,8 @@ t.test('the deadline covers the handshake: a silent upstream gives a 504, then t
   const client = await rawClient(t, port)
   const started = Date.now()
   client.socket.write(upgradeRequest('/ws/slow'))
-  const conn = await up.next()
-  await client.closed
+  const conn = await upstreamConnection(up)
+  await answered(client)
   const elapsed = Date.now() - started
   const reply = parseReply(client.received())
   t.equal(reply.status, 504)
@@ -350,17 +366,18 @@ t.test('the deadline covers the handshake: a silent upstream gives a 504, then t
   t.match(reply.head, /\r\nconnection: close\r\n/i, 'the deadline plugin\'s 504 on the hijacked reply closes the connection')
   // 300 ms deadline; generous upper margin for a loaded 2-core machine.
   t.ok(elapsed >= 280 && elapsed < 2000, `504 after ${elapsed} ms`)
-  await gone(conn.socket)
-  t.pass('the upstream handshake was abandoned')
+  const head = await within(PROMPTLY, conn.head, 'the upstream got the handshake')
+  t.match(await peerLeft(conn.socket, 'the upstream handshake was abandoned'), /^(end|close)$/, 'the upstream handshake was abandoned')
+  t.equal(conn.received().toString('latin1'), head, 'the upstream got the handshake and nothing after it')
 
   const ws = await wsUpstream(t)
   const second = await proxyApp(t, { upstream: ws.url, before: async (app) => { await app.register(deadline, { timeout: 300 }) } })
-  const client2 = await openClient(`${second.url}/long`)
+  const client2 = await openedAt(`${second.url}/long`)
   t.teardown(() => client2.terminate())
   // Outlive the 300 ms deadline by a wide margin: a tunnel still bound to it would be cut.
   await new Promise(resolve => setTimeout(resolve, 700))
   client2.send('still here')
-  const [message] = await once(client2, 'message')
+  const [message] = await within(PROMPTLY, once(client2, 'message'), 'client2: message')
   t.equal(String(message), 'still here')
 })
 
@@ -369,18 +386,15 @@ t.test('without a deadline, wsHandshakeTimeout bounds the handshake', async (t) 
   const { port } = await proxyApp(t, { upstream: `http://127.0.0.1:${up.port}`, wsHandshakeTimeout: 300 })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/slow'))
-  const conn = await up.next()
-  await client.closed
+  const conn = await upstreamConnection(up)
+  await answered(client)
   const reply = parseReply(client.received())
   t.equal(reply.status, 504)
   t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_UPSTREAM_TIMEOUT')
-  await gone(conn.socket)
-  t.pass('the upstream handshake was abandoned')
+  const head = await within(PROMPTLY, conn.head, 'the upstream got the handshake')
+  t.match(await peerLeft(conn.socket, 'the upstream handshake was abandoned'), /^(end|close)$/, 'the upstream handshake was abandoned')
+  t.equal(conn.received().toString('latin1'), head, 'the upstream got the handshake and nothing after it')
 })
-
-async function waitFor (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise(resolve => setTimeout(resolve, 5))
-}
 
 t.test('a wss: upstream: its certificate is verified by default, and trusted with tls.ca', async (t) => {
   const { key, cert } = selfSignedCertificate(t)
@@ -395,16 +409,16 @@ t.test('a wss: upstream: its certificate is verified by default, and trusted wit
   const strict = await proxyApp(t, { upstream: 'http://127.0.0.1:9', wsUpstream: wsUrl })
   const client = await rawClient(t, strict.port)
   client.socket.write(upgradeRequest('/ws/secure'))
-  await client.closed
+  await answered(client)
   const reply = parseReply(client.received())
   t.equal(reply.status, 502, 'a self-signed certificate is refused by default')
   t.equal(JSON.parse(reply.body).code, 'FST_STREAMLINE_UPSTREAM_TLS')
 
   const trusting = await proxyApp(t, { upstream: 'http://127.0.0.1:9', wsUpstream: wsUrl, tls: { ca: cert } })
-  const ws = await openClient(`${trusting.url}/secure`)
+  const ws = await openedAt(`${trusting.url}/secure`)
   t.teardown(() => ws.terminate())
   ws.send('hello')
-  const [message] = await once(ws, 'message')
+  const [message] = await within(PROMPTLY, once(ws, 'message'), 'ws: message')
   t.equal(String(message), 'tls: hello', 'with the CA given, the tunnel runs over TLS')
 })
 
@@ -430,7 +444,7 @@ t.test('without websocket: true an upgrade is plain HTTP with Upgrade removed, n
   const { port } = await proxyApp(t, { upstream: up.url, websocket: false })
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/ws/x'))
-  await waitFor(() => client.received().includes('upgrade required'))
+  await until(PROMPTLY, () => client.received().includes('upgrade required'), 'the upstream\'s plain answer reached the client')
   const reply = parseReply(client.received())
   t.equal(reply.status, 426, 'the upstream answered a plain GET')
   t.same(seen, ['undefined'], 'it arrived without Upgrade')
