@@ -3,9 +3,11 @@
 // RFC 8441 extended CONNECT stream on the page's own connection; without it, as an HTTP/1.1
 // upgrade on a second connection (allowHTTP1). No skip: without chromium this test fails.
 import t from 'tap'
+import type { Page } from 'playwright-core'
 import { openPage } from '../helpers/chromium.js'
 import { h2ProxyApp } from '../helpers/h2-websocket.js'
 import { wsUpstream } from '../helpers/ws-servers.js'
+import { within } from '../helpers/bounded.js'
 
 const PAGE = `<!doctype html><title>ws</title><link rel="icon" href="data:,"><script>
 window.openSocket = (path) => new Promise((resolve) => {
@@ -17,6 +19,15 @@ window.openSocket = (path) => new Promise((resolve) => {
 </script>`
 
 interface Seen { method: string, httpVersion: string, url: string }
+
+// A browser's WebSocket gets no timeout of its own here: bound what the page reports.
+const BROWSER = 15_000
+
+/** What the page's openSocket(path) resolved with; bounded. */
+async function socketResult (page: Page, path: string): Promise<unknown> {
+  const opened = page.evaluate(async (path) => await (window as unknown as { openSocket: (p: string) => Promise<unknown> }).openSocket(path), path)
+  return await within(BROWSER, opened, `the page's WebSocket to ${path} opened and echoed, or closed`)
+}
 
 for (const enableConnectProtocol of [true, false]) {
   t.test(`Chromium WebSocket with extended CONNECT ${enableConnectProtocol ? 'on' : 'off'}`, async (t) => {
@@ -38,7 +49,7 @@ for (const enableConnectProtocol of [true, false]) {
     const protocolUsed = await page.evaluate(() => (performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming).nextHopProtocol)
     t.equal(protocolUsed, 'h2', 'the page came over HTTP/2')
 
-    const result = await page.evaluate(async (path) => await (window as unknown as { openSocket: (p: string) => Promise<unknown> }).openSocket(path), '/ws/echo')
+    const result = await socketResult(page, '/ws/echo')
     t.same(result, { echo: 'hello from chromium', protocol: 'chat' }, 'echoed, with the upstream\'s subprotocol')
     t.same(seen, [{ method: enableConnectProtocol ? 'CONNECT' : 'GET', httpVersion: enableConnectProtocol ? '2.0' : '1.1', url: '/ws/echo' }],
       enableConnectProtocol ? 'an extended CONNECT on the page\'s HTTP/2 connection' : 'an HTTP/1.1 upgrade')
@@ -48,7 +59,7 @@ for (const enableConnectProtocol of [true, false]) {
 
     if (enableConnectProtocol) {
       // No route takes a WebSocket here: the 404 fails it, and Chromium does not retry over HTTP/1.1.
-      const missing = await page.evaluate(async (path) => await (window as unknown as { openSocket: (p: string) => Promise<unknown> }).openSocket(path), '/elsewhere')
+      const missing = await socketResult(page, '/elsewhere')
       t.same(missing, { closed: 1006 }, 'a WebSocket to a path without a route fails')
       t.same(seen.map(s => `${s.method} ${s.httpVersion} ${s.url}`), ['CONNECT 2.0 /ws/echo', 'CONNECT 2.0 /elsewhere'], 'no HTTP/1.1 retry')
     }

@@ -6,6 +6,12 @@ import fastifyWebsocket from '@fastify/websocket'
 import t from 'tap'
 import proxy from '../../plugins/proxy/index.js'
 import { openClient, parseReply, portOf, rawClient, upgradeRequest, wsUpstream, type Teardown } from '../helpers/ws-servers.js'
+import { PROMPTLY, until, within } from '../helpers/bounded.js'
+
+/** A `ws` client through the app, open; bounded. */
+async function openedAt (...args: Parameters<typeof openClient>): ReturnType<typeof openClient> {
+  return await within(PROMPTLY, openClient(...args), `a WebSocket opened at ${args[0]}`)
+}
 
 async function ownRoutes (app: FastifyInstance): Promise<void> {
   await app.register(async (scope) => {
@@ -37,17 +43,17 @@ for (const websocketFirst of [true, false]) {
     const up = await wsUpstream(t)
     const port = await buildApp(t, up.url, websocketFirst)
 
-    const own = await openClient(`ws://127.0.0.1:${port}/chat`)
+    const own = await openedAt(`ws://127.0.0.1:${port}/chat`)
     t.teardown(() => own.terminate())
     own.send('hi')
-    const [ownReply] = await once(own, 'message')
+    const [ownReply] = await within(PROMPTLY, once(own, 'message'), '@fastify/websocket answered its own route')
     t.equal(String(ownReply), 'own: hi', '@fastify/websocket answers its own route')
     t.equal(up.handshakes.length, 0, 'without the upstream hearing of it')
 
-    const proxied = await openClient(`ws://127.0.0.1:${port}/ws/echo`, ['a'])
+    const proxied = await openedAt(`ws://127.0.0.1:${port}/ws/echo`, ['a'])
     t.teardown(() => proxied.terminate())
     proxied.send('through')
-    const [proxiedReply] = await once(proxied, 'message')
+    const [proxiedReply] = await within(PROMPTLY, once(proxied, 'message'), 'the echo through the tunnel')
     t.equal(String(proxiedReply), 'through', 'the upstream echoes through the tunnel')
     t.equal(up.handshakes.length, 1)
     t.equal(up.handshakes[0].url, '/echo')
@@ -55,7 +61,7 @@ for (const websocketFirst of [true, false]) {
     // Raw bytes: exactly one answer per upgrade, never a second one from another listener.
     const raw = await rawClient(t, port)
     raw.socket.write(upgradeRequest('/nope'))
-    await raw.closed
+    await within(PROMPTLY, raw.closed, 'the proxy answered and closed the raw connection')
     const reply = parseReply(raw.received())
     t.equal(reply.status, 404, 'an unknown path gets a 404')
     t.equal(raw.received().toString('latin1').match(/HTTP\/1\.1 /g)?.length, 1, 'and only one response')
@@ -67,10 +73,10 @@ for (const websocketFirst of [true, false]) {
     const frame = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])
     proxiedRaw.socket.write(Buffer.concat([Buffer.from(upgradeRequest('/ws/raw')), frame]))
     const echo = Buffer.concat([Buffer.from([0x81, 0x05]), Buffer.from('hello')])
-    const text = (await proxiedRaw.nextData(1)).toString('latin1')
+    const text = (await within(PROMPTLY, proxiedRaw.nextData(1), 'the answer to the raw upgrade')).toString('latin1')
     t.match(text, /^HTTP\/1\.1 101 /, 'a raw upgrade through the proxy gets the upstream\'s 101')
-    const headLength = (await waitForHead(proxiedRaw.nextData)) + 4
-    const got = await proxiedRaw.nextData(headLength + echo.length)
+    const headLength = (await within(PROMPTLY, waitForHead(proxiedRaw.nextData), 'the whole 101 head')) + 4
+    const got = await within(PROMPTLY, proxiedRaw.nextData(headLength + echo.length), 'the echo of the early frame')
     t.same(got.subarray(headLength), echo, 'the early frame reached the upstream, its echo came back, nothing else')
     t.equal(got.toString('latin1').match(/HTTP\/1\.1 /g)?.length, 1, 'one response only')
 
@@ -85,7 +91,7 @@ for (const websocketFirst of [true, false]) {
     ]) {
       const invalid = await rawClient(t, port)
       invalid.socket.write(request)
-      await invalid.closed
+      await within(PROMPTLY, invalid.closed, 'the proxy answered and closed the invalid connection')
       const answer = parseReply(invalid.received())
       t.equal(answer.status, 400, `${request.split('\r\n')[0]}: 400`)
       t.equal(JSON.parse(answer.body).code, 'FST_STREAMLINE_PROXY_INVALID_UPGRADE')
@@ -112,7 +118,7 @@ t.test('without @fastify/websocket, upgrades to the app\'s own routes and unknow
   for (const [path, status] of [['/plain', 200], ['/nope', 404]] as const) {
     const raw = await rawClient(t, port)
     raw.socket.write(upgradeRequest(path) + 'EARLY')
-    await raw.closed
+    await within(PROMPTLY, raw.closed, 'the proxy answered and closed the raw connection')
     const reply = parseReply(raw.received())
     t.equal(reply.status, status, `${path}: ${status}`)
     t.match(reply.head, /\r\nconnection: close\r\n/i, 'and the connection closes')
@@ -123,19 +129,15 @@ t.test('without @fastify/websocket, upgrades to the app\'s own routes and unknow
   const body = '{"a":1}'
   const post = `POST /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`
   h2c.socket.write(post + 'GET /plain HTTP/1.1\r\nHost: a\r\n\r\n')
-  await waitFor(() => h2c.received().includes('plain answer'))
+  await until(PROMPTLY, () => h2c.received().includes('plain answer'), 'the answers to the POST with Upgrade: h2c and the GET after it')
   const text = h2c.received().toString('latin1')
   t.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n\{"a":1\}HTTP\/1\.1 200 OK\r\n/, 'the POST was served with its body, and the connection kept alive for the next request')
   t.notMatch(text, /connection: close/i)
 
-  const proxied = await openClient(`ws://127.0.0.1:${port}/ws/echo`)
+  const proxied = await openedAt(`ws://127.0.0.1:${port}/ws/echo`)
   t.teardown(() => proxied.terminate())
   proxied.send('through')
-  const [message] = await once(proxied, 'message')
+  const [message] = await within(PROMPTLY, once(proxied, 'message'), 'the echo through the tunnel')
   t.equal(String(message), 'through')
   t.equal(up.handshakes.length, 1, 'only the proxied upgrade reached the upstream')
 })
-
-async function waitFor (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise(resolve => setTimeout(resolve, 5))
-}

@@ -8,6 +8,10 @@ import t from 'tap'
 import { extendedConnect, h2ConnectSession, h2ProxyApp } from '../helpers/h2-websocket.js'
 import { gone, handingUpstream, type HandingUpstream } from '../helpers/ws-servers.js'
 import { fds, handles, settled } from '../helpers/resources.js'
+import { within } from '../helpers/bounded.js'
+
+// One tunnel's whole life, among 50 at once on a loaded machine: typically a few ms.
+const ONE_TUNNEL = 10_000
 
 const ROUNDS = 500
 const CONCURRENCY = 50
@@ -41,7 +45,7 @@ async function run (session: http2.ClientHttp2Session, up: HandingUpstream, kill
   const worker = async (): Promise<void> => {
     while (next < rounds) {
       next++
-      await oneTunnel(session, up, kill)
+      await within(ONE_TUNNEL, oneTunnel(session, up, kill), `a tunnel killed by ${kill} ended on both sides`)
     }
   }
   await Promise.all(Array.from({ length: CONCURRENCY }, worker))

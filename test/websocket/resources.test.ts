@@ -6,6 +6,10 @@ import t from 'tap'
 import deadline from '../../plugins/deadline/index.js'
 import { gone, handingUpstream, proxyApp, upgradeRequest, type HandingUpstream } from '../helpers/ws-servers.js'
 import { fds, handles, settled } from '../helpers/resources.js'
+import { within } from '../helpers/bounded.js'
+
+// One tunnel's whole life, among 50 at once on a loaded machine: typically a few ms.
+const ONE_TUNNEL = 10_000
 
 const ROUNDS = 1000
 const CONCURRENCY = 50
@@ -35,7 +39,7 @@ async function run (proxyPort: number, up: HandingUpstream, kill: Kill, rounds: 
   const worker = async (): Promise<void> => {
     while (next < rounds) {
       next++
-      await oneTunnel(proxyPort, up, kill)
+      await within(ONE_TUNNEL, oneTunnel(proxyPort, up, kill), `a tunnel killed by ${kill} ended on both sides`)
     }
   }
   await Promise.all(Array.from({ length: CONCURRENCY }, worker))

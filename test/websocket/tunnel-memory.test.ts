@@ -6,6 +6,12 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { openClient, proxyApp, wsUpstream } from '../helpers/ws-servers.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
+
+/** A `ws` client through the app, open; bounded. */
+async function openedAt (...args: Parameters<typeof openClient>): ReturnType<typeof openClient> {
+  return await within(PROMPTLY, openClient(...args), `a WebSocket opened at ${args[0]}`)
+}
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -31,7 +37,7 @@ t.test('an open tunnel keeps neither the ServerResponse nor the Reply of its han
       })
     }
   })
-  const ws = await openClient(`${url}/memory`)
+  const ws = await openedAt(`${url}/memory`)
   t.teardown(() => ws.terminate())
   t.equal(up.handshakes.length, 1, 'the upstream saw one handshake')
   t.equal(up.handshakes[0].url, '/memory', 'for the client\'s path, prefix removed')
@@ -40,10 +46,10 @@ t.test('an open tunnel keeps neither the ServerResponse nor the Reply of its han
   refs = []
 
   ws.send('after the collection')
-  const [echo] = await once(ws, 'message')
+  const [echo] = await within(PROMPTLY, once(ws, 'message'), 'the echo through the tunnel')
   t.equal(String(echo), 'after the collection', 'the client still gets the upstream\'s echo')
   ws.close(1000)
-  const [code] = await once(ws, 'close')
+  const [code] = await within(PROMPTLY, once(ws, 'close'), 'the tunnel closed')
   t.equal(code, 1000, 'and a clean close')
   t.equal(process.exitCode ?? 0, 0, 'the process is alive and well')
 })
