@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerO
 import { Agent } from 'undici'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { proxyApp } from '../helpers/proxy-servers.js'
+import { ANSWERED, within } from '../helpers/bounded.js'
 
 // Cases of @fastify/http-proxy 11.6's own test suite (test/test.js, test/http-prefix-rewrite.js),
 // run against our proxy with the same options: the client must see what it sees there. Each names
@@ -49,9 +50,13 @@ async function start (t: Test, options: ProxyOptions, fastify: FastifyServerOpti
   return (await proxyApp(t, options, { fastify })).url
 }
 
+/** fetch, bounded: the status, whole body and headers, or a failure naming the URL. */
 async function text (url: string, init?: RequestInit): Promise<{ status: number, body: string, headers: Headers }> {
-  const response = await fetch(url, { redirect: 'manual', ...init })
-  return { status: response.status, body: await response.text(), headers: response.headers }
+  const answer = async (): Promise<{ status: number, body: string, headers: Headers }> => {
+    const response = await fetch(url, { redirect: 'manual', ...init })
+    return { status: response.status, body: await response.text(), headers: response.headers }
+  }
+  return await within(ANSWERED, answer(), `an answer to ${url}`)
 }
 
 const postJson = (body: unknown): RequestInit => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
@@ -462,12 +467,12 @@ t.test('undici: Agent options map onto ours, a Dispatcher is used as given and l
 /** node:http keeps a backslash in the path as it is (fetch would turn it into `/`). */
 async function rawGet (base: string, path: string): Promise<{ status: number }> {
   const { request } = await import('node:http')
-  return await new Promise((resolve, reject) => {
+  return await within(ANSWERED, new Promise((resolve, reject) => {
     const req = request(`${base}${path.startsWith('/') ? '' : '/'}`, { path, agent: false }, (res) => {
       res.resume()
       res.on('end', () => resolve({ status: res.statusCode ?? 0 }))
     })
     req.on('error', reject)
     req.end()
-  })
+  }), `an answer to ${path}`)
 }

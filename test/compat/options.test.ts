@@ -2,7 +2,8 @@ import t from 'tap'
 import Fastify from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
-import { proxyApp, receive, upstream } from '../helpers/proxy-servers.js'
+import { proxyApp, upstream } from '../helpers/proxy-servers.js'
+import { receiveWithin } from '../helpers/bounded.js'
 
 // @fastify/http-proxy's option names as aliases of ours: one meaning each, a conflicting pair
 // refused at registration, the rest of `undici` passed to the Agent.
@@ -47,8 +48,8 @@ t.test('equal values on both sides, base alone, http2: false and the harmless re
     { base: up.url, prefix: '/base', http2: false, disableCache: true, cacheURLs: 10, disableRequestLogging: true } as ProxyOptions,
     { upstream: up.url, prefix: '/same', connections: 4, undici: { connections: 4, pipelining: 1, keepAliveMaxTimeout: 5000, connect: { timeout: 1000, rejectUnauthorized: true } }, connectTimeout: 1000 }
   ])
-  t.equal((await receive(`${url}/base/x`)).body, 'seen /x')
-  t.equal((await receive(`${url}/same/y`)).body, 'seen /y')
+  t.equal((await receiveWithin(`${url}/base/x`)).body, 'seen /x')
+  t.equal((await receiveWithin(`${url}/same/y`)).body, 'seen /y')
   t.same(up.seen.map(r => r.url), ['/x', '/y'])
 })
 
@@ -66,16 +67,16 @@ function flaky (failures: number): (req: IncomingMessage, res: ServerResponse) =
 t.test('replyOptions.retriesCount / maxRetriesOn503 are `retries` (the larger one); retryMethods chooses the methods', async (t) => {
   const up = await upstream(t, flaky(2))
   const { url } = await proxyApp(t, { upstream: up.url, replyOptions: { retriesCount: 1, maxRetriesOn503: 2 } })
-  const response = await receive(`${url}/a`)
+  const response = await receiveWithin(`${url}/a`)
   t.equal(response.status, 200)
   t.equal(response.body, 'attempt 3')
   t.equal(up.seen.length, 3, 'two retries')
 
   const deletes = await upstream(t, flaky(1))
   const withMethods = await proxyApp(t, { upstream: deletes.url, maxRetriesOn503: 1, retryMethods: ['DELETE'] })
-  const deleted = await receive(`${withMethods.url}/b`, { method: 'DELETE' })
+  const deleted = await receiveWithin(`${withMethods.url}/b`, { method: 'DELETE' })
   t.equal(deleted.status, 200, 'DELETE without a body retried')
-  const get = await receive(`${withMethods.url}/c`)
+  const get = await receiveWithin(`${withMethods.url}/c`)
   t.equal(get.status, 200, 'its second attempt overall')
   t.same(deletes.seen.map(r => `${r.method ?? ''} ${r.url ?? ''}`), ['DELETE /b', 'DELETE /b', 'GET /c'], 'GET is not in retryMethods: not retried')
 })
@@ -83,7 +84,7 @@ t.test('replyOptions.retriesCount / maxRetriesOn503 are `retries` (the larger on
 t.test('a user rewriteRequestHeaders in replyOptions is the top-level one', async (t) => {
   const up = await upstream(t, (req, res) => { req.resume(); res.end(String(req.headers['x-added'])) })
   const { url } = await proxyApp(t, { upstream: up.url, replyOptions: { rewriteRequestHeaders: (_request, headers) => ({ ...headers, 'x-added': 'yes' }) } })
-  const response = await receive(`${url}/`)
+  const response = await receiveWithin(`${url}/`)
   t.equal(response.body, 'yes')
   t.ok(up.seen[0].headers['x-forwarded-for'], 'after the proxy\'s own X-Forwarded-*')
 })

@@ -5,6 +5,7 @@ import Fastify, { type FastifyRequest } from 'fastify'
 import { WebSocket, WebSocketServer } from 'ws'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { portOf, wsUpstream } from '../helpers/ws-servers.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
 
 // WebSocket cases of @fastify/http-proxy 11.6's suite (test/websocket.js, websocket-querystring.js)
 // with the same options against our proxy. Its ws endpoints in the middle are a byte pipe here:
@@ -25,13 +26,13 @@ async function proxyServer (t: Test, options: ProxyOptions | ProxyOptions[]): Pr
 /** Opens a client, echoes a text and a binary message through the tunnel, and closes it. */
 async function echoBoth (t: Test, url: string, protocols: string[] = [], headers: Record<string, string> = {}): Promise<WebSocket> {
   const ws = new WebSocket(url, protocols, { headers })
-  await once(ws, 'open')
+  await within(PROMPTLY, once(ws, 'open'), 'the WebSocket opened')
   ws.send('hello', { binary: false })
-  const [text, textBinary] = await once(ws, 'message') as [Buffer, boolean]
+  const [text, textBinary] = await within(PROMPTLY, once(ws, 'message'), 'the next message') as [Buffer, boolean]
   t.equal(text.toString(), 'hello')
   t.equal(textBinary, false)
   ws.send(Buffer.from('fastify'), { binary: true })
-  const [binary, isBinary] = await once(ws, 'message') as [Buffer, boolean]
+  const [binary, isBinary] = await within(PROMPTLY, once(ws, 'message'), 'the next message') as [Buffer, boolean]
   t.equal(binary.toString(), 'fastify')
   t.equal(isBinary, true)
   return ws
@@ -39,7 +40,7 @@ async function echoBoth (t: Test, url: string, protocols: string[] = [], headers
 
 async function closeClient (ws: WebSocket): Promise<void> {
   ws.close()
-  await once(ws, 'close')
+  await within(PROMPTLY, once(ws, 'close'), 'the close')
 }
 
 t.test('basic websocket proxy (upstream: ws://): subprotocol and cookie reach the upstream; app.close() closes the client', async (t) => {
@@ -49,7 +50,7 @@ t.test('basic websocket proxy (upstream: ws://): subprotocol and cookie reach th
   t.equal(ws.protocol, subprotocol)
   t.equal(origin.handshakes[0].headers.cookie, cookie)
   t.equal(origin.handshakes[0].headers['sec-websocket-protocol'], subprotocol)
-  await Promise.all([once(ws, 'close'), server.close()])
+  await within(PROMPTLY, Promise.all([once(ws, 'close'), server.close()]), 'app.close() returned and closed the client')
 })
 
 t.test('getUpstream (upstream: \'\'): the upgrade goes where getUpstream says', async (t) => {
@@ -108,9 +109,9 @@ t.test('multiple websocket upstreams with host constraints', async (t) => {
   ])
   for (const [name, origin] of [['foo', foo], ['bar', bar]] as const) {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}`, { headers: { host: name } })
-    await once(ws, 'open')
+    await within(PROMPTLY, once(ws, 'open'), 'the WebSocket opened')
     ws.send(`hello ${name}`)
-    const [reply] = await once(ws, 'message') as [Buffer]
+    const [reply] = await within(PROMPTLY, once(ws, 'message'), 'the next message') as [Buffer]
     t.equal(reply.toString(), `hello ${name}`)
     t.equal(origin.handshakes.length, 1, `${name} got its upgrade`)
     await closeClient(ws)
@@ -151,10 +152,13 @@ async function rawUpgrade (port: number, path: string): Promise<string> {
     'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
   let received = ''
   socket.setEncoding('latin1')
-  for await (const chunk of socket) {
-    received += chunk as string
-    if (received.includes('\r\n')) break
+  const statusLine = async (): Promise<void> => {
+    for await (const chunk of socket) {
+      received += chunk as string
+      if (received.includes('\r\n')) break
+    }
   }
+  await within(PROMPTLY, statusLine(), `the answer to the upgrade for ${path}`)
   socket.destroy()
   return received.split('\r\n', 1)[0]
 }
@@ -189,9 +193,9 @@ t.test('multiple websocket upstreams (/A, /A/B, /C/D, /C); keep proxy websocket 
   const server = await proxyServer(t, names.map((prefix, i) => ({ prefix, upstream: `ws://127.0.0.1:${origins[i].port}`, websocket: true })))
   for (const [i, name] of names.entries()) {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}${name}`)
-    await once(ws, 'open')
+    await within(PROMPTLY, once(ws, 'open'), 'the WebSocket opened')
     ws.send(`hello ${name}`)
-    const [reply] = await once(ws, 'message') as [Buffer]
+    const [reply] = await within(PROMPTLY, once(ws, 'message'), 'the next message') as [Buffer]
     t.equal(reply.toString(), `hello ${name}`)
     t.equal(origins[i].handshakes.length, 1, `${name} reached its own upstream`)
     await closeClient(ws)
@@ -219,10 +223,10 @@ t.test('Should gracefully close when clients attempt to connect after calling cl
     return app.server
   }
   const ws = new WebSocket(`ws://127.0.0.1:${port}`)
-  await once(ws, 'open')
-  const [[code]] = await Promise.all([once(ws, 'close') as Promise<[number]>, app.close()])
+  await within(PROMPTLY, once(ws, 'open'), 'the WebSocket opened')
+  const [[code]] = await within(PROMPTLY, Promise.all([once(ws, 'close') as Promise<[number]>, app.close()]), 'app.close() returned and closed the tunnel')
   t.equal(code, 1001, 'the open tunnel got Going Away')
-  t.equal(await late, 'ECONNREFUSED')
+  t.equal(await within(PROMPTLY, late ?? Promise.resolve('no late client'), 'the late client\'s connection was refused or answered'), 'ECONNREFUSED')
   t.equal(origin.handshakes.length, 1, 'the late client never reached the upstream')
 })
 
@@ -245,9 +249,9 @@ async function prefixedEcho (t: Test): Promise<string> {
 
 async function talk (port: number, path: string): Promise<string> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`)
-  await once(ws, 'open')
+  await within(PROMPTLY, once(ws, 'open'), 'the WebSocket opened')
   ws.send('hello')
-  const [reply] = await once(ws, 'message') as [Buffer]
+  const [reply] = await within(PROMPTLY, once(ws, 'message'), 'the next message') as [Buffer]
   await closeClient(ws)
   return reply.toString()
 }

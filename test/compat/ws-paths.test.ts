@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyWebSocket from '@fastify/websocket'
 import { WebSocket } from 'ws'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
 
 // Path mapping of WebSocket upgrades and plain requests, from @fastify/http-proxy 11.6's
 // test/ws-prefix-rewrite.js, with the same options against our proxy: the upstream echoes the
@@ -74,7 +75,7 @@ for (const [name, options, wrapper, paths] of cases) {
     const b = await backend(t)
     const url = await frontend(t, options(b.url), wrapper)
     for (const [path, expected] of paths) {
-      t.same(await both(`${url}${path}`), [expected, expected], path)
+      t.same(await within(PROMPTLY, both(`${url}${path}`), `${path}: an answer over WebSocket and over HTTP`), [expected, expected], path)
     }
     const reached = paths.filter(([, expected]) => expected !== 'error').flatMap(([, expected]) => [`ws ${expected}`, `http ${expected}`])
     t.same(b.seen, reached, 'the upstream saw only the mapped paths')
@@ -84,7 +85,7 @@ for (const [name, options, wrapper, paths] of cases) {
 t.test('percent-encoded backslashes: path data there, refused here (400 for both; README: Path safety)', async (t) => {
   const b = await backend(t)
   const url = await frontend(t, { upstream: `${b.url}/internal`, websocket: true, prefix: '/pub' })
-  t.same(await both(`${url}/pub/foo%5C..bar`), ['error', 'error'])
+  t.same(await within(PROMPTLY, both(`${url}/pub/foo%5C..bar`), '/pub/foo%5C..bar: an answer over WebSocket and over HTTP'), ['error', 'error'])
   t.equal(await rawUpgrade(url, '/pub/foo%5C..bar'), 'HTTP/1.1 400 Bad Request')
   t.same(b.seen, [])
 })
@@ -96,10 +97,13 @@ async function rawUpgrade (url: string, path: string): Promise<string> {
   socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
   let received = ''
-  for await (const chunk of socket) {
-    received += chunk as string
-    if (received.includes('\r\n')) break
+  const statusLine = async (): Promise<void> => {
+    for await (const chunk of socket) {
+      received += chunk as string
+      if (received.includes('\r\n')) break
+    }
   }
+  await within(PROMPTLY, statusLine(), `the answer to the upgrade for ${path}`)
   socket.destroy()
   return received.split('\r\n', 1)[0]
 }

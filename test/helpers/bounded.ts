@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { receive, type Received } from './receive.js'
 
 // Every wait in a test is bounded: a regression fails within seconds, with a message naming what
 // never came, instead of hanging until tap's file timeout. The bounds are far above what a loaded
@@ -42,4 +43,22 @@ export async function peerLeft (socket: Socket, missing: string, ms = PROMPTLY):
     socket.once('close', () => resolve('close'))
   })
   return await within(ms, ending, missing)
+}
+
+/** The bound for a whole HTTP answer: some tests' upstreams stream for a second or two first. */
+export const ANSWERED = 15_000
+
+/** `receive` (helpers/receive.ts), bounded: the client's whole answer, or a failure naming the URL. */
+export async function receiveWithin (...args: Parameters<typeof receive>): Promise<Received> {
+  return await within(ANSWERED, receive(...args), `an answer to ${String(args[0])}`)
+}
+
+/** The rest of `stream` as text, once it ended; bounded. */
+export async function textOf (stream: AsyncIterable<unknown>, missing: string, ms = ANSWERED): Promise<string> {
+  const read = async (): Promise<string> => {
+    let text = ''
+    for await (const chunk of stream) text += String(chunk)
+    return text
+  }
+  return await within(ms, read(), missing)
 }

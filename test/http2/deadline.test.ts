@@ -8,6 +8,7 @@ import deadline, { type DeadlineOptions } from '../../plugins/deadline/index.js'
 import { port } from '../helpers/proxy-servers.js'
 import { aborted } from '../helpers/deadline-app.js'
 import { H2_MODES, h2Request, h2ServerOptions, h2Session, h2Until, type H2Mode } from '../helpers/h2.js'
+import { ANSWERED, PROMPTLY, within } from '../helpers/bounded.js'
 
 async function h2App (t: Test, mode: H2Mode, options: DeadlineOptions, routes: (app: FastifyInstance) => void): Promise<http2.ClientHttp2Session> {
   // Fastify's types pick the server kind from literal options; these tests only need the routes.
@@ -48,8 +49,8 @@ for (const mode of H2_MODES) {
     for (const [path, text] of [['/wait', null], ['/sse', 'data: one']] as const) {
       const arrived = once(arrivals, path)
       const { stream } = h2Request(session, path)
-      if (text === null) await arrived
-      else await h2Until(stream, text)
+      if (text === null) await within(PROMPTLY, arrived, `${path}: the handler got the request`)
+      else await within(PROMPTLY, h2Until(stream, text), `${path}: the client got ${JSON.stringify(text)}`)
       const start = Date.now()
       stream.close(http2.constants.NGHTTP2_CANCEL)
       const reason = await Promise.race([aborted(signals.get(path) as AbortSignal), failAfter(5000, `${path}: the signal never aborted`)]) as { code?: string }
@@ -74,9 +75,9 @@ for (const mode of H2_MODES) {
       })
     })
     const flowing = h2Request(session, '/flowing')
-    await h2Until(flowing.stream, 'data: 1\n\n')
+    await within(PROMPTLY, h2Until(flowing.stream, 'data: 1\n\n'), 'the first event')
     const start = Date.now()
-    const stalled = await h2Request(session, '/stalled').done
+    const stalled = await within(ANSWERED, h2Request(session, '/stalled').done, 'the HTTP/2 answer')
     const took = Date.now() - start
     t.equal(stalled.status, 200)
     t.equal(stalled.body, 'data: only\n\n', 'the stalled stream got its event')
@@ -97,22 +98,22 @@ for (const mode of H2_MODES) {
         reply.hijack()
       })
     })
-    const slow = await h2Request(session, '/slow').done
+    const slow = await within(ANSWERED, h2Request(session, '/slow').done, 'the HTTP/2 answer')
     t.equal(slow.status, 504)
     t.equal(JSON.parse(slow.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
     t.equal(slow.headers.connection, undefined)
 
     // The body never ends: the 504 comes, then the stream alone is reset without an error.
     const upload = h2Request(session, '/upload', 'POST', 'part of a body')
-    const uploaded = await upload.done
+    const uploaded = await within(PROMPTLY, upload.done, 'the 504 and the stream\'s close for the unfinished upload')
     t.equal(uploaded.status, 504, 'an unfinished upload gets its 504')
     t.equal(uploaded.rstCode, http2.constants.NGHTTP2_NO_ERROR, 'then the stream is closed with NO_ERROR')
 
-    const download = await h2Request(session, '/download').done
+    const download = await within(ANSWERED, h2Request(session, '/download').done, 'the HTTP/2 answer')
     t.equal(download.body, 'partial')
     t.equal(download.ending, 'reset', 'a stalled download is cut: the stream is reset, never ended as complete')
     t.same(seen.map(w => `${w.name}: ${w.message}`), [], 'no warnings')
-    const after = await h2Request(session, '/slow').done
+    const after = await within(ANSWERED, h2Request(session, '/slow').done, 'the HTTP/2 answer')
     t.equal(after.status, 504, 'the session still serves new streams after the cut')
   })
 }

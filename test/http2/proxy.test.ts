@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process'
 import t, { type Test } from 'tap'
 import { proxyApp, upstream, type Upstream } from '../helpers/proxy-servers.js'
 import { H2_MODES, h2Request, h2ServerOptions, h2Session, h2Until, type H2Mode } from '../helpers/h2.js'
+import { ANSWERED, PROMPTLY, within } from '../helpers/bounded.js'
 
 const PROMPT = 1000
 
@@ -21,8 +22,9 @@ async function h2Proxy (t: Test, mode: H2Mode, up: Upstream): Promise<{ session:
   return { session: await h2Session(t, mode, address.port), port: address.port }
 }
 
-function nextUpstreamRequest (up: Upstream): Promise<[http.IncomingMessage, http.ServerResponse]> {
-  return once(up.server, 'request') as Promise<[http.IncomingMessage, http.ServerResponse]>
+/** The next request the upstream gets (listener attached before the request is sent); bounded. */
+async function nextUpstreamRequest (up: Upstream): Promise<[http.IncomingMessage, http.ServerResponse]> {
+  return await within(PROMPTLY, once(up.server, 'request'), 'the upstream got the request') as [http.IncomingMessage, http.ServerResponse]
 }
 
 async function upstreamCut (t: Test, res: http.ServerResponse, what: string): Promise<void> {
@@ -59,7 +61,7 @@ for (const mode of H2_MODES) {
       const arrived = nextUpstreamRequest(up)
       const { stream } = h2Request(session, path)
       const [, res] = await arrived
-      if (text !== null) await h2Until(stream, text)
+      if (text !== null) await within(PROMPTLY, h2Until(stream, text), `${path}: the client got ${JSON.stringify(text)}`)
       stream.close(http2.constants.NGHTTP2_CANCEL)
       await upstreamCut(t, res, path)
     }
@@ -71,13 +73,13 @@ for (const mode of H2_MODES) {
     const arrived = nextUpstreamRequest(up)
     const download = h2Request(session, '/download')
     const [, res] = await arrived
-    await h2Until(download.stream, 'part one')
+    await within(PROMPTLY, h2Until(download.stream, 'part one'), 'the client got the first part')
     res.socket?.destroy()
-    const received = await download.done
+    const received = await within(PROMPTLY, download.done, 'the client\'s stream closed after the upstream died')
     t.equal(received.body, 'part one')
     t.equal(received.ending, 'reset', 'the client sees a reset')
     t.equal(received.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR, 'with INTERNAL_ERROR')
-    const again = await h2Request(session, '/trailers').done
+    const again = await within(ANSWERED, h2Request(session, '/trailers').done, 'the HTTP/2 answer')
     t.equal(again.status, 200, 'the session still serves new streams')
   })
 
@@ -90,16 +92,16 @@ for (const mode of H2_MODES) {
     const { session } = await h2Proxy(t, mode, up)
     const start = Date.now()
     const { stream, done } = h2Request(session, '/events')
-    await once(stream, 'response')
+    await within(PROMPTLY, once(stream, 'response'), 'the response head')
     const headAfter = Date.now() - start
     t.ok(headAfter < 1200, `head after ${headAfter} ms, before the event at 1500 ms`)
-    t.equal((await done).body, 'data: late\n\n')
+    t.equal((await within(PROMPTLY, done, 'the event and the end of the stream')).body, 'data: late\n\n')
   })
 
   t.test(`${mode}: upstream trailers reach an h2 client`, async (t) => {
     const up = await upstream(t, sse)
     const { session } = await h2Proxy(t, mode, up)
-    const received = await h2Request(session, '/trailers').done
+    const received = await within(ANSWERED, h2Request(session, '/trailers').done, 'the HTTP/2 answer')
     t.equal(received.body, 'message')
     t.equal(received.ending, 'end')
     t.equal(received.trailers['grpc-status'], '0', 'grpc-status arrived as a trailer')
@@ -112,6 +114,7 @@ for (const mode of H2_MODES) {
     const url = mode === 'tls' ? `https://127.0.0.1:${port}/ticker` : `http://127.0.0.1:${port}/ticker`
     const flags = mode === 'tls' ? ['--http2', '-k'] : ['--http2-prior-knowledge']
     const start = Date.now()
+    // curl's own --max-time bounds this wait.
     const out = await new Promise<string>((resolve, reject) => {
       execFile('curl', ['-sS', '-N', '-i', '--max-time', '10', ...flags, url], (err, stdout) => err === null ? resolve(stdout) : reject(err))
     })

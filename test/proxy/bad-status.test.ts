@@ -1,5 +1,6 @@
 import t from 'tap'
-import { proxyApp, rawUpstream, receive } from '../helpers/proxy-servers.js'
+import { proxyApp, rawUpstream } from '../helpers/proxy-servers.js'
+import { receiveWithin } from '../helpers/bounded.js'
 
 // Status lines that undici's parser lets through but no client can use: each must be the
 // documented 502 FST_STREAMLINE_UPSTREAM_BAD_RESPONSE, not UPSTREAM_ERROR or UPSTREAM_UNAVAILABLE.
@@ -27,7 +28,7 @@ t.test('an upstream status outside 100-599, or a 101 nobody asked for, is 502 BA
   const { url } = await proxyApp(t, { upstream: raw, prefix: '/raw' })
 
   for (const path of Object.keys(RESPONSES)) {
-    const res = await receive(`${url}/raw${path}`)
+    const res = await receiveWithin(`${url}/raw${path}`)
     t.equal(res.status, 502, `${path}: 502`)
     t.match(res.headers['content-type'], /^application\/json/)
     t.same(JSON.parse(res.body), {
@@ -40,7 +41,7 @@ t.test('an upstream status outside 100-599, or a 101 nobody asked for, is 502 BA
   t.same(heads.map(h => h.split('\r\n')[0]), Object.keys(RESPONSES).map(p => `GET ${p} HTTP/1.1`), 'the upstream saw each plain GET once, unchanged')
   t.ok(heads.every(h => !/\r\nupgrade:/i.test(h)), 'no request asked for an upgrade')
 
-  const after = await receive(`${url}/raw/healthy`)
+  const after = await receiveWithin(`${url}/raw/healthy`)
   t.equal(after.status, 200, 'the process is alive and still proxying')
   t.equal(after.body, 'fine')
 })

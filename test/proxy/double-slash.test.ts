@@ -5,11 +5,12 @@ import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import proxy from '../../plugins/proxy/index.js'
 import { port, proxyApp, rawRequest, upstream } from '../helpers/proxy-servers.js'
+import { ANSWERED, within } from '../helpers/bounded.js'
 
 const NOT_FOUND = { statusCode: 404, code: 'FST_STREAMLINE_PROXY_NOT_FOUND', error: 'Not Found', message: 'No upstream for this path' }
 
 async function send (url: string, method: string, path: string): Promise<{ status: number, body: string }> {
-  const received = await rawRequest(url, `${method} ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`)
+  const received = await within(ANSWERED, rawRequest(url, `${method} ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`), 'the proxy\'s answer to the raw request')
   return { status: Number(received.split(' ')[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4) }
 }
 

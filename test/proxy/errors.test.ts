@@ -5,8 +5,9 @@ import net from 'node:net'
 import { once } from 'node:events'
 
 import { classifyUpstreamError } from '../../plugins/proxy/upstream-errors.js'
-import { port, proxyApp, rawUpstream, receive, upstream } from '../helpers/proxy-servers.js'
+import { port, proxyApp, rawUpstream, upstream } from '../helpers/proxy-servers.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
+import { receiveWithin } from '../helpers/bounded.js'
 
 /** Asserts a well-formed JSON error with no stack and no upstream address in it. */
 function assertErrorBody (t: Test, res: { status: number, headers: http.IncomingHttpHeaders, body: string }, status: number, code: string, upstreamUrl: string): void {
@@ -44,14 +45,14 @@ t.test('before headers: refused 502, DNS failure 502, reset 502, malformed 502, 
     { upstream: raw, prefix: '/slow', headersTimeout: 300 }
   ])
 
-  assertErrorBody(t, await receive(`${url}/refused/x`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', closedUrl)
-  assertErrorBody(t, await receive(`${url}/dns/x`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', 'http://upstream.invalid')
-  assertErrorBody(t, await receive(`${url}/raw/reset`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', raw)
-  assertErrorBody(t, await receive(`${url}/raw/bad-status`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
-  assertErrorBody(t, await receive(`${url}/raw/bad-header`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
-  assertErrorBody(t, await receive(`${url}/raw/status-999`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
-  assertErrorBody(t, await receive(`${url}/raw/garbage`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
-  const slow = await receive(`${url}/slow/silent`)
+  assertErrorBody(t, await receiveWithin(`${url}/refused/x`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', closedUrl)
+  assertErrorBody(t, await receiveWithin(`${url}/dns/x`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', 'http://upstream.invalid')
+  assertErrorBody(t, await receiveWithin(`${url}/raw/reset`), 502, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE', raw)
+  assertErrorBody(t, await receiveWithin(`${url}/raw/bad-status`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
+  assertErrorBody(t, await receiveWithin(`${url}/raw/bad-header`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
+  assertErrorBody(t, await receiveWithin(`${url}/raw/status-999`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
+  assertErrorBody(t, await receiveWithin(`${url}/raw/garbage`), 502, 'FST_STREAMLINE_UPSTREAM_BAD_RESPONSE', raw)
+  const slow = await receiveWithin(`${url}/slow/silent`)
   assertErrorBody(t, slow, 504, 'FST_STREAMLINE_UPSTREAM_TIMEOUT', raw)
   t.ok(slow.headersAt >= 250 && slow.headersAt < 2000, `504 after ${slow.headersAt} ms (headersTimeout 300)`)
 })
@@ -83,7 +84,7 @@ t.test('after headers: an upstream dying mid-body destroys the client connection
   })
   const { url } = await proxyApp(t, { upstream: raw })
   for (const path of ['/short', '/unterminated', '/reset']) {
-    const res = await receive(`${url}${path}`)
+    const res = await receiveWithin(`${url}${path}`)
     t.equal(res.status, 200, `${path}: the head was relayed`)
     t.equal(res.body, '0123456789', `${path}: the bytes that came were relayed`)
     t.equal(res.ending, 'cut', `${path}: the client sees a broken response, never a clean end`)
@@ -108,11 +109,11 @@ t.test('upstream TLS is verified by default; turning it off or trusting a CA is 
     { upstream: tlsUrl, prefix: '/insecure', tls: { rejectUnauthorized: false } },
     { upstream: tlsUrl, prefix: '/trusted', tls: { ca: cert } }
   ])
-  assertErrorBody(t, await receive(`${url}/default/a`), 502, 'FST_STREAMLINE_UPSTREAM_TLS', tlsUrl)
+  assertErrorBody(t, await receiveWithin(`${url}/default/a`), 502, 'FST_STREAMLINE_UPSTREAM_TLS', tlsUrl)
   t.same(seen, [], 'the self-signed upstream got no request by default')
-  const insecure = await receive(`${url}/insecure/b`)
+  const insecure = await receiveWithin(`${url}/insecure/b`)
   t.equal(insecure.body, 'secure')
-  const trusted = await receive(`${url}/trusted/c`)
+  const trusted = await receiveWithin(`${url}/trusted/c`)
   t.equal(trusted.body, 'secure')
   t.same(seen, ['/b', '/c'])
 })
@@ -120,10 +121,10 @@ t.test('upstream TLS is verified by default; turning it off or trusting a CA is 
 t.test('a function upstream returning garbage is a clear 500 configuration error', async (t) => {
   const up = await upstream(t, (_req, res) => res.end('never'))
   const { url } = await proxyApp(t, { upstream: (request) => request.headers['x-target'] === 'good' ? up.url : 'ftp://nope' })
-  const bad = await receive(`${url}/x`)
+  const bad = await receiveWithin(`${url}/x`)
   t.equal(bad.status, 500)
   t.equal(JSON.parse(bad.body).code, 'FST_STREAMLINE_PROXY_INVALID_UPSTREAM')
-  const good = await receive(`${url}/x`, { headers: { 'x-target': 'good' } })
+  const good = await receiveWithin(`${url}/x`, { headers: { 'x-target': 'good' } })
   t.equal(good.body, 'never')
   t.equal(up.seen.length, 1)
 })

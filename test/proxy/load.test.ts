@@ -5,7 +5,8 @@ import { once } from 'node:events'
 import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
-import { proxyApp, receive, upstream } from '../helpers/proxy-servers.js'
+import { proxyApp, upstream } from '../helpers/proxy-servers.js'
+import { ANSWERED, receiveWithin, within } from '../helpers/bounded.js'
 
 const require = createRequire(import.meta.url)
 
@@ -28,12 +29,13 @@ async function proxyProcess (t: Test, upstreamUrl: string): Promise<{ url: strin
     process.send({ port: app.server.address().port })`
   const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   t.teardown(() => { child.kill() })
-  const [ready] = await once(child, 'message') as [{ port: number }]
+  // Starting a Node process and loading Fastify takes a while on a loaded machine.
+  const [ready] = await within(ANSWERED, once(child, 'message'), 'the proxy process reported its port') as [{ port: number }]
   return {
     url: `http://127.0.0.1:${ready.port}`,
     rss: async () => {
       child.send('rss')
-      const [message] = await once(child, 'message') as [{ rss: number }]
+      const [message] = await within(ANSWERED, once(child, 'message'), 'the proxy process reported its RSS') as [{ rss: number }]
       return message.rss
     }
   }
@@ -59,7 +61,7 @@ t.test('backpressure: 50 slow clients make the upstream writes stall; the proxy 
   })
   const proxy = await proxyProcess(t, up.url)
   // Warm the proxy up once so that the baseline includes loaded code and one pooled connection.
-  await receive(`${proxy.url}/warm`, { method: 'HEAD' })
+  await receiveWithin(`${proxy.url}/warm`, { method: 'HEAD' })
   const before = await proxy.rss()
 
   // Clients that read about 16 KB/s each: pause after every chunk for as long as it "took".
@@ -76,7 +78,7 @@ t.test('backpressure: 50 slow clients make the upstream writes stall; the proxy 
     clients.push(socket)
   }
   t.teardown(() => { for (const c of clients) c.destroy() })
-  while (streams.length < 50) await once(up.server, 'request')
+  await within(ANSWERED, (async () => { while (streams.length < 50) await once(up.server, 'request') })(), 'the upstream got all 50 requests')
   const started = Date.now()
   // Bounded run: a few seconds is enough for every buffer on the way to fill up.
   await new Promise((resolve) => setTimeout(resolve, 4000))
@@ -107,9 +109,9 @@ t.test('200 open SSE streams do not starve a normal request to the same upstream
     clients.push(req)
   }
   t.teardown(() => { for (const c of clients) c.destroy() })
-  await Promise.all(heads)
+  await within(ANSWERED, Promise.all(heads), 'all 200 clients got their response head')
   t.equal(open.length, 200, '200 streams are open upstream')
-  const plain = await receive(`${url}/plain`)
+  const plain = await receiveWithin(`${url}/plain`)
   t.equal(plain.body, 'plain')
   t.ok(plain.headersAt < 2000, `the GET completed in ${plain.headersAt} ms`)
   for (const c of clients) c.destroy()

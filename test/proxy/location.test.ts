@@ -2,7 +2,8 @@ import t from 'tap'
 import http2 from 'node:http2'
 import { once } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { proxyApp, receive, upstream } from '../helpers/proxy-servers.js'
+import { proxyApp, upstream } from '../helpers/proxy-servers.js'
+import { PROMPTLY, receiveWithin, within } from '../helpers/bounded.js'
 
 // internalRewriteLocationHeader (default on), with nginx's `proxy_redirect default` meaning: a
 // Location / Content-Location into the upstream's mapped prefix comes back under the proxy's.
@@ -43,7 +44,7 @@ t.test('a Location into the mapped prefix comes back under the proxy\'s prefix (
     ['/plain/a/b', '/something', '/plain/something'] // no rewritePrefix: every upstream path is under it
   ]
   for (const [path, location, expected] of cases) {
-    const response = await receive(`${url}${path}${q(location)}`)
+    const response = await receiveWithin(`${url}${path}${q(location)}`)
     t.equal(response.status, 302)
     t.equal(response.headers.location, expected, `${path} ${location}`)
   }
@@ -58,11 +59,11 @@ t.test('Content-Location is rewritten too; internalRewriteLocationHeader: false 
     { upstream: up.url, prefix: '/on', rewritePrefix: '/v1', rewriteHeaders: (headers) => { seenByHook.push(headers.location); return headers } },
     { upstream: up.url, prefix: '/off', rewritePrefix: '/v1', internalRewriteLocationHeader: false }
   ])
-  const on = await receive(`${url}/on/x${q('/v1/a', '/v1/a.json')}`)
+  const on = await receiveWithin(`${url}/on/x${q('/v1/a', '/v1/a.json')}`)
   t.equal(on.headers.location, '/on/a')
   t.equal(on.headers['content-location'], '/on/a.json')
   t.same(seenByHook, ['/on/a'])
-  const off = await receive(`${url}/off/x${q('/v1/a', '/v1/a.json')}`)
+  const off = await receiveWithin(`${url}/off/x${q('/v1/a', '/v1/a.json')}`)
   t.equal(off.headers.location, '/v1/a')
   t.equal(off.headers['content-location'], '/v1/a.json')
   t.same(up.seen.map(r => r.url?.split('?')[0]), ['/v1/x', '/v1/x'])
@@ -74,9 +75,9 @@ t.test('over HTTP/2 the rewritten Location arrives the same', async (t) => {
   const session = http2.connect(url)
   t.teardown(() => session.close())
   const stream = session.request({ ':path': `/api/x${q('/v1/y')}` })
-  const [headers] = await once(stream, 'response') as [http2.IncomingHttpHeaders]
+  const [headers] = await within(PROMPTLY, once(stream, 'response'), 'the response head') as [http2.IncomingHttpHeaders]
   stream.resume()
-  await once(stream, 'end')
+  await within(PROMPTLY, once(stream, 'end'), 'the end of the response')
   t.equal(headers[':status'], 302)
   t.equal(headers.location, '/api/y')
   t.equal(up.seen[0].url?.split('?')[0], '/v1/x')

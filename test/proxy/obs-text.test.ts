@@ -5,10 +5,11 @@ import t from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
 import { proxyApp, rawUpstream } from '../helpers/proxy-servers.js'
+import { PROMPTLY, within } from '../helpers/bounded.js'
 
 const HEAD_END = '\r\n\r\n'
 
-/** A raw client: sends a GET and hands back the bytes received, as latin1 (one char per byte). */
+/** A raw client: sends a GET and hands back the bytes received, as latin1 (one char per byte); `waitFor` is bounded. */
 function rawClient (url: string, path: string): { socket: net.Socket, received: () => string, waitFor: (text: string) => Promise<void> } {
   const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
   let received = ''
@@ -16,7 +17,8 @@ function rawClient (url: string, path: string): { socket: net.Socket, received: 
   socket.on('data', (data: string) => { received += data; socket.emit('progress') })
   socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`)
   const waitFor = async (text: string): Promise<void> => {
-    while (!received.includes(text)) await once(socket, 'progress')
+    const arrived = (async () => { while (!received.includes(text)) await once(socket, 'progress') })()
+    await within(PROMPTLY, arrived, `the client got ${JSON.stringify(text)}; it has ${JSON.stringify(received.slice(-200))}`)
   }
   return { socket, received: () => received, waitFor }
 }
@@ -60,6 +62,7 @@ t.test('an obs-text header byte is relayed as that byte, head flushed alone or w
   t.same(heads.map(h => h.split('\r\n')[0]), ['GET /events HTTP/1.1', 'GET /plain HTTP/1.1'], 'the upstream saw both requests')
   const alive = rawClient(url, '/plain')
   await alive.waitFor('hello')
+  t.match(alive.received(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nhello$/, 'the process is alive: a third request answered')
   alive.socket.destroy()
-  t.pass('the process is alive')
+  t.equal(heads.length, 3, 'the upstream saw each request once')
 })

@@ -4,7 +4,7 @@ import { promisify } from 'node:util'
 import Fastify from 'fastify'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { proxyApp, rawRequest, receive, upstream } from '../helpers/proxy-servers.js'
-import { PROMPTLY, within } from '../helpers/bounded.js'
+import { ANSWERED, PROMPTLY, receiveWithin, within } from '../helpers/bounded.js'
 
 /** Echoes what the upstream saw: method, path and headers. */
 function echo (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
@@ -62,37 +62,37 @@ t.test('many registrations, prefixes, rewritePrefix params, routing by request, 
   ]
   const { url } = await proxyApp(t, options)
 
-  const first = JSON.parse((await receive(`${url}/a/x/y?z=1&q=%20`)).body)
+  const first = JSON.parse((await receiveWithin(`${url}/a/x/y?z=1&q=%20`)).body)
   t.equal(first.url, '/base/v1/x/y?z=1&q=%20', 'upstream path + rewritePrefix + rest, raw query kept')
   // Characters a raw client may send unencoded leave encoded, as the URL parser encodes them.
-  const rawAnswer = await rawRequest(url, 'GET /a/{x}?a="b\'<c>&d HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
+  const rawAnswer = await within(ANSWERED, rawRequest(url, 'GET /a/{x}?a="b\'<c>&d HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'), 'the proxy\'s answer to the raw request')
   const raw = JSON.parse(rawAnswer.slice(rawAnswer.indexOf('\r\n\r\n') + 4))
   t.equal(raw.url, '/base/v1/%7Bx%7D?a=%22b%27%3Cc%3E&d', 'path and query percent-encoded for the upstream')
-  const exact = JSON.parse((await receive(`${url}/a`)).body)
+  const exact = JSON.parse((await receiveWithin(`${url}/a`)).body)
   t.equal(exact.url, '/base/v1')
-  const slash = JSON.parse((await receive(`${url}/slash/x/`)).body)
+  const slash = JSON.parse((await receiveWithin(`${url}/slash/x/`)).body)
   t.equal(slash.url, '/x/', 'a trailing slash on the prefix is ignored; one on the request is kept')
 
-  const tenant = JSON.parse((await receive(`${url}/tenants/acme%20co/items`)).body)
+  const tenant = JSON.parse((await receiveWithin(`${url}/tenants/acme%20co/items`)).body)
   t.equal(tenant.url, '/t/acme%20co/items', 'the param is re-encoded as one segment')
-  const injected = await receive(`${url}/tenants/..%2Fadmin/items`)
+  const injected = await receiveWithin(`${url}/tenants/..%2Fadmin/items`)
   t.equal(injected.status, 400, 'a param cannot carry a separator')
-  const dotted = await receive(`${url}/tenants/%2E%2E/items`)
+  const dotted = await receiveWithin(`${url}/tenants/%2E%2E/items`)
   t.match(dotted.status, /^40[04]$/, 'a param cannot be a dot segment')
   t.equal(b.seen.length, 1, 'neither reached the upstream')
 
-  await receive(`${url}/by-header/p`, { headers: { 'x-pool': 'b' } })
-  await receive(`${url}/by-header/p`)
+  await receiveWithin(`${url}/by-header/p`, { headers: { 'x-pool': 'b' } })
+  await receiveWithin(`${url}/by-header/p`)
   t.same([a.seen.at(-1)?.url, b.seen.at(-1)?.url], ['/p', '/p'], 'the upstream function routes per request')
 
   const before = a.seen.length
-  const denied = await receive(`${url}/private/secret`)
+  const denied = await receiveWithin(`${url}/private/secret`)
   t.equal(denied.status, 401)
   t.equal(a.seen.length, before, 'a preHandler that answers stops the request before any upstream contact')
-  const allowed = await receive(`${url}/private/secret`, { headers: { authorization: 'Bearer ok' } })
+  const allowed = await receiveWithin(`${url}/private/secret`, { headers: { authorization: 'Bearer ok' } })
   t.equal(JSON.parse(allowed.body).url, '/secret')
   t.equal(JSON.parse(allowed.body).headers.authorization, 'Bearer ok', 'end-to-end headers pass')
-  const post = await receive(`${url}/private/secret`, { method: 'POST', headers: { authorization: 'Bearer ok' } })
+  const post = await receiveWithin(`${url}/private/secret`, { method: 'POST', headers: { authorization: 'Bearer ok' } })
   t.equal(post.status, 404, 'methods outside httpMethods are not routed')
 })
 
@@ -105,11 +105,11 @@ t.test('the prefix cannot be escaped', async (t) => {
     '/api/a/%00', 'http://evil.example/api/x', '//evil.example/api/x', '/api/./x'
   ]
   for (const path of attempts) {
-    const raw = await rawRequest(url, `GET ${path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n`)
+    const raw = await within(ANSWERED, rawRequest(url, `GET ${path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n`), 'the proxy\'s answer to the raw request')
     t.match(raw, /^HTTP\/1\.1 40[04] /, `${path} -> ${raw.slice(9, 12)}`)
   }
   t.same(up.seen.map(r => r.url), [], 'none of them reached the upstream')
-  const fine = await rawRequest(url, 'GET /api/a...b/c.. HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n')
+  const fine = await within(ANSWERED, rawRequest(url, 'GET /api/a...b/c.. HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n'), 'the proxy\'s answer to the raw request')
   t.match(fine, /^HTTP\/1\.1 200 /, 'names that merely contain dots are not traversal')
   t.same(up.seen.map(r => r.url), ['/sandbox/a...b/c..'])
 })
@@ -150,9 +150,9 @@ t.test('hop-by-hop headers are removed both ways; the client cannot remove proxy
     res.end(body)
   })
   const { url } = await proxyApp(t, { upstream: up.url })
-  const raw = await rawRequest(url, 'GET /h HTTP/1.1\r\nHost: proxy\r\n' +
+  const raw = await within(ANSWERED, rawRequest(url, 'GET /h HTTP/1.1\r\nHost: proxy\r\n' +
     'Connection: keep-alive, x-forwarded-for, x-forwarded-host, x-client-private\r\nX-Client-Private: 1\r\nKeep-Alive: timeout=9\r\n' +
-    'Proxy-Authorization: Basic abc\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nTrailer: x-t\r\nUpgrade: websocket\r\nX-Custom: yes\r\n\r\n', /\r\n\r\n.*}/s)
+    'Proxy-Authorization: Basic abc\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nTrailer: x-t\r\nUpgrade: websocket\r\nX-Custom: yes\r\n\r\n', /\r\n\r\n.*}/s), 'the proxy\'s answer to the raw request')
   const [head, body] = raw.split('\r\n\r\n')
   const seen = JSON.parse(body)
   for (const name of ['x-client-private', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'upgrade']) {
@@ -169,14 +169,14 @@ t.test('X-Forwarded-* honour trustProxy', async (t) => {
   const up = await upstream(t, echo)
   const incoming = { 'x-forwarded-for': '203.0.113.9, 198.51.100.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example', forwarded: 'for=1.2.3.4' }
   const { url: untrusting } = await proxyApp(t, { upstream: up.url })
-  const plain = JSON.parse((await receive(`${untrusting}/x`, { headers: { host: 'ingress.local', ...incoming } })).body).headers
+  const plain = JSON.parse((await receiveWithin(`${untrusting}/x`, { headers: { host: 'ingress.local', ...incoming } })).body).headers
   t.equal(plain['x-forwarded-for'], '127.0.0.1', 'an untrusted peer\'s chain is replaced')
   t.equal(plain['x-forwarded-proto'], 'http')
   t.equal(plain['x-forwarded-host'], 'ingress.local')
   t.equal(plain.forwarded, undefined)
 
   const { url: trusting } = await proxyApp(t, { upstream: up.url }, { fastify: { trustProxy: '127.0.0.1' } })
-  const kept = JSON.parse((await receive(`${trusting}/x`, { headers: { host: 'ingress.local', ...incoming } })).body).headers
+  const kept = JSON.parse((await receiveWithin(`${trusting}/x`, { headers: { host: 'ingress.local', ...incoming } })).body).headers
   t.equal(kept['x-forwarded-for'], '198.51.100.1, 127.0.0.1', 'a trusted peer\'s chain is kept up to the first untrusted hop, then the peer appended')
   t.equal(kept['x-forwarded-proto'], 'https')
   t.equal(kept['x-forwarded-host'], 'public.example')
