@@ -6,7 +6,7 @@ import t from 'tap'
 import { ClientDisconnectedError, DeadlineExceededError } from '../../plugins/deadline/index.js'
 import { onRequestAbort } from '../../plugins/deadline/access.js'
 import { deadlineApp, listen } from '../helpers/deadline-app.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 interface Told { name: string, reason: Error }
 
@@ -32,12 +32,12 @@ t.test('on expiry every listener is told once, and one added afterwards at once'
     return 'too late'
   })
   const base = await listen(app)
-  const res = await boundedReceive(`${base}/slow`)
+  const res = await receiveWithin(`${base}/slow`)
   t.equal(res.status, 504, 'the client got the 504')
   t.same(told.map((entry) => entry.name), ['function 1', 'object 1', 'function 2', 'object 2'], 'each told once, in order')
   for (const entry of told) t.ok(entry.reason instanceof DeadlineExceededError, `${entry.name}: DeadlineExceededError`)
   t.ok(await within(5000, late, 'the late listener being told') instanceof DeadlineExceededError, 'a listener added after the expiry is told at once')
-  t.equal((await boundedReceive(`${base}/slow`)).status, 504, 'the process still serves')
+  t.equal((await receiveWithin(`${base}/slow`)).status, 504, 'the process still serves')
 })
 
 t.test('without a deadline: told once when the client leaves, never when the response completes', async (t) => {
@@ -67,7 +67,7 @@ t.test('without a deadline: told once when the client leaves, never when the res
   await within(5000, closed, 'the response closing after the client left')
   t.same(told.map((entry) => entry.name), ['function 1', 'object 1', 'function 2', 'object 2'], 'each told once, in order')
   for (const entry of told) t.ok(entry.reason instanceof ClientDisconnectedError, `${entry.name}: ClientDisconnectedError`)
-  const res = await boundedReceive(`${base}/done`)
+  const res = await receiveWithin(`${base}/done`)
   t.equal(res.body, 'done', 'the client got the whole response')
   t.same(finished, [], 'a completed response tells no one')
 })

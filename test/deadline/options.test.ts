@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import deadline, { type DeadlineOptions, type RouteDeadlineOptions } from '../../plugins/deadline/index.js'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
-import { boundedReceive } from '../helpers/within.js'
+import { receiveWithin } from '../helpers/bounded.js'
 
 t.test('an unknown plugin option is refused by the deadline plugin and by the proxy, naming it', async (t) => {
   const withDeadline = Fastify()
@@ -52,11 +52,11 @@ t.test('Fastify\'s own register options are accepted, and the documented values 
     { upstream: up.url, prefix: '/off', logLevel: 'warn', config: { deadline: false }, headersTimeout: 300 } as ProxyOptions
   ], { deadline: { timeout: 30_000, logLevel: 'warn', logSerializers: {} } as DeadlineOptions })
 
-  const short = await boundedReceive(`${url}/short/a`)
+  const short = await receiveWithin(`${url}/short/a`)
   t.equal(short.status, 504)
   t.equal(JSON.parse(short.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED', 'the route\'s own timeout (200 ms), not the plugin\'s 30 s')
   t.ok(short.headersAt < 5000, `504 after ${short.headersAt} ms`)
-  const off = await boundedReceive(`${url}/off/b`)
+  const off = await receiveWithin(`${url}/off/b`)
   t.equal(off.status, 504)
   t.equal(JSON.parse(off.body).code, 'FST_STREAMLINE_UPSTREAM_TIMEOUT', 'opted out: only the proxy\'s headersTimeout applies')
   t.same(up.seen.map(r => [r.url, r.headers['x-request-timeout-ms'] !== undefined]), [['/a', true], ['/b', false]],

@@ -5,7 +5,7 @@ import { Pool } from 'undici'
 import Fastify from 'fastify'
 import deadline from '../../plugins/deadline/index.js'
 import { deadlineApp, listen } from '../helpers/deadline-app.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 function timers (): number {
   return process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
@@ -60,7 +60,7 @@ t.test('expiries leave a shared logger as it was (logger: false)', async (t) => 
   const base = await listen(app)
   const { error, child } = app.log
   for (let i = 0; i < 20; i++) {
-    const res = await boundedReceive(`${base}/slow`)
+    const res = await receiveWithin(`${base}/slow`)
     t.equal(res.status, 504)
     t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   }

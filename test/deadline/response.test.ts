@@ -7,7 +7,7 @@ import { Pool, request } from 'undici'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import deadline, { ClientDisconnectedError, DeadlineExceededError, requestSignal, type DeadlineOptions } from '../../plugins/deadline/index.js'
 import { aborted, deadlineApp, listen } from '../helpers/deadline-app.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 t.test('a slow handler gets the 504 at the deadline and its signal aborts', async (t) => {
   const { app, logs } = await deadlineApp(t, { timeout: 300 })
@@ -17,7 +17,7 @@ t.test('a slow handler gets the 504 at the deadline and its signal aborts', asyn
     return 'too late'
   })
   const base = await listen(app)
-  const res = await boundedReceive(`${base}/slow`)
+  const res = await receiveWithin(`${base}/slow`)
   t.equal(res.status, 504)
   t.ok(res.headersAt >= 280 && res.headersAt < 300 + 400, `504 after ${res.headersAt} ms`)
   t.match(res.headers['content-type'], /^application\/json/)
@@ -50,11 +50,11 @@ t.test('requests queued on one route each expire at their own deadline, whatever
   const base = await listen(app)
   // Five slow requests 100 ms apart, with quick ones finishing between them: the route's one
   // timer must move on from each head to the next, and a head that left must not stall it.
-  const slow: Array<Promise<Awaited<ReturnType<typeof boundedReceive>>>> = []
-  const fast: Array<Promise<Awaited<ReturnType<typeof boundedReceive>>>> = []
+  const slow: Array<Promise<Awaited<ReturnType<typeof receiveWithin>>>> = []
+  const fast: Array<Promise<Awaited<ReturnType<typeof receiveWithin>>>> = []
   for (let n = 0; n < 5; n++) {
-    slow.push(boundedReceive(`${base}/slow/${n}`))
-    fast.push(boundedReceive(`${base}/fast`))
+    slow.push(receiveWithin(`${base}/slow/${n}`))
+    fast.push(receiveWithin(`${base}/fast`))
     await sleep(100)
   }
   for (const res of await Promise.all(fast)) t.equal(res.body, 'ok')
@@ -74,9 +74,9 @@ t.test('a request held up by an app hook still expires at its own deadline, not 
   let handled = 0
   app.get('/slow', async (req) => { handled++; await aborted(req.deadline.signal); return 'too late' })
   const base = await listen(app)
-  const held = boundedReceive(`${base}/slow`, { headers: { 'x-hold': '350' } })
+  const held = receiveWithin(`${base}/slow`, { headers: { 'x-hold': '350' } })
   await sleep(300)
-  const later = [boundedReceive(`${base}/slow`), boundedReceive(`${base}/slow`)]
+  const later = [receiveWithin(`${base}/slow`), receiveWithin(`${base}/slow`)]
   const res = await held
   t.equal(res.status, 504)
   t.ok(res.headersAt >= 380 && res.headersAt < 600, `504 after ${res.headersAt} ms (deadline 400 ms; the later arrivals expire at about 700)`)
@@ -99,9 +99,9 @@ t.test('abort listeners run in their own request\'s AsyncLocalStorage context', 
   })
   const base = await listen(app)
   // b arrives while a is queued: the route's timer was armed inside a's request.
-  const a = boundedReceive(`${base}/slow/a`)
+  const a = receiveWithin(`${base}/slow/a`)
   await sleep(50)
-  const b = boundedReceive(`${base}/slow/b`)
+  const b = receiveWithin(`${base}/slow/b`)
   t.same([(await a).status, (await b).status], [504, 504], 'the client saw both 504s')
   t.same(seen, { a: 'a', b: 'b' })
 })
@@ -128,7 +128,7 @@ t.test('a handler that ignores the signal still gets the 504 on time, and its la
   })
   const base = await listen(app)
   for (const path of ['/ignore', '/ignore-async', '/reject', '/rejects-with-abort']) {
-    const res = await boundedReceive(`${base}${path}`)
+    const res = await receiveWithin(`${base}${path}`)
     t.equal(res.status, 504, path)
     t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   }
@@ -175,13 +175,13 @@ t.test('per-route override and opt-out', async (t) => {
     return { aborted: req.deadline.signal.aborted, expiresAt: String(req.deadline.expiresAt), remaining: String(req.deadline.remaining()) }
   })
   const base = await listen(app)
-  const longer = await boundedReceive(`${base}/longer`)
+  const longer = await receiveWithin(`${base}/longer`)
   t.equal(longer.status, 200)
   t.equal(longer.body, 'ok')
-  const shorter = await boundedReceive(`${base}/shorter`)
+  const shorter = await receiveWithin(`${base}/shorter`)
   t.equal(shorter.status, 504)
   t.ok(shorter.headersAt < 450, `route timeout applied (${shorter.headersAt} ms)`)
-  const out = await boundedReceive(`${base}/out`)
+  const out = await receiveWithin(`${base}/out`)
   t.equal(out.status, 200)
   t.same(JSON.parse(out.body), { aborted: false, expiresAt: 'Infinity', remaining: 'Infinity' })
 })
@@ -193,7 +193,7 @@ t.test('a POST whose body was read is not aborted while the client waits', async
     return { aborted: req.deadline.signal.aborted, size: JSON.stringify(req.body).length }
   })
   const base = await listen(app)
-  const res = await boundedReceive(`${base}/upload`, { method: 'POST', headers: { 'content-type': 'application/json' } }, JSON.stringify({ data: 'x'.repeat(10_000) }))
+  const res = await receiveWithin(`${base}/upload`, { method: 'POST', headers: { 'content-type': 'application/json' } }, JSON.stringify({ data: 'x'.repeat(10_000) }))
   t.equal(res.status, 200)
   t.same(JSON.parse(res.body), { aborted: false, size: 10_011 })
 })
@@ -240,7 +240,7 @@ t.test('a hijacked route keeps its signal and gets the 504 written on the raw re
     req.deadline.signal.addEventListener('abort', () => { signalAborted = true })
   })
   const base = await listen(app)
-  const res = await boundedReceive(`${base}/hijacked`)
+  const res = await receiveWithin(`${base}/hijacked`)
   t.equal(res.status, 504)
   t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   t.ok(signalAborted)
@@ -302,7 +302,7 @@ t.test('requestSignal: the deadline signal, or a disconnect-only one on opted-ou
     await sleep(100)
     socket.destroy()
   }
-  t.equal((await boundedReceive(`${base}/finished`)).body, 'done')
+  t.equal((await receiveWithin(`${base}/finished`)).body, 'done')
   // Bounded: a signal that never aborts fails the assertions below.
   const stop = Date.now() + 5000
   while ((seen.plain === undefined || seen.out === undefined || seen.with === undefined) && Date.now() < stop) await sleep(10)
@@ -318,5 +318,5 @@ t.test('an opted-out route hands out a fresh never-aborting signal per read', as
     return { fresh: a !== req.deadline.signal, aborted: a.aborted }
   })
   const base = await listen(app)
-  t.same(JSON.parse((await boundedReceive(`${base}/out`)).body), { fresh: true, aborted: false })
+  t.same(JSON.parse((await receiveWithin(`${base}/out`)).body), { fresh: true, aborted: false })
 })

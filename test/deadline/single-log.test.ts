@@ -7,7 +7,7 @@ import net from 'node:net'
 import { once, EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 interface Line { level: number, msg: string, reqId?: string, err?: { code?: string } }
 
@@ -74,7 +74,7 @@ function warnings (log: ReturnType<typeof logCollector>, reqId: string): string[
 
 t.test('a proxied request expiring before the upstream answers: the 504, one warn line', async (t) => {
   const { up, log, url } = await setup(t)
-  const res = await boundedReceive(`${url}/silent`)
+  const res = await receiveWithin(`${url}/silent`)
   t.equal(res.status, 504)
   t.equal(JSON.parse(res.body).code, 'FST_STREAMLINE_DEADLINE_EXCEEDED')
   const id = await reqIdOf(log, '/silent')
@@ -91,7 +91,7 @@ t.test('a proxied request expiring before the upstream answers: the 504, one war
 for (const [path, ending] of [['/sse', 'end'], ['/download', 'cut']] as const) {
   t.test(`a proxied ${path.slice(1)} going idle: ${ending === 'end' ? 'a clean end' : 'a cut'}, one warn line`, async (t) => {
     const { up, log, url } = await setup(t)
-    const res = await boundedReceive(`${url}${path}`)
+    const res = await receiveWithin(`${url}${path}`)
     t.equal(res.status, 200)
     t.equal(res.ending, ending)
     t.equal(res.body, path === '/sse' ? 'data: first\n\n' : 'partial', 'what the upstream sent before going quiet')
@@ -112,7 +112,7 @@ for (const [path, ending] of [['/sse', 'end'], ['/download', 'cut']] as const) {
 
 t.test('an upstream fault is one warn line; a client that leaves is none', async (t) => {
   const { up, log, url } = await setup(t)
-  const reset = await boundedReceive(`${url}/reset`)
+  const reset = await receiveWithin(`${url}/reset`)
   t.equal(reset.status, 502)
   t.equal(JSON.parse(reset.body).code, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE')
   const resetId = await reqIdOf(log, '/reset')
@@ -129,6 +129,6 @@ t.test('an upstream fault is one warn line; a client that leaves is none', async
   t.same(warnings(log, leaveId), [], 'a client leaving is not a warning')
   t.equal(up.seen.length, 2)
 
-  const alive = await boundedReceive(`${url}/silent`)
+  const alive = await receiveWithin(`${url}/silent`)
   t.equal(alive.status, 504, 'the process is alive')
 })

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { DeadlineExceededError } from '../../plugins/deadline/index.js'
 import { aborted, deadlineApp, listen } from '../helpers/deadline-app.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 /** A readable that yields `count` pieces from `make`, one every `every` ms, then ends (or stalls forever when `stall`). */
 function paced (count: number, every: number, make: (i: number) => string | Buffer, stall = false): Readable {
@@ -53,7 +53,7 @@ t.test('an SSE response under a 300 ms timeout streams for 2 s, first event at o
     reply.type('text/event-stream; charset=utf-8').send(paced(20, 100, event))
   })
   const base = await listen(app)
-  const res = await boundedReceive(`${base}/sse`)
+  const res = await receiveWithin(`${base}/sse`)
   t.equal(res.status, 200)
   t.equal(res.ending, 'end', 'the stream ended by itself')
   t.equal(res.body, Array.from({ length: 20 }, (_, i) => event(i)).join(''), 'every event, byte for byte')
@@ -94,11 +94,11 @@ t.test('streaming mode: a long-poll answering after 1 s under a 300 ms timeout',
     return 'late'
   })
   const base = await listen(app)
-  const res = await boundedReceive(`${base}/poll`)
+  const res = await receiveWithin(`${base}/poll`)
   t.equal(res.status, 200)
   t.same(JSON.parse(res.body), { streaming: true, aborted: false })
   t.ok(res.headersAt >= 950, 'answered after 1 s')
-  const silent = await boundedReceive(`${base}/poll-too-long`)
+  const silent = await receiveWithin(`${base}/poll-too-long`)
   t.equal(silent.status, 504, 'nothing written within streamIdleTimeout: 504')
   t.match(JSON.parse(silent.body).message, /phase: idle/)
 })
@@ -117,7 +117,7 @@ t.test('idle expiry: SSE ends cleanly, chunked and short Content-Length bodies a
   stalling('chunked', 'text/plain')
   stalling('short', 'text/plain', 100_000)
   const base = await listen(app)
-  const [sse, chunked, short] = await Promise.all(['sse', 'chunked', 'short'].map((p) => boundedReceive(`${base}/${p}`)))
+  const [sse, chunked, short] = await Promise.all(['sse', 'chunked', 'short'].map((p) => receiveWithin(`${base}/${p}`)))
   const expected = [0, 1, 2].map(event).join('')
   t.equal(sse.ending, 'end', 'SSE: a clean end, so EventSource reconnects')
   t.equal(sse.body, expected)
@@ -148,7 +148,7 @@ t.test('lifetime expiry: a flowing SSE ends cleanly and a flowing download is cu
   })
   const base = await listen(app)
   const started = Date.now()
-  const [sse, download] = await Promise.all([boundedReceive(`${base}/sse`), boundedReceive(`${base}/download`)])
+  const [sse, download] = await Promise.all([receiveWithin(`${base}/sse`), receiveWithin(`${base}/download`)])
   const took = Date.now() - started
   t.ok(took >= 750 && took < 800 + 700, `ended at the lifetime (${took} ms)`)
   t.equal(sse.ending, 'end')
@@ -193,7 +193,7 @@ t.test('a hijacked SSE written with writeHead is recognised as an event stream',
     streaming = req.deadline.streaming
   })
   const base = await listen(app)
-  const res = await boundedReceive(`${base}/raw`)
+  const res = await receiveWithin(`${base}/raw`)
   t.equal(res.ending, 'end', 'ended cleanly at the idle timeout')
   t.equal(res.body, event(0))
   t.ok(streaming, 'request.deadline.streaming is true once the event-stream head is out')
@@ -204,7 +204,7 @@ t.test('a stall right after the headers is cut by the idle timer, not after the 
   app.get('/stall', (_req, reply) => { reply.type('text/plain').send(paced(1, 0, () => 'first bytes', true)) })
   const base = await listen(app)
   const started = Date.now()
-  const res = await boundedReceive(`${base}/stall`)
+  const res = await receiveWithin(`${base}/stall`)
   const took = Date.now() - started
   t.equal(res.body, 'first bytes')
   t.equal(res.ending, 'cut')

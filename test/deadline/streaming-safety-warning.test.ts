@@ -8,7 +8,7 @@ import { gunzipSync } from 'node:zlib'
 import deadline from '../../plugins/deadline/index.js'
 import { proxyApp, upstream, port } from '../helpers/proxy-servers.js'
 import { Stream } from '../helpers/stream-client.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 interface LogLine { level: number, msg: string, route?: string, onSend?: string[] }
 
@@ -108,24 +108,24 @@ t.test('in-app streaming routes: a payload-replacing onSend hook is named once; 
   await twoStreams(t, url, '/harmless', open, 'data: 1\n\n', 'data: 2\n\n')
   t.equal(warningsFor(captured.lines, 'GET /harmless').length, 0, 'no warning for a hook that passes the payload on')
   // Fastify's HEAD route reads the stream and sends no body: not a hook buffering it.
-  t.equal((await boundedReceive(`${url}/harmless`, { method: 'HEAD' })).status, 200)
+  t.equal((await receiveWithin(`${url}/harmless`, { method: 'HEAD' })).status, 200)
   open.shift()?.end()
   t.equal(warningsFor(captured.lines, 'HEAD /harmless').length, 0, 'no warning for HEAD')
 
-  t.equal((await boundedReceive(`${url}/plain`)).body, 'PLAIN', 'the hook did rewrite the plain route')
+  t.equal((await receiveWithin(`${url}/plain`)).body, 'PLAIN', 'the hook did rewrite the plain route')
   t.equal(warningsFor(captured.lines, 'GET /plain').length, 0, 'no warning for a route that does not stream')
 
-  const collected = await boundedReceive(`${url}/collected`)
+  const collected = await receiveWithin(`${url}/collected`)
   t.equal(collected.body, 'data: 1\n\n', 'the buffering hook sent the whole body at the end')
   t.match(warningsFor(captured.lines, 'GET /collected')[0]?.msg, /its body is buffered.* by onSend hook collectBody/)
 
-  const compressed = await boundedReceive(`${url}/compressed`, { headers: { 'accept-encoding': 'gzip' } })
+  const compressed = await receiveWithin(`${url}/compressed`, { headers: { 'accept-encoding': 'gzip' } })
   t.equal(compressed.headers['content-encoding'], 'gzip')
   t.equal(gunzipSync(Buffer.from(compressed.body, 'latin1')).toString(), 'data: 1\n\n', 'the events arrive, compressed')
   t.match(warningsFor(captured.lines, 'GET /compressed')[0]?.msg, /by compression \(Content-Encoding: gzip; exempt text\/event-stream/)
 
   t.equal(captured.lines.filter(line => line.level === 40).length, 3, 'no other warning')
-  t.equal((await boundedReceive(`${url}/harmless-not-there`)).status, 404, 'the process is alive')
+  t.equal((await receiveWithin(`${url}/harmless-not-there`)).status, 404, 'the process is alive')
 })
 
 t.test('a streaming route that writes on reply.raw is left alone after a few responses', async (t) => {
@@ -141,7 +141,7 @@ t.test('a streaming route that writes on reply.raw is left alone after a few res
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { app.server.closeAllConnections(); await app.close() })
-  for (let i = 0; i < 20; i++) t.equal((await boundedReceive(`http://127.0.0.1:${port(app.server)}/hijacked`)).body, 'data: raw\n\n')
+  for (let i = 0; i < 20; i++) t.equal((await receiveWithin(`http://127.0.0.1:${port(app.server)}/hijacked`)).body, 'data: raw\n\n')
   t.equal(wrapped[0], true, 'its first responses are watched')
   t.equal(wrapped.at(-1), false, 'no longer once it never sent a stream for a while')
 })
@@ -161,9 +161,9 @@ t.test('proxy routes: a payload-replacing onSend hook of the app is named once; 
     }
   })
   for (let i = 0; i < 2; i++) {
-    const rewritten = await boundedReceive(`${url}/rewritten/events`)
+    const rewritten = await receiveWithin(`${url}/rewritten/events`)
     t.equal(rewritten.body, 'DATA: UP\n\n', 'the rewritten body still arrives')
-    const harmless = await boundedReceive(`${url}/harmless/events`)
+    const harmless = await receiveWithin(`${url}/harmless/events`)
     t.equal(harmless.body, 'data: up\n\n', 'the body as the upstream sent it')
     t.equal(harmless.headers['x-seen'], 'yes')
   }
@@ -173,5 +173,5 @@ t.test('proxy routes: a payload-replacing onSend hook of the app is named once; 
   t.equal(warnings.length, 1, 'one warning, for the rewritten registration only')
   t.equal(warnings[0]?.route, 'GET /rewritten/*')
   t.match(warnings[0]?.msg, /by onSend hook rewriteProxied/)
-  t.equal((await boundedReceive(`${url}/harmless/alive`)).status, 200, 'the process is alive')
+  t.equal((await receiveWithin(`${url}/harmless/alive`)).status, 200, 'the process is alive')
 })

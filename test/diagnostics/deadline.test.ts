@@ -6,7 +6,7 @@ import t from 'tap'
 import { CHANNELS, type ClientDisconnectedMessage, type DeadlineExpiredMessage } from '../../index.js'
 import { deadlineApp, listen } from '../helpers/deadline-app.js'
 import { subscribe } from '../helpers/channels.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 t.test('deadline:expired says which phase and what the client got', async (t) => {
   const expired = subscribe<DeadlineExpiredMessage>(t, CHANNELS.deadlineExpired).messages
@@ -30,13 +30,13 @@ t.test('deadline:expired says which phase and what the client got', async (t) =>
   })
   const base = await listen(app)
 
-  const slow = await boundedReceive(`${base}/slow`)
+  const slow = await receiveWithin(`${base}/slow`)
   t.equal(slow.status, 504)
-  const events = await boundedReceive(`${base}/quiet-events`)
+  const events = await receiveWithin(`${base}/quiet-events`)
   t.equal(events.ending, 'end')
-  const download = await boundedReceive(`${base}/quiet-download`)
+  const download = await receiveWithin(`${base}/quiet-download`)
   t.equal(download.ending, 'cut')
-  const long = await boundedReceive(`${base}/long`)
+  const long = await receiveWithin(`${base}/long`)
   t.equal(long.ending, 'end')
 
   t.same(expired.map(m => [m.route, m.phase, m.outcome]), [
@@ -80,7 +80,7 @@ t.test('deadline:client-disconnected says whether the response had started', asy
   during.destroy()
 
   await within(5000, once(during, 'close'), 'the close of the /stream request')
-  t.equal((await boundedReceive(`${base}/done`)).body, 'ok', 'a completed request is not a disconnect')
+  t.equal((await receiveWithin(`${base}/done`)).body, 'ok', 'a completed request is not a disconnect')
   await within(5000, arrivals.waitFor(2), 'two deadline:client-disconnected messages')
   t.same(left.map(m => [m.request.url, m.phase]), [['/wait', 'response'], ['/stream', 'stream']])
   t.ok(left.every(m => m.elapsed >= 0 && m.elapsed < 5000), 'elapsed is measured from arrival')

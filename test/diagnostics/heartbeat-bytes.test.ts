@@ -5,7 +5,7 @@ import t from 'tap'
 import { CHANNELS, type StreamEndMessage } from '../../index.js'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { subscribe } from '../helpers/channels.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const PERIOD = 200
 

@@ -7,7 +7,7 @@ import { CHANNELS, type ProxyResponseMessage, type StreamEndMessage, type Upstre
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { subscribe } from '../helpers/channels.js'
 import { Stream } from '../helpers/stream-client.js'
-import { boundedReceive, within } from '../helpers/within.js'
+import { receiveWithin, within } from '../helpers/bounded.js'
 
 const HEAD_DELAY = 200
 const EVENT = 'data: first\n\n'
@@ -40,7 +40,7 @@ t.test('proxy:response gives the status and how long the upstream took to answer
   const responses = subscribe<ProxyResponseMessage>(t, CHANNELS.proxyResponse)
   const up = await upstream(t, upstreamRoutes)
   const { url } = await proxyApp(t, { upstream: up.url })
-  const received = await boundedReceive(`${url}/late`)
+  const received = await receiveWithin(`${url}/late`)
   t.equal(received.body, 'late body')
   await within(5000, responses.waitFor(1), 'the proxy:response message')
   const [message] = responses.messages
@@ -57,11 +57,11 @@ t.test('stream:end says who ended each relayed body, and how many bytes went thr
     { upstream: up.url, prefix: '/long', rewritePrefix: '', config: { deadline: { maxStreamDuration: 400 } } }
   ], { deadline: { timeout: 5000, streamIdleTimeout: 400 } })
 
-  t.equal((await boundedReceive(`${url}/whole`)).body, '0123456789')
-  t.equal((await boundedReceive(`${url}/quiet-events`)).ending, 'end', 'an idle event stream ends cleanly')
-  t.equal((await boundedReceive(`${url}/quiet-download`)).ending, 'cut', 'an idle download is cut')
-  t.equal((await boundedReceive(`${url}/long/ticker`)).ending, 'end', 'a flowing event stream ends at its lifetime')
-  t.equal((await boundedReceive(`${url}/dies`)).ending, 'cut', 'an upstream that dies mid-body cuts the client')
+  t.equal((await receiveWithin(`${url}/whole`)).body, '0123456789')
+  t.equal((await receiveWithin(`${url}/quiet-events`)).ending, 'end', 'an idle event stream ends cleanly')
+  t.equal((await receiveWithin(`${url}/quiet-download`)).ending, 'cut', 'an idle download is cut')
+  t.equal((await receiveWithin(`${url}/long/ticker`)).ending, 'end', 'a flowing event stream ends at its lifetime')
+  t.equal((await receiveWithin(`${url}/dies`)).ending, 'cut', 'an upstream that dies mid-body cuts the client')
 
   const client = http.get(`${url}/quiet-events`, { agent: false })
   client.on('error', () => {})
@@ -89,7 +89,7 @@ t.test('proxy:upstream-error gives the code and status the client got', async (t
   const errors = subscribe<UpstreamErrorMessage>(t, CHANNELS.upstreamError)
   // Nothing listens on port 9 of 127.0.0.1 (discard): the connection is refused.
   const { url } = await proxyApp(t, { upstream: 'http://127.0.0.1:9' })
-  const received = await boundedReceive(`${url}/anything`)
+  const received = await receiveWithin(`${url}/anything`)
   t.equal(received.status, 502)
   t.equal(JSON.parse(received.body).code, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE')
   await within(5000, errors.waitFor(1), 'the proxy:upstream-error message')

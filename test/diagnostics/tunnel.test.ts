@@ -4,7 +4,7 @@ import t from 'tap'
 import { CHANNELS, type TunnelClosedMessage, type TunnelOpenedMessage } from '../../index.js'
 import { subscribe } from '../helpers/channels.js'
 import { openClient, proxyApp, wsUpstream } from '../helpers/ws-servers.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 t.test('tunnel:opened and tunnel:closed say who opened, who closed the tunnel and counts its bytes', async (t) => {
   const opened = subscribe<TunnelOpenedMessage>(t, CHANNELS.tunnelOpened)

@@ -11,7 +11,7 @@ import { test } from 'tap'
 import { childUpstream } from '../helpers/child-upstream.js'
 import { ExampleLines } from '../helpers/example-lines.js'
 import { refused, Stream } from '../helpers/stream-client.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DRAIN = 1500

@@ -11,7 +11,7 @@ import { test, type Test } from 'tap'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { childUpstream, type ChildUpstream } from '../helpers/child-upstream.js'
 import { refused, Stream } from '../helpers/stream-client.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 interface Ingress {
   app: FastifyInstance

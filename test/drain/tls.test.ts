@@ -12,7 +12,7 @@ import proxy from '../../plugins/proxy/index.js'
 import { childUpstream, type ChildUpstream } from '../helpers/child-upstream.js'
 import { Stream } from '../helpers/stream-client.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const DRAIN = 1500
 

@@ -13,7 +13,7 @@ import {
   gone, openClient, parseReply, portOf, proxyApp, rawClient, rawTunnel, rawUpstream, SWITCH, upgradeRequest, wsUpstream
 } from '../helpers/ws-servers.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const GRACE = 5000
 const GOING_AWAY_UNMASKED = Buffer.from([0x88, 0x02, 0x03, 0xe9])

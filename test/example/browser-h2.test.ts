@@ -11,7 +11,7 @@ import { test, type Test } from 'tap'
 import type { Page } from 'playwright-core'
 import { openPage } from '../helpers/chromium.js'
 import { startExample, type RunningExample } from '../helpers/example-app.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const SCREENSHOT = fileURLToPath(new URL('../artifacts/example-page-h2.png', import.meta.url))
 const TIMEOUT_MS = 1000

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { test, type Test } from 'tap'
 import selfsigned from 'selfsigned'
 import { startExample, type RunningExample } from '../helpers/example-app.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const HEADERS_TIMEOUT_MS = 1000

@@ -8,7 +8,7 @@ import { Agent, request } from 'undici'
 import WebSocket from 'ws'
 import { startExample, type RunningExample } from '../helpers/example-app.js'
 import { SseReader } from '../helpers/example-sse.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const TIMEOUT_MS = 1000
 // A 2 GiB download cannot finish within a 1.5 s drain (that would take over 1.3 GiB/s through the

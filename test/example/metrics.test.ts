@@ -5,7 +5,7 @@ import { Agent, request } from 'undici'
 import { WebSocket } from 'ws'
 import { once } from 'node:events'
 import { startExample } from '../helpers/example-app.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 // Bounds every wait for a head or the next body chunk (undici's own timeouts are 5 minutes).
 const agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 10_000 })

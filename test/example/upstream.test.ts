@@ -8,7 +8,7 @@ import WebSocket from 'ws'
 import { startUpstreams } from '../../example-app/upstreams.js'
 import { ExampleLines } from '../helpers/example-lines.js'
 import { SseReader } from '../helpers/example-sse.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const MB = 1024 * 1024
 

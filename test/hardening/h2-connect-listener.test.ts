@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { portOf } from '../helpers/ws-servers.js'
 import { extendedConnect, h2ConnectSession, h2ProxyApp, nextMessage, openH2WebSocket } from '../helpers/h2-websocket.js'
 import { H2_MODES } from '../helpers/h2.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 // An app's own `connect` listener that answers an HTTP/2 WebSocket stream a moment after the
 // proxy took it (the proxy's check runs when the emit returns): whatever another listener did to

@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 import { checkHealthy, ingress, openFds, parseResponse, percentile, rawExchange, recordingUpstream } from '../helpers/hostile.js'
 
 const HEADERS_TIMEOUT = 2000

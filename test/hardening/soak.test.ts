@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 interface Snapshot {
   fds: Record<string, number>

@@ -9,7 +9,7 @@ import { proxyApp, rawClient, upgradeRequest, type Teardown } from '../helpers/w
 import {
   answersFor, BIG, ECHO, FRAME, get, H2C, NO_KEY, POST_UPGRADE, upgradeUpstream, type UpgradeUpstream, splitAnswers, type Answer, type Client
 } from '../helpers/pipeline.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 /** The proxy's own side of the client's connection, to know when it has read the client's bytes. */
 function serverSideSockets (server: http.Server): Socket[] {

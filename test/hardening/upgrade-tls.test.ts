@@ -10,7 +10,7 @@ import t from 'tap'
 import { openClient, proxyApp, upgradeRequest, type Teardown } from '../helpers/ws-servers.js'
 import { answersFor, ECHO, FRAME, get, H2C, POST_UPGRADE, upgradeUpstream, type UpgradeUpstream, type Client } from '../helpers/pipeline.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 /** A raw TLS client speaking HTTP/1.1 (by ALPN, which http2's allowHTTP1 fallback goes by). */
 async function tlsClient (t: Teardown, port: number, ca: Buffer): Promise<Client & { socket: TLSSocket }> {

@@ -10,7 +10,7 @@ import tls from 'node:tls'
 import t, { type Test } from 'tap'
 import { extendedConnect, h2ConnectSession, h2ProxyApp } from '../helpers/h2-websocket.js'
 import { gone, rawUpstream, wsUpstream } from '../helpers/ws-servers.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')

@@ -8,11 +8,14 @@ import { receive, type Received } from './receive.js'
 /** The usual bound for an event that should follow at once (a close, an end, an answer). */
 export const PROMPTLY = 5000
 
-/** `promise`'s value, or a rejection naming `missing` if it has not settled within `ms`. */
-export async function within<T> (ms: number, promise: Promise<T>, missing: string): Promise<T> {
+/**
+ * `promise`'s value, or a rejection naming `missing` if it has not settled within `ms`. `missing`
+ * may be a function, to describe the state at the time of the timeout.
+ */
+export async function within<T> (ms: number, promise: Promise<T>, missing: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`not within ${ms} ms: ${missing}`)) }, ms)
+    timer = setTimeout(() => { reject(new Error(`not within ${ms} ms: ${typeof missing === 'function' ? missing() : missing}`)) }, ms)
   })
   try {
     return await Promise.race([promise, expired])

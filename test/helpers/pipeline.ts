@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { WebSocketServer } from 'ws'
 import { portOf, type Teardown } from './ws-servers.js'
-import { within } from './within.js'
+import { within } from './bounded.js'
 
 /** A masked text frame 'hello' (RFC 6455 5.7) and the upstream's unmasked echo of it. */
 export const FRAME = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e])

@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import t, { type Test } from 'tap'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { H2_MODES, h2Request, h2ServerOptions, h2Session, h2Until, type H2Mode } from '../helpers/h2.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 interface LogLine { level: number, msg: string }
 

@@ -6,7 +6,7 @@ import http from 'node:http'
 import t, { type Test } from 'tap'
 import { proxyApp, receive, upstream, type Upstream } from '../helpers/proxy-servers.js'
 import { H2_MODES, h2Request, h2ServerOptions, h2Session } from '../helpers/h2.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 function grpcLike (_req: http.IncomingMessage, res: http.ServerResponse): void {
   res.writeHead(200, { 'content-type': 'application/grpc-web', trailer: 'grpc-status' })

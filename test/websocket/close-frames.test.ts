@@ -8,7 +8,7 @@ import { CHANNELS, type TunnelClosedMessage } from '../../index.js'
 import { openClient, proxyApp, wsUpstream, type WsUpstream } from '../helpers/ws-servers.js'
 import { extendedConnect, h2ConnectSession, h2ProxyApp, webSocketOver } from '../helpers/h2-websocket.js'
 import { subscribe } from '../helpers/channels.js'
-import { within } from '../helpers/within.js'
+import { within } from '../helpers/bounded.js'
 
 const GOING_AWAY = 1001
 

@@ -171,7 +171,7 @@ for (const mode of H2_MODES) {
     t.equal(upstreamBytes().length, upward.accepted, 'every byte reached the upstream once it read')
   })
 
-  t.test(`${mode}: wsIdleTimeout resets a silent stream and closes the upstream`, async (t) => {
+  t.test(`${mode}: wsIdleTimeout closes a silent stream with 1001 and closes the upstream`, async (t) => {
     const up = await wsUpstream(t)
     const { port } = await h2ProxyApp(t, mode, { upstream: up.url, wsIdleTimeout: 300 })
     const session = await h2ConnectSession(t, mode, port)
@@ -179,7 +179,9 @@ for (const mode of H2_MODES) {
     ws.send('once')
     await within(PROMPTLY, nextMessage(ws), 'the echo')
     const quietSince = Date.now()
-    t.equal(await streamClosed(request, 'wsIdleTimeout reset the silent stream'), NGHTTP2_CANCEL, 'reset with CANCEL')
+    const code = closeCode(ws, 'wsIdleTimeout closed the silent tunnel')
+    t.equal(await streamClosed(request, 'wsIdleTimeout ended the silent stream'), 0, 'the stream ended cleanly, no reset')
+    t.equal(await code, 1001, 'with a 1001 close frame, as on a shutdown')
     const quiet = Date.now() - quietSince
     t.ok(quiet >= 250 && quiet < 5000, `after ${quiet} ms of silence (timeout 300 ms)`)
     await until(PROMPTLY, () => up.sockets.size === 0, 'the upstream connection closed with the stream')
@@ -206,15 +208,17 @@ for (const mode of H2_MODES) {
   })
 }
 
-t.test('wsMaxStreamDuration resets a busy h2 stream', async (t) => {
+t.test('wsMaxStreamDuration closes a busy h2 stream with 1001', async (t) => {
   const up = await wsUpstream(t)
   const { port } = await h2ProxyApp(t, 'h2c', { upstream: up.url, wsMaxStreamDuration: 400 })
   const session = await h2ConnectSession(t, 'h2c', port)
   const { ws, request } = await openedOn(session, '/ws/lifetime')
   const opened = Date.now()
-  const timer = setInterval(() => ws.send('busy'), 50)
+  const timer = setInterval(() => { if (ws.readyState === ws.OPEN) ws.send('busy') }, 50)
   t.teardown(() => clearInterval(timer))
-  t.equal(await streamClosed(request, 'wsMaxStreamDuration reset the busy stream'), NGHTTP2_CANCEL, 'reset with CANCEL')
+  const code = closeCode(ws, 'wsMaxStreamDuration closed the busy tunnel')
+  t.equal(await streamClosed(request, 'wsMaxStreamDuration ended the busy stream'), 0, 'the stream ended cleanly, no reset')
+  t.equal(await code, 1001, 'with a 1001 close frame, as on a shutdown')
   clearInterval(timer)
   const lived = Date.now() - opened
   t.ok(lived >= 350 && lived < 5000, `after ${lived} ms (limit 400 ms)`)

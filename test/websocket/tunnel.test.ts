@@ -113,7 +113,7 @@ t.test('wsIdleTimeout closes a silent tunnel; traffic either way keeps it open',
   t.equal(ws.readyState, ws.OPEN, `still open after ${Date.now() - opened} ms of traffic`)
   const [code] = await within(5000, closed, 'wsIdleTimeout closed the silent tunnel')
   const quiet = Date.now() - quietSince
-  t.equal(code, 1006, 'cut without a close frame (the proxy does not speak WebSocket)')
+  t.equal(code, 1001, 'a 1001 close frame at a frame boundary, as on a shutdown')
   t.ok(quiet >= 900 && quiet < 5000, `closed after ${quiet} ms of silence (timeout 1000 ms)`)
   await until(PROMPTLY, () => up.sockets.size === 0, 'the upstream connection closed with the tunnel')
   t.equal(up.sockets.size, 0, 'the upstream connection is gone too')
@@ -131,7 +131,7 @@ t.test('wsMaxStreamDuration closes a busy tunnel', async (t) => {
   t.ok(lived >= 350 && lived < 2000, `closed after ${lived} ms (limit 400 ms)`)
 })
 
-t.test('app.close() closes open tunnels and returns (details in hardening/websocket-drain)', async (t) => {
+t.test('app.close() closes open tunnels and returns (details in drain/websocket)', async (t) => {
   const up = await wsUpstream(t)
   const { app, url } = await proxyApp(t, { upstream: up.url, wsCloseGrace: 300 })
   const clients = await Promise.all([1, 2, 3].map(async i => await openedAt(`${url}/open${i}`)))
