@@ -1,4 +1,4 @@
-import createError from '@fastify/error'
+import { createError } from '@fastify/error'
 import type { DeadlinePhase } from './types.js'
 
 // Reasons are created on the expiry/disconnect path only; no stack is captured

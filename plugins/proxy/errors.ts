@@ -1,4 +1,4 @@
-import createError, { type FastifyError } from '@fastify/error'
+import { createError, type FastifyError } from '@fastify/error'
 
 // Every error this plugin produces. Errors answered to clients carry fixed messages:
 // no upstream address, no stack (captureStackTrace false: they describe a fact about
