@@ -1,3 +1,5 @@
+// The named import (not the default one): declarations emitted from it name
+// `FastifyErrorConstructor` by its module, so they compile under every moduleResolution.
 import { createError } from '@fastify/error'
 import type { DeadlinePhase } from './types.js'
 
