@@ -1,4 +1,6 @@
-import createError from '@fastify/error'
+// The named import (not the default one): declarations emitted from it name
+// `FastifyErrorConstructor` by its module, so they compile under every moduleResolution.
+import { createError } from '@fastify/error'
 import type { DeadlinePhase } from './types.js'
 
 // Reasons are created on the expiry/disconnect path only; no stack is captured

@@ -10,7 +10,7 @@ import { routeQueue, watch } from './watch.js'
 import { asArray } from '../../lib/as-array.js'
 import { StreamSafety } from '../../lib/stream-safety.js'
 
-export type { DeadlineOptions, RouteDeadlineOptions, RequestDeadline, DeadlinePhase } from './types.js'
+export type { DeadlineOptions, RouteDeadlineOptions, RouteDeadlineConfig, RequestDeadline, DeadlinePhase } from './types.js'
 export { DeadlineExceededError, ClientDisconnectedError, InvalidDeadlineOptionError } from './errors.js'
 export { deadlineHeaders, onRequestAbort, releaseDeadline, requestSignal, writeFiller } from './access.js'
 export type { AbortListener } from './listeners.js'

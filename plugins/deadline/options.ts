@@ -1,8 +1,8 @@
 import { InvalidDeadlineOptionError } from './errors.js'
 import type { DeadlineOptions, DeadlineSettings, RouteDeadlineOptions } from './types.js'
-import { optionChecks } from '../../lib/option-checks.js'
+import { describeValue, optionChecks } from '../../lib/option-checks.js'
 
-const { duration, flag } = optionChecks(InvalidDeadlineOptionError)
+const { duration, flag, knownKeys } = optionChecks(InvalidDeadlineOptionError)
 
 const DEFAULTS = {
   timeout: 30_000,
@@ -21,8 +21,8 @@ const PLUGIN_OPTIONS = new Set(['timeout', 'streamIdleTimeout', 'maxStreamDurati
 const ROUTE_OPTIONS = new Set(['timeout', 'streamIdleTimeout', 'maxStreamDuration', 'streaming'])
 
 export function resolvePluginOptions (options: DeadlineOptions): DeadlineSettings {
-  if (typeof options !== 'object' || options === null) throw new InvalidDeadlineOptionError('options', 'expected an object')
-  rejectUnknown('', options, PLUGIN_OPTIONS)
+  if (typeof options !== 'object' || options === null) throw new InvalidDeadlineOptionError('options', `expected an object, got ${describeValue(options)}`)
+  knownKeys('', options, PLUGIN_OPTIONS)
   const settings: DeadlineSettings = {
     timeout: duration('timeout', options.timeout, DEFAULTS.timeout),
     streamIdleTimeout: duration('streamIdleTimeout', options.streamIdleTimeout, DEFAULTS.streamIdleTimeout),
@@ -30,13 +30,10 @@ export function resolvePluginOptions (options: DeadlineOptions): DeadlineSetting
     streaming: false,
     statusCode: options.statusCode ?? DEFAULTS.statusCode,
     trustIncoming: trustFunction(options.trustIncoming),
-    propagationHeader: (options.propagationHeader ?? DEFAULTS.propagationHeader).toLowerCase()
+    propagationHeader: headerName(options.propagationHeader)
   }
   if (!Number.isInteger(settings.statusCode) || settings.statusCode < 400 || settings.statusCode > 599) {
-    throw new InvalidDeadlineOptionError('statusCode', `expected an integer from 400 to 599, got ${String(options.statusCode)}`)
-  }
-  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(settings.propagationHeader)) {
-    throw new InvalidDeadlineOptionError('propagationHeader', 'expected a valid header name')
+    throw new InvalidDeadlineOptionError('statusCode', `expected an integer from 400 to 599, got ${describeValue(options.statusCode)}`)
   }
   return settings
 }
@@ -47,9 +44,9 @@ export function resolveRouteOptions (base: DeadlineSettings, route: RouteDeadlin
   // `true` included: it reads as "on, with defaults" but is not a value the README gives, and a
   // route that omits `config.deadline` already gets the defaults.
   if (typeof route !== 'object' || route === null || Array.isArray(route)) {
-    throw new InvalidDeadlineOptionError('config.deadline', `expected false or an object, got ${String(route)}`)
+    throw new InvalidDeadlineOptionError('config.deadline', `expected false or an object, got ${describeValue(route)}`)
   }
-  rejectUnknown('config.deadline.', route, ROUTE_OPTIONS)
+  knownKeys('config.deadline.', route, ROUTE_OPTIONS)
   return {
     ...base,
     timeout: duration('config.deadline.timeout', route.timeout, base.timeout),
@@ -59,15 +56,17 @@ export function resolveRouteOptions (base: DeadlineSettings, route: RouteDeadlin
   }
 }
 
-function rejectUnknown (path: string, options: object, known: Set<string>): void {
-  for (const key of Object.keys(options)) {
-    if (!known.has(key)) throw new InvalidDeadlineOptionError(path + key, 'unknown option')
+function headerName (value: unknown): string {
+  const name = value ?? DEFAULTS.propagationHeader
+  if (typeof name !== 'string' || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/i.test(name)) {
+    throw new InvalidDeadlineOptionError('propagationHeader', `expected a valid header name, got ${describeValue(value)}`)
   }
+  return name.toLowerCase()
 }
 
 function trustFunction (trust: DeadlineOptions['trustIncoming']): DeadlineSettings['trustIncoming'] {
   if (trust === undefined || trust === false) return null
   if (trust === true) return always
   if (typeof trust === 'function') return trust
-  throw new InvalidDeadlineOptionError('trustIncoming', 'expected a boolean or a function (request) => boolean')
+  throw new InvalidDeadlineOptionError('trustIncoming', `expected a boolean or a function (request) => boolean, got ${describeValue(trust)}`)
 }

@@ -26,6 +26,16 @@ export interface RouteDeadlineOptions {
   streaming?: boolean
 }
 
+/**
+ * A route's `config.deadline`: `false` opts the route out; an object overrides the plugin's
+ * options for it. `true` is not a value: a route without `config.deadline` already gets the
+ * plugin's options.
+ */
+// `& object`: Fastify intersects the route's config with the literal type it infers from the
+// route (`{ deadline: true }`), and an all-optional interface intersected with `true` accepts
+// `true`; `object & true` is `never`, so the mistake is a type error there too.
+export type RouteDeadlineConfig = false | (RouteDeadlineOptions & object)
+
 /** What a handler sees as `request.deadline`. */
 export interface RequestDeadline {
   /** Aborts on expiry (reason: DeadlineExceededError) or client disconnect (reason: ClientDisconnectedError). */
@@ -44,14 +54,8 @@ declare module 'fastify' {
     deadline: RequestDeadline
   }
   interface FastifyContextConfig {
-    /**
-     * `false` opts the route out; an object overrides the plugin's options for it. `true` is not
-     * a value: a route without `config.deadline` already gets the plugin's options.
-     */
-    // `& object`: Fastify intersects this config with the literal type it infers from the route
-    // (`{ deadline: true }`), and an all-optional interface intersected with `true` accepts
-    // `true`; `object & true` is `never`, so the mistake is a type error there too.
-    deadline?: false | (RouteDeadlineOptions & object)
+    /** `false` opts the route out; an object overrides the plugin's options for it. */
+    deadline?: RouteDeadlineConfig
   }
 }
 

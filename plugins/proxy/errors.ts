@@ -1,4 +1,6 @@
-import createError, { type FastifyError } from '@fastify/error'
+// The named import (not the default one): declarations emitted from it name
+// `FastifyErrorConstructor` by its module, so they compile under every moduleResolution.
+import { createError, type FastifyError } from '@fastify/error'
 
 // Every error this plugin produces. Errors answered to clients carry fixed messages:
 // no upstream address, no stack (captureStackTrace false: they describe a fact about

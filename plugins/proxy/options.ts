@@ -3,7 +3,7 @@ import { InvalidProxyOptionError } from './errors.js'
 import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions } from './types.js'
 import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './websocket/options.js'
 import { COMPAT_OPTIONS, fromHttpProxy, type CompatSettings } from './compat/options.js'
-import { optionChecks } from '../../lib/option-checks.js'
+import { describeUrl, describeValue, optionChecks } from '../../lib/option-checks.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {
@@ -51,16 +51,14 @@ const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'on
   'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS])
 // A user's onResponse / onError replaces the proxy's relay / error answer (README: what that costs).
 const REPLY_OPTIONS = new Set(['queryString', 'method', 'contentType', 'onResponse', 'onError', 'body'])
-const { flag, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
+const { flag, knownKeys, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
 
 export function resolveOptions (given: ProxyOptions): ProxySettings {
-  if (typeof given !== 'object' || given === null) throw new InvalidProxyOptionError('options', 'expected an object')
+  if (typeof given !== 'object' || given === null) throw new InvalidProxyOptionError('options', `expected an object, got ${describeValue(given)}`)
   const { options, compat } = fromHttpProxy(given)
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw new InvalidProxyOptionError(key, 'unknown option')
-  }
+  knownKeys('', options, KNOWN)
   return {
     upstream: upstream('upstream', options.upstream, UPSTREAM_URL, true),
     prefix: path('prefix', options.prefix ?? '/'),
@@ -92,7 +90,7 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
 }
 
 function path (name: string, value: unknown): string {
-  if (typeof value !== 'string' || value[0] !== '/') throw new InvalidProxyOptionError(name, 'expected a path starting with /')
+  if (typeof value !== 'string' || value[0] !== '/') throw new InvalidProxyOptionError(name, `expected a path starting with /, got ${describeValue(value)}`)
   // '/api/' serves the same routes as '/api'; only the root keeps its slash.
   return value.replace(/(.)\/+$/, '$1')
 }
@@ -101,7 +99,7 @@ function upstream (name: string, value: unknown, protocols: RegExp, required: bo
   if (value === undefined && required) throw new InvalidProxyOptionError(name, 'is required (an http:// or https:// URL, or a function (request) => URL)')
   if (typeof value === 'function') return value as ProxyOptions['upstream']
   if (typeof value !== 'string' || !protocols.test(value)) {
-    throw new InvalidProxyOptionError(name, `expected a URL starting with ${protocols === UPSTREAM_URL ? 'http:// or https://' : 'ws://, wss://, http:// or https://'}, or a function (request) => URL`)
+    throw new InvalidProxyOptionError(name, `expected a URL starting with ${protocols === UPSTREAM_URL ? 'http:// or https://' : 'ws://, wss://, http:// or https://'}, or a function (request) => URL, got ${describeUrl(value)}`)
   }
   return value
 }
@@ -110,7 +108,7 @@ function upstream (name: string, value: unknown, protocols: RegExp, required: bo
 function integer<T extends number | null | undefined> (name: string, value: unknown, fallback: T, min: number): number | T {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new InvalidProxyOptionError(name, `expected an integer >= ${min}, got ${String(value)}`)
+    throw new InvalidProxyOptionError(name, `expected an integer >= ${min}, got ${describeValue(value)}`)
   }
   return value
 }
@@ -118,7 +116,7 @@ function integer<T extends number | null | undefined> (name: string, value: unkn
 function methods (value: unknown): HTTPMethods[] {
   if (value === undefined) return DEFAULT_METHODS
   if (!Array.isArray(value) || value.length === 0 || !value.every(m => typeof m === 'string' && /^[A-Z]+$/.test(m))) {
-    throw new InvalidProxyOptionError('httpMethods', 'expected a non-empty array of upper-case method names')
+    throw new InvalidProxyOptionError('httpMethods', `expected a non-empty array of upper-case method names, got ${describeValue(value)}`)
   }
   return value as HTTPMethods[]
 }
@@ -126,7 +124,7 @@ function methods (value: unknown): HTTPMethods[] {
 function hooks<T> (name: string, value: T | T[] | undefined): T[] {
   if (value === undefined) return []
   const list = Array.isArray(value) ? value : [value]
-  if (!list.every(h => typeof h === 'function')) throw new InvalidProxyOptionError(name, 'expected a function or an array of functions')
+  if (!list.every(h => typeof h === 'function')) throw new InvalidProxyOptionError(name, `expected a function or an array of functions, got ${describeValue(value)}`)
   return list
 }
 
@@ -142,7 +140,7 @@ function replyOptions (value: ProxyReplyOptions | undefined): ProxyReplyOptions 
 function tls (value: ProxyTlsOptions | undefined): ProxySettings['tls'] {
   const given = optionalObject('tls', value) ?? {}
   if (given.rejectUnauthorized !== undefined && typeof given.rejectUnauthorized !== 'boolean') {
-    throw new InvalidProxyOptionError('tls.rejectUnauthorized', 'expected a boolean')
+    throw new InvalidProxyOptionError('tls.rejectUnauthorized', `expected a boolean, got ${describeValue(given.rejectUnauthorized)}`)
   }
   return { ...given, rejectUnauthorized: given.rejectUnauthorized ?? true }
 }

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { BadPathError, InvalidProxyOptionError, InvalidUpstreamError, PathNotFoundError } from './errors.js'
+import { describeUrl, describeValue } from '../../lib/option-checks.js'
 
 // Maps an incoming request to the upstream URL, and is the one place that keeps the prefix
 // from being escaped. The WebSocket pass-through imports it too, so plain HTTP and upgrades
@@ -62,7 +63,7 @@ export function compileTarget (options: TargetOptions): ProxyTarget {
   if (typeof options.upstream === 'string') {
     base = parseUpstream(options.upstream)
     if (base === null) {
-      throw new InvalidProxyOptionError('upstream', 'expected an absolute http(s) URL without query, fragment or credentials')
+      throw new InvalidProxyOptionError('upstream', `expected an absolute http(s) URL without query, fragment or credentials, got ${describeUrl(options.upstream)}`)
     }
   }
   return { prefix, rewritePrefix, base, upstream: options.upstream }
@@ -214,7 +215,7 @@ function parseUpstream (value: unknown): UpstreamBase | null {
 /** Splits `/a/:b/c` into segments; `params` (for rewritePrefix) lists the names it may use. */
 function compilePath (option: string, value: unknown, params: Set<string> | null): Segment[] {
   if (typeof value !== 'string' || (value !== '' && value[0] !== '/')) {
-    throw new InvalidProxyOptionError(option, 'expected a path starting with /')
+    throw new InvalidProxyOptionError(option, `expected a path starting with /, got ${describeValue(value)}`)
   }
   const parts = value.replace(/\/+$/, '').split('/').slice(1)
   return parts.map(part => {

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { Dispatcher } from 'undici'
-import { optionChecks } from '../../../lib/option-checks.js'
+import { describeValue, nearestName, optionChecks } from '../../../lib/option-checks.js'
 import { InvalidProxyOptionError } from '../errors.js'
 import type { ProxyOptions } from '../types.js'
 import { mergeTls, TLS_OPTIONS } from './tls.js'
@@ -15,6 +15,7 @@ import { resolveWsClient, resolveWsServer, type WsClientSettings } from './ws-cl
 const AGENT_PASS_THROUGH = new Set(['pipelining', 'keepAliveMaxTimeout', 'keepAliveTimeoutThreshold', 'maxHeaderSize',
   'maxResponseSize', 'strictContentLength', 'allowH2', 'maxRequestsPerClient', 'localAddress', 'autoSelectFamily',
   'autoSelectFamilyAttemptTimeout', 'maxConcurrentStreams'])
+const UNDICI_KEYS = ['connections', 'keepAliveTimeout', 'headersTimeout', 'bodyTimeout', 'connect', ...AGENT_PASS_THROUGH]
 const { flag, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
 
 /** reply-from plugin options that change nothing for a streaming proxy (its URL cache, its request log line). */
@@ -114,7 +115,7 @@ function upstreamAliases (options: ProxyOptions & Record<string, unknown>): void
   }
   const getUpstream = options.replyOptions?.getUpstream
   if (getUpstream === undefined) return
-  if (typeof getUpstream !== 'function') throw new InvalidProxyOptionError('replyOptions.getUpstream', 'expected a function')
+  if (typeof getUpstream !== 'function') throw new InvalidProxyOptionError('replyOptions.getUpstream', `expected a function, got ${describeValue(getUpstream)}`)
   if (typeof options.upstream === 'function') throw new InvalidProxyOptionError('replyOptions.getUpstream', 'conflicts with an `upstream` function: give one')
   const base = options.upstream ?? ''
   options.upstream = (request: FastifyRequest) => getUpstream(request, base)
@@ -155,7 +156,7 @@ function undiciOptions (options: ProxyOptions & Record<string, unknown>): { disp
   const value = options.undici
   if (value === undefined || value === true) return { dispatcher: null, agent: {} }
   if (value instanceof Dispatcher) return { dispatcher: value, agent: {} }
-  if (typeof value !== 'object' || value === null) throw new InvalidProxyOptionError('undici', 'expected true, undici Agent options or an undici Dispatcher')
+  if (typeof value !== 'object' || value === null) throw new InvalidProxyOptionError('undici', `expected true, undici Agent options or an undici Dispatcher, got ${describeValue(value)}`)
   const agent: AgentExtras = {}
   for (const [key, setting] of Object.entries(value)) {
     if (setting === undefined) continue
@@ -166,14 +167,14 @@ function undiciOptions (options: ProxyOptions & Record<string, unknown>): { disp
     } else if (AGENT_PASS_THROUGH.has(key)) {
       agent[key] = setting
     } else {
-      throw new InvalidProxyOptionError(`undici.${key}`, 'not supported (connections, pipelining, keepAliveTimeout, headersTimeout, bodyTimeout, connect and undici Agent tuning options are)')
+      throw new InvalidProxyOptionError(`undici.${key}`, notSupported(key, UNDICI_KEYS, 'connections, pipelining, keepAliveTimeout, headersTimeout, bodyTimeout, connect and undici Agent tuning options are'))
     }
   }
   return { dispatcher: null, agent }
 }
 
 function connectOptions (options: ProxyOptions & Record<string, unknown>, connect: unknown): void {
-  if (typeof connect !== 'object' || connect === null) throw new InvalidProxyOptionError('undici.connect', 'expected an object (a connector function is not supported)')
+  if (typeof connect !== 'object' || connect === null) throw new InvalidProxyOptionError('undici.connect', `expected an object (a connector function is not supported), got ${describeValue(connect)}`)
   const tls: Record<string, unknown> = {}
   for (const [key, setting] of Object.entries(connect)) {
     if (setting === undefined) continue
@@ -182,10 +183,16 @@ function connectOptions (options: ProxyOptions & Record<string, unknown>, connec
     } else if (TLS_OPTIONS.has(key)) {
       tls[key] = setting
     } else {
-      throw new InvalidProxyOptionError(`undici.connect.${key}`, 'not supported (timeout and TLS options are)')
+      throw new InvalidProxyOptionError(`undici.connect.${key}`, notSupported(key, ['timeout', ...TLS_OPTIONS], 'timeout and TLS options are'))
     }
   }
   mergeTls(options, 'undici.connect', tls)
+}
+
+/** `not supported (what is)`, or the supported name the key is a typo of. */
+function notSupported (key: string, supported: Iterable<string>, what: string): string {
+  const nearest = nearestName(key, supported)
+  return `not supported (${nearest === undefined ? what : `did you mean ${nearest}?`})`
 }
 
 /** Sets our option `ours` from their `theirs`; both given and different is refused, unless `merge` says how. */
@@ -203,7 +210,7 @@ function alias (options: Record<string, unknown>, theirs: string, ours: string, 
 function routes (value: unknown): string[] {
   if (value === undefined) return ['/', '/*']
   if (!Array.isArray(value) || value.length === 0 || !value.every(r => typeof r === 'string' && r[0] === '/')) {
-    throw new InvalidProxyOptionError('routes', 'expected a non-empty array of paths starting with /')
+    throw new InvalidProxyOptionError('routes', `expected a non-empty array of paths starting with /, got ${describeValue(value)}`)
   }
   return value
 }
@@ -214,6 +221,6 @@ function methodList (name: string, value: unknown): ReadonlySet<string> | null {
 
 function stringList (name: string, value: unknown): string[] | undefined {
   if (value === undefined) return undefined
-  if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) throw new InvalidProxyOptionError(name, 'expected an array of strings')
+  if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) throw new InvalidProxyOptionError(name, `expected an array of strings, got ${describeValue(value)}`)
   return value
 }

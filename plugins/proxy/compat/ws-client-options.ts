@@ -3,6 +3,7 @@ import { stringify } from 'node:querystring'
 import { InvalidProxyOptionError } from '../errors.js'
 import type { RequestHeaderRewrite } from '../types.js'
 import { TLS_OPTIONS } from './tls.js'
+import { describeValue } from '../../../lib/option-checks.js'
 
 // @fastify/http-proxy's `wsClientOptions` / `wsServerOptions` configure the two `ws` endpoints it
 // puts in the middle of every WebSocket. The proxy has none: it forwards the client's handshake
@@ -34,17 +35,17 @@ export function resolveWsClient (value: unknown): { settings: WsClientSettings, 
   const settings: WsClientSettings = { headers: {}, rewrite: null, queryString: null }
   const result = { settings, tls: {} as Record<string, unknown>, handshakeTimeout: undefined as unknown, ignored: [] as string[] }
   if (value === undefined) return result
-  if (typeof value !== 'object' || value === null) throw new InvalidProxyOptionError('wsClientOptions', 'expected an object')
+  if (typeof value !== 'object' || value === null) throw new InvalidProxyOptionError('wsClientOptions', `expected an object, got ${describeValue(value)}`)
   for (const [key, setting] of Object.entries(value)) {
     if (setting === undefined) continue
     if (key === 'headers') {
-      if (typeof setting !== 'object' || setting === null) throw new InvalidProxyOptionError('wsClientOptions.headers', 'expected an object')
+      if (typeof setting !== 'object' || setting === null) throw new InvalidProxyOptionError('wsClientOptions.headers', `expected an object, got ${describeValue(setting)}`)
       settings.headers = setting as Record<string, unknown>
     } else if (key === 'rewriteRequestHeaders') {
-      if (typeof setting !== 'function') throw new InvalidProxyOptionError('wsClientOptions.rewriteRequestHeaders', 'expected a function')
+      if (typeof setting !== 'function') throw new InvalidProxyOptionError('wsClientOptions.rewriteRequestHeaders', `expected a function, got ${describeValue(setting)}`)
       settings.rewrite = setting as HeaderRewrite
     } else if (key === 'queryString') {
-      if (typeof setting !== 'function' && (typeof setting !== 'object' || setting === null)) throw new InvalidProxyOptionError('wsClientOptions.queryString', 'expected an object or a function')
+      if (typeof setting !== 'function' && (typeof setting !== 'object' || setting === null)) throw new InvalidProxyOptionError('wsClientOptions.queryString', `expected an object or a function, got ${describeValue(setting)}`)
       settings.queryString = setting as QueryString
     } else if (TLS_OPTIONS.has(key)) {
       result.tls[key] = setting
@@ -60,7 +61,7 @@ export function resolveWsClient (value: unknown): { settings: WsClientSettings, 
 /** `wsServerOptions`: names ignored (frame-level settings of a server the proxy does not have). */
 export function resolveWsServer (value: unknown): string[] {
   if (value === undefined) return []
-  if (typeof value !== 'object' || value === null) throw new InvalidProxyOptionError('wsServerOptions', 'expected an object')
+  if (typeof value !== 'object' || value === null) throw new InvalidProxyOptionError('wsServerOptions', `expected an object, got ${describeValue(value)}`)
   for (const [key, why] of Object.entries(REFUSED_SERVER)) {
     if ((value as Record<string, unknown>)[key] !== undefined) throw new InvalidProxyOptionError(`wsServerOptions.${key}`, why)
   }
