@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events'
 import type { Server, ServerResponse } from 'node:http'
-import type { Http2Session } from 'node:http2'
+import type { Http2Server, Http2Session } from 'node:http2'
 import { Server as NetServer, type Socket } from 'node:net'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
@@ -47,8 +47,30 @@ export function trackConnections (server: Server, http2: boolean): void {
   server.on('session', (session: Http2Session) => {
     add(connections.sessions, session)
     if (connections.draining) session.close()
+    else boundStreams(server, session)
   })
   server.once('close', () => clearTimeout(connections.cut))
+}
+
+/** Node's default: no limit at all. */
+const UNLIMITED_STREAMS = 2 ** 32 - 1
+/** RFC 9113 §6.5.2 advises no fewer than 100; nginx allows 128, Go 250. */
+const DEFAULT_MAX_STREAMS = 100
+
+/**
+ * Bounds what one HTTP/2 connection can hold open at once, unless the app chose a bound itself
+ * (`http2: { settings: { maxConcurrentStreams } }`). Without one, a client that opens thousands
+ * of streams in one read and resets them (rapid reset) made the proxy open as many upstream
+ * connections before it saw a reset; with it, one read can start at most this many upstream
+ * requests, whose connections the next ones reuse. WebSocket tunnels over HTTP/2 (RFC 8441)
+ * are streams too, so it bounds them per connection as well.
+ */
+function boundStreams (server: Server, session: Http2Session): void {
+  if (session.localSettings.maxConcurrentStreams !== UNLIMITED_STREAMS) return
+  const bound = { maxConcurrentStreams: DEFAULT_MAX_STREAMS }
+  // This session has sent its first SETTINGS already; the next sessions start with the bound.
+  session.settings(bound)
+  ;(server as unknown as Http2Server).updateSettings(bound)
 }
 
 function add<T extends EventEmitter> (set: Set<T>, item: T): void {

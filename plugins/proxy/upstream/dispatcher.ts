@@ -1,6 +1,6 @@
 import { Agent, type Dispatcher } from 'undici'
 import type { ProxyTlsOptions } from '../types.js'
-import { callOfHeaders } from './call.js'
+import { callOfHeaders, type UpstreamCall } from './call.js'
 import { UpstreamHandler, type UpstreamCallback } from './handler.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
@@ -67,15 +67,25 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
         agent.request(options, callback as (err: Error | null, data: Dispatcher.ResponseData) => void)
         return
       }
-      Object.assign(headers, call.budgetHeaders(call.request))
-      call.sentAt = performance.now()
       // In place rather than a spread copy: reply-from builds these options afresh for each
       // attempt and never reads them again, and the copy was the wrapper's main cost.
       const sent = options as Dispatcher.DispatchOptions & TransportTimers
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
-      agent.dispatch(sent, new UpstreamHandler(call, callback, options.method, options.body))
+      const handler = new UpstreamHandler(call, callback, options.method, options.body)
+      send(agent, call, sent, handler)
     },
     destroy: async () => { if (given === null) await agent.destroy() }
   }
+}
+
+/** Sends one attempt, unless its call was aborted first (the client left, the deadline passed). */
+function send (agent: Dispatcher, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
+  if (call.signal.aborted) {
+    handler.onError(call.signal.reason as Error)
+    return
+  }
+  Object.assign(options.headers as Record<string, string>, call.budgetHeaders(call.request))
+  call.sentAt = performance.now()
+  agent.dispatch(options, handler)
 }
