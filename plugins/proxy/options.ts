@@ -1,13 +1,13 @@
 import type { HTTPMethods, onRequestHookHandler, preHandlerHookHandler, preValidationHookHandler } from 'fastify'
 import { InvalidProxyOptionError } from './errors.js'
-import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions } from './types.js'
+import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions, UpstreamOption } from './types.js'
 import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './websocket/options.js'
 import { COMPAT_OPTIONS, fromHttpProxy, type CompatSettings } from './compat/options.js'
 import { describeUrl, describeValue, optionChecks } from '../../lib/option-checks.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {
-  upstream: ProxyOptions['upstream']
+  upstream: UpstreamOption
   prefix: string
   rewritePrefix: string
   httpMethods: HTTPMethods[]
@@ -28,7 +28,7 @@ export interface ProxySettings {
   retries: number
   websocket: boolean
   serverTiming: boolean
-  wsUpstream: ProxyOptions['upstream'] | undefined
+  wsUpstream: UpstreamOption | undefined
   wsTimings: TunnelTimings
   drainTimeout: number
   /** The `retry:` value (ms) written to an event stream ended by a drain; false: none. */
@@ -95,9 +95,9 @@ function path (name: string, value: unknown): string {
   return value.replace(/(.)\/+$/, '$1')
 }
 
-function upstream (name: string, value: unknown, protocols: RegExp, required: boolean): ProxyOptions['upstream'] {
-  if (value === undefined && required) throw new InvalidProxyOptionError(name, 'is required (an http:// or https:// URL, or a function (request) => URL)')
-  if (typeof value === 'function') return value as ProxyOptions['upstream']
+function upstream (name: string, value: unknown, protocols: RegExp, required: boolean): UpstreamOption {
+  if (value === undefined && required) throw new InvalidProxyOptionError(name, 'is required (an http:// or https:// URL, or a function (request) => URL; or give wsUpstream with websocket: true)')
+  if (typeof value === 'function') return value as UpstreamOption
   if (typeof value !== 'string' || !protocols.test(value)) {
     throw new InvalidProxyOptionError(name, `expected a URL starting with ${protocols === UPSTREAM_URL ? 'http:// or https://' : 'ws://, wss://, http:// or https://'}, or a function (request) => URL, got ${describeUrl(value)}`)
   }

@@ -51,7 +51,10 @@ const ENCODED_SEPARATOR = /%(?:2f|5c)/i
 const ENCODED_SEPARATOR_OR_DOT = /%(?:2e|2f|5c)/i
 const CONTROL = /[\x00-\x1f\x7f]/ // eslint-disable-line no-control-regex
 const PARAM = /^:([A-Za-z_][A-Za-z0-9_]*)$/
-const LITERAL = /^[A-Za-z0-9\-._~!$&'()+,=@%]+$/
+// Literal segments: unreserved and sub-delims, `%`, and non-ASCII letters (kept percent-encoded).
+const LITERAL = /^[A-Za-z0-9\-._~!$&'()+,=@%\u0080-\uffff]+$/
+const NON_ASCII = /[\u0080-\uffff]+/g
+const ENCODED_HEX = /%[0-9a-f]{2}/gi
 const PROTOCOLS: Record<string, string> = { 'http:': 'http:', 'https:': 'https:', 'ws:': 'http:', 'wss:': 'https:' }
 
 /** Validates and compiles the mapping; throws InvalidProxyOptionError (at registration). */
@@ -157,12 +160,17 @@ function matchPrefix (segments: string[], target: ProxyTarget, params: Map<strin
     const actual = segments[i++]
     if (actual === undefined || actual === '') return -1
     if ('literal' in expected) {
-      if (actual !== expected.literal) return -1
+      if (actual !== expected.literal && !sameEncoded(actual, expected.literal)) return -1
     } else {
       params.set(expected.param, encodeURIComponent(decodeSegment(actual)))
     }
   }
   return i
+}
+
+/** A raw segment that differs from a literal one only in the case of its `%XX` escapes (`%c3%a9`, `%C3%A9`). */
+function sameEncoded (actual: string, literal: string): boolean {
+  return actual.includes('%') && actual.replace(ENCODED_HEX, hex => hex.toUpperCase()) === literal
 }
 
 /** Decodes one raw segment, refusing anything that could act as a separator or a dot segment. */
@@ -229,6 +237,7 @@ function compilePath (option: string, value: unknown, params: Set<string> | null
     if (!LITERAL.test(part) || part === '.' || part === '..' || ENCODED_SEPARATOR_OR_DOT.test(part)) {
       throw new InvalidProxyOptionError(option, `segment "${part}" is not allowed (use literal segments and :params)`)
     }
-    return { literal: part }
+    // `/café` is served as the request target `/caf%C3%A9`, and sent upstream so.
+    return { literal: part.replace(NON_ASCII, encodeURIComponent) }
   })
 }

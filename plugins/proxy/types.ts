@@ -18,8 +18,11 @@ export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: Fast
 
 /** Options of `app.register(proxy, options)`. Every time is in milliseconds. */
 export interface ProxyOptions extends WebSocketTimingOptions {
-  /** Upstream base URL (http: or https:), or a function choosing one per request. Required. */
-  upstream: UpstreamOption
+  /**
+   * Upstream base URL (http: or https:), or a function choosing one per request. Required, except
+   * beside `wsUpstream` with `websocket: true`: plain requests then go to that host over http(s).
+   */
+  upstream?: UpstreamOption
   /** Path prefix this registration serves; may contain `:params`. Default '/'. */
   prefix?: string
   /** Path put in place of the prefix upstream (after the upstream URL's own path); may use the prefix's `:params`. Default ''. */
@@ -105,6 +108,8 @@ export interface ProxyOptions extends WebSocketTimingOptions {
   handler?: (request: FastifyRequest, reply: FastifyReply, dest: string, options: FastifyReplyFromHooks) => unknown
   /** reply-from's name for `upstream`. */
   base?: string
+  /** @fastify/http-proxy's older name for `preHandler`. */
+  beforeHandler?: preHandlerHookHandler | preHandlerHookHandler[]
   /** undici Agent options (mapped onto ours; conflicting values are refused), `true`, or an undici Dispatcher. */
   undici?: boolean | Record<string, unknown> | Dispatcher
   /** false: bodies are parsed by the app's content type parsers and re-sent (JSON re-encoded). Default true. */

@@ -57,7 +57,7 @@ export interface CompatSettings {
   ignored: string[]
 }
 
-export const COMPAT_OPTIONS = ['constraints', 'routes', 'preRewrite', 'handler', 'base', 'undici', 'proxyPayloads',
+export const COMPAT_OPTIONS = ['constraints', 'routes', 'preRewrite', 'handler', 'base', 'beforeHandler', 'undici', 'proxyPayloads',
   'internalRewriteLocationHeader', 'wsClientOptions', 'wsServerOptions', 'http2', 'retryMethods', 'maxRetriesOn503',
   'contentTypesToEncode', ...HARMLESS, ...Object.keys(REFUSED)]
 
@@ -73,6 +73,8 @@ export function fromHttpProxy (given: ProxyOptions): { options: ProxyOptions, co
   if (options.http2 === true) throw new InvalidProxyOptionError('http2', 'HTTP/2 to the upstream is `undici: { allowH2: true }`')
   upstreamAliases(options)
   wsUpstreamAlias(options)
+  // Its older name for preHandler.
+  if (options.beforeHandler !== undefined) alias(options, 'beforeHandler', 'preHandler', options.beforeHandler)
   const retryMethods = methodList('retryMethods', options.retryMethods)
   replyAliases(options)
   if (options.maxRetriesOn503 !== undefined) alias(options, 'maxRetriesOn503', 'retries', options.maxRetriesOn503, Math.max)
@@ -123,9 +125,20 @@ function upstreamAliases (options: ProxyOptions & Record<string, unknown>): void
 
 /** An `upstream` given as ws:// or wss:// is the WebSocket upstream; plain requests go to its http(s) twin. */
 function wsUpstreamAlias (options: ProxyOptions & Record<string, unknown>): void {
+  if (options.upstream === undefined && options.websocket === true) return webSocketOnly(options)
   if (typeof options.upstream !== 'string' || !/^wss?:\/\//i.test(options.upstream)) return
   options.wsUpstream ??= options.upstream
   options.upstream = options.upstream.replace(/^ws/i, 'http')
+}
+
+/**
+ * A WebSocket-only registration (`wsUpstream` and `websocket: true`, no `upstream`), as
+ * @fastify/http-proxy accepts: plain requests under the prefix go to the same host over http(s).
+ */
+function webSocketOnly (options: ProxyOptions & Record<string, unknown>): void {
+  const ws = options.wsUpstream
+  if (typeof ws === 'string') options.upstream = ws.replace(/^ws/i, 'http')
+  else if (typeof ws === 'function') options.upstream = (request: FastifyRequest) => String(ws(request)).replace(/^ws/i, 'http')
 }
 
 /** replyOptions that are top-level options of ours: moved there, refusing a conflicting pair. */
