@@ -1,15 +1,16 @@
 // Prometheus metrics for the example ingress, fed only from fastify-streamline's diagnostics
 // channels (the README's recipe, plus gauges for tunnels). `/metrics` serves them as text; the
-// page's panel reads the same text.
-import diagnostics from 'node:diagnostics_channel'
+// page's panel reads the same text. Subscribed through `channels`, whose subscribers are guarded:
+// one that throws (a label prom-client refuses, say) is logged on its request instead of ending
+// the process, as a bare diagnostics_channel subscriber would.
 import client from 'prom-client'
-import { CHANNELS } from 'fastify-streamline'
+import { channels } from 'fastify-streamline'
 
 export async function metricsRoutes (app) {
   const registry = new client.Registry()
   const metrics = createMetrics(registry)
   const subscriptions = subscribe(metrics)
-  app.addHook('onClose', async () => { for (const [name, fn] of subscriptions) diagnostics.unsubscribe(name, fn) })
+  app.addHook('onClose', async () => { for (const [channel, fn] of subscriptions) channel.unsubscribe(fn) })
   app.get('/metrics', { config: { deadline: false } }, async (request, reply) =>
     reply.type(registry.contentType).send(await registry.metrics()))
 }
@@ -31,14 +32,14 @@ function createMetrics (registry) {
 /** The subscriptions, as [channel, listener] pairs so that onClose can remove them. */
 function subscribe (m) {
   const subscriptions = [
-    [CHANNELS.deadlineExpired, ({ phase, outcome }) => m.expired.inc({ phase, outcome })],
-    [CHANNELS.clientDisconnected, ({ phase }) => m.disconnected.inc({ phase })],
-    [CHANNELS.upstreamError, ({ code }) => m.upstreamErrors.inc({ code })],
-    [CHANNELS.proxyResponse, ({ upstreamHeadersMs }) => { m.upstreamHead.observe(upstreamHeadersMs / 1000); m.openStreams.inc() }],
-    [CHANNELS.streamEnd, ({ durationMs, endedBy }) => { m.streams.observe({ ended_by: endedBy }, durationMs / 1000); m.openStreams.dec() }],
-    [CHANNELS.tunnelOpened, () => m.openTunnels.inc()],
-    [CHANNELS.tunnelClosed, ({ durationMs, closedBy }) => { m.tunnels.observe({ closed_by: closedBy }, durationMs / 1000); m.openTunnels.dec() }]
+    [channels.deadlineExpired, ({ phase, outcome }) => m.expired.inc({ phase, outcome })],
+    [channels.clientDisconnected, ({ phase }) => m.disconnected.inc({ phase })],
+    [channels.upstreamError, ({ code }) => m.upstreamErrors.inc({ code })],
+    [channels.proxyResponse, ({ upstreamHeadersMs }) => { m.upstreamHead.observe(upstreamHeadersMs / 1000); m.openStreams.inc() }],
+    [channels.streamEnd, ({ durationMs, endedBy }) => { m.streams.observe({ ended_by: endedBy }, durationMs / 1000); m.openStreams.dec() }],
+    [channels.tunnelOpened, () => m.openTunnels.inc()],
+    [channels.tunnelClosed, ({ durationMs, closedBy }) => { m.tunnels.observe({ closed_by: closedBy }, durationMs / 1000); m.openTunnels.dec() }]
   ]
-  for (const [name, fn] of subscriptions) diagnostics.subscribe(name, fn)
+  for (const [channel, fn] of subscriptions) channel.subscribe(fn)
   return subscriptions
 }

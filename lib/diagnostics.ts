@@ -95,17 +95,42 @@ export const tunnelClosed = diagnostics.channel(CHANNELS.tunnelClosed)
 /** A channel's subscribers' side, typed with its message (node:diagnostics_channel's own is `unknown`). */
 export interface TypedChannel<Message> {
   readonly name: string
-  /** Calls `onMessage` with every message published from now on (held strongly, as `diagnostics.subscribe` does). */
+  /**
+   * Calls `onMessage` with every message published from now on (held strongly, as
+   * `diagnostics.subscribe` does). A callback that throws is logged on the message's request
+   * (`error`), and the request goes on: Node would rethrow it on the next tick and end the process.
+   */
   subscribe: (onMessage: (message: Message) => void) => void
   /** Whether `onMessage` was subscribed. */
   unsubscribe: (onMessage: (message: Message) => void) => boolean
 }
 
+type Subscriber = (message: unknown) => void
+
 function typed<Message> (name: string): TypedChannel<Message> {
+  // The guarded wrapper of each callback, so that unsubscribe finds it.
+  const guarded = new WeakMap<object, Subscriber>()
   return {
     name,
-    subscribe: (onMessage) => diagnostics.subscribe(name, onMessage as (message: unknown) => void),
-    unsubscribe: (onMessage) => diagnostics.unsubscribe(name, onMessage as (message: unknown) => void)
+    subscribe (onMessage) {
+      const subscriber = guarded.get(onMessage) ?? guard(name, onMessage as Subscriber)
+      guarded.set(onMessage, subscriber)
+      diagnostics.subscribe(name, subscriber)
+    },
+    unsubscribe (onMessage) {
+      const subscriber = guarded.get(onMessage)
+      return subscriber !== undefined && diagnostics.unsubscribe(name, subscriber)
+    }
+  }
+}
+
+function guard (channel: string, onMessage: Subscriber): Subscriber {
+  return function guardedSubscriber (message) {
+    try {
+      onMessage(message)
+    } catch (err) {
+      (message as { request?: FastifyRequest }).request?.log.error({ err, channel }, 'a diagnostics subscriber threw; the request goes on')
+    }
   }
 }
 
