@@ -1,10 +1,9 @@
 import t, { type Test } from 'tap'
 import { once } from 'node:events'
-import net from 'node:net'
 import Fastify, { type FastifyRequest } from 'fastify'
 import { WebSocket, WebSocketServer } from 'ws'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
-import { portOf, wsUpstream } from '../helpers/ws-servers.js'
+import { portOf, rawUpgradeStatus, wsUpstream } from '../helpers/ws-servers.js'
 import { PROMPTLY, within } from '../helpers/bounded.js'
 
 // WebSocket cases of @fastify/http-proxy 11.6's suite (test/websocket.js, websocket-querystring.js)
@@ -145,24 +144,6 @@ t.test('per-message options are refused with the reason; frame-level ones ignore
   await app.close()
 })
 
-/** A raw upgrade request; resolves with the status line of the answer. */
-async function rawUpgrade (port: number, path: string): Promise<string> {
-  const socket = net.connect(port, '127.0.0.1')
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
-  let received = ''
-  socket.setEncoding('latin1')
-  const statusLine = async (): Promise<void> => {
-    for await (const chunk of socket) {
-      received += chunk as string
-      if (received.includes('\r\n')) break
-    }
-  }
-  await within(PROMPTLY, statusLine(), `the answer to the upgrade for ${path}`)
-  socket.destroy()
-  return received.split('\r\n', 1)[0]
-}
-
 t.test('preRewrite cannot override the WebSocket upstream origin (ws-prefix-rewrite.js); a rewritten path is tunnelled', async (t) => {
   const configured = await wsUpstream(t)
   const attacker = await wsUpstream(t)
@@ -180,7 +161,7 @@ t.test('preRewrite cannot override the WebSocket upstream origin (ws-prefix-rewr
     }
   })
   for (const path of [`/pub//127.0.0.1:${attacker.port}/internal`, '/pub/absolute', '/pub/malformed', '/pub/outside']) {
-    t.equal(await rawUpgrade(server.port, path), 'HTTP/1.1 400 Bad Request', path)
+    t.equal(await rawUpgradeStatus(server.port, path), 'HTTP/1.1 400 Bad Request', path)
   }
   await closeClient(await echoBoth(t, `ws://127.0.0.1:${server.port}/pub/renamed`))
   t.same(configured.handshakes.map(r => r.url), ['/internal/new-name'], 'only the rewritten path reached the configured upstream')

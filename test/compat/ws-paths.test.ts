@@ -6,6 +6,7 @@ import fastifyWebSocket from '@fastify/websocket'
 import { WebSocket } from 'ws'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { PROMPTLY, within } from '../helpers/bounded.js'
+import { rawUpgradeStatus } from '../helpers/ws-servers.js'
 
 // Path mapping of WebSocket upgrades and plain requests, from @fastify/http-proxy 11.6's
 // test/ws-prefix-rewrite.js, with the same options against our proxy: the upstream echoes the
@@ -86,27 +87,9 @@ t.test('percent-encoded backslashes: path data there, refused here (400 for both
   const b = await backend(t)
   const url = await frontend(t, { upstream: `${b.url}/internal`, websocket: true, prefix: '/pub' })
   t.same(await within(PROMPTLY, both(`${url}/pub/foo%5C..bar`), '/pub/foo%5C..bar: an answer over WebSocket and over HTTP'), ['error', 'error'])
-  t.equal(await rawUpgrade(url, '/pub/foo%5C..bar'), 'HTTP/1.1 400 Bad Request')
+  t.equal(await rawUpgradeStatus(Number(new URL(url).port), '/pub/foo%5C..bar'), 'HTTP/1.1 400 Bad Request')
   t.same(b.seen, [])
 })
-
-/** A raw upgrade request (node:net, so that `..` and `\` reach the server as written); the status line. */
-async function rawUpgrade (url: string, path: string): Promise<string> {
-  const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
-  socket.setEncoding('latin1')
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
-  let received = ''
-  const statusLine = async (): Promise<void> => {
-    for await (const chunk of socket) {
-      received += chunk as string
-      if (received.includes('\r\n')) break
-    }
-  }
-  await within(PROMPTLY, statusLine(), `the answer to the upgrade for ${path}`)
-  socket.destroy()
-  return received.split('\r\n', 1)[0]
-}
 
 t.test('WebSocket paths must not escape rewritePrefix (18 vectors)', async (t) => {
   const b = await backend(t)
@@ -121,7 +104,7 @@ t.test('WebSocket paths must not escape rewritePrefix (18 vectors)', async (t) =
     ['/pub/%5c..%5csecret', plain], ['/pub/%5C..%5Csecret', plain], ['/pub/%5c..%5c..%5csecret', plain], ['/pub/%5C..%5C..%5Csecret', plain]
   ]
   for (const [vector, url] of vectors) {
-    t.equal(await rawUpgrade(url, vector), 'HTTP/1.1 400 Bad Request', vector)
+    t.equal(await rawUpgradeStatus(Number(new URL(url).port), vector), 'HTTP/1.1 400 Bad Request', vector)
   }
   t.same(b.seen, [], 'no vector reached the upstream')
 })

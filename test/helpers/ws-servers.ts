@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import { WebSocketServer, WebSocket, type ServerOptions } from 'ws'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
+import { PROMPTLY, within } from './bounded.js'
 
 export interface Teardown {
   teardown: (fn: () => unknown) => void
@@ -179,6 +180,26 @@ export function upgradeRequest (path: string, extra: string[] = []): string {
     ...extra,
     '', ''
   ].join('\r\n')
+}
+
+/**
+ * A raw upgrade request (node:net, so that `..` and `\\` reach the server as written); resolves
+ * with the status line of the answer, within 5 s.
+ */
+export async function rawUpgradeStatus (port: number, path: string): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.setEncoding('latin1')
+  socket.write(upgradeRequest(path))
+  let received = ''
+  const statusLine = async (): Promise<void> => {
+    for await (const chunk of socket) {
+      received += chunk as string
+      if (received.includes('\r\n')) break
+    }
+  }
+  await within(PROMPTLY, statusLine(), `the answer to the upgrade for ${path}`)
+  socket.destroy()
+  return received.split('\r\n', 1)[0]
 }
 
 export const ACCEPT_FOR_SAMPLE_KEY = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo='
