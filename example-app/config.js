@@ -49,6 +49,9 @@ function serverOptions (env) {
   }
   return {
     requestTimeout,
+    // An HTTP/2 stream has no head timeout in Node: a session without any traffic is closed after
+    // this, and the proxy bounds each session to 100 streams (docs/http2.md, "Slow clients").
+    http2SessionTimeout: integer(env, 'H2_SESSION_TIMEOUT_MS', 30_000, 1),
     http: { headersTimeout, requestTimeout, connectionsCheckingInterval: 1000 }
   }
 }

@@ -7,6 +7,7 @@ import { deadline, proxy } from 'fastify-streamline'
 import { metricsRoutes } from './metrics.js'
 import { readConfig } from './config.js'
 import { loadCertificate } from './tls.js'
+import { clientErrorHandler } from './client-errors.js'
 
 // The demo's bearer token; the page sends it from its "with token" button.
 const DEMO_TOKEN = 'demo-token'
@@ -21,7 +22,7 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 export async function buildIngress (config = readConfig(), upstreams = demoServices(config), certificate = null) {
   if (config.https && !certificate) certificate = await loadCertificate(config.https)
   // config.server: limits for slow clients (header and request timeouts), see config.js.
-  const app = Fastify({ logger: { level: config.logLevel }, ...config.server, ...tlsOptions(certificate, config.https || {}) })
+  const app = Fastify({ logger: { level: config.logLevel }, clientErrorHandler, ...config.server, ...tlsOptions(certificate, config.https || {}) })
   if (certificate) limitHttp1Fallback(app, config.server)
   // On close(), proxied event streams end at an event boundary and downloads get this long.
   const drainTimeout = config.drainTimeoutMs
