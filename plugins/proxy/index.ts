@@ -67,14 +67,17 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
 
 /**
  * With the deadline plugin its phases rule and undici's timers are off; without it the
- * fallbacks never cut a quiet SSE stream before 5 minutes. Explicit options always win.
+ * fallbacks never cut a quiet SSE stream before 5 minutes. Explicit options always win, and are
+ * kept to the millisecond by the upstream handler; the fallbacks stay on undici's coarser clock.
  */
 function dispatcherFor (settings: ProxySettings, withDeadline: boolean): ProxyDispatcher {
-  const { connections, keepAliveTimeout, connectTimeout, tls, compat } = settings
-  return createDispatcher({ connections, keepAliveTimeout, connectTimeout, tls, agentOptions: compat.agent, given: compat.dispatcher }, {
-    headersTimeout: settings.headersTimeout ?? (withDeadline ? 0 : FALLBACK_HEADERS_TIMEOUT),
-    bodyTimeout: settings.bodyTimeout ?? (withDeadline ? 0 : FALLBACK_BODY_TIMEOUT)
-  })
+  const { connections, keepAliveTimeout, connectTimeout, tls, compat, headersTimeout, bodyTimeout } = settings
+  const agent = { connections, keepAliveTimeout, connectTimeout, tls, agentOptions: compat.agent, given: compat.dispatcher }
+  const fallbacks = {
+    headersTimeout: headersTimeout !== undefined || withDeadline ? 0 : FALLBACK_HEADERS_TIMEOUT,
+    bodyTimeout: bodyTimeout !== undefined || withDeadline ? 0 : FALLBACK_BODY_TIMEOUT
+  }
+  return createDispatcher(agent, fallbacks, { headersTimeout: headersTimeout ?? 0, bodyTimeout: bodyTimeout ?? 0 })
 }
 
 /** What the registration's requests share (forward.ts). */

@@ -1,7 +1,7 @@
 import { Agent, type Dispatcher } from 'undici'
 import type { ProxyTlsOptions } from '../types.js'
 import { callOfHeaders, type UpstreamCall } from './call.js'
-import { UpstreamHandler, type UpstreamCallback } from './handler.js'
+import { UpstreamHandler, type AttemptTimeouts, type UpstreamCallback } from './handler.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
 // does accept, as its `undici` option, any object with a `request(options, callback)`
@@ -36,7 +36,8 @@ export interface TransportTimers {
   bodyTimeout: number
 }
 
-export function createDispatcher (settings: AgentSettings, timers: TransportTimers): ProxyDispatcher {
+/** `timers`: undici's own (our fallbacks, where a second's slack does not matter); `timeouts`: the operator's, kept to the millisecond. */
+export function createDispatcher (settings: AgentSettings, timers: TransportTimers, timeouts: AttemptTimeouts): ProxyDispatcher {
   // A Dispatcher given as `undici` (@fastify/http-proxy's option) is used as it is and left to its
   // owner on close; the signal and timers below are per request, so they apply to it too.
   const { given } = settings
@@ -72,7 +73,7 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
       const sent = options as Dispatcher.DispatchOptions & TransportTimers
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
-      const handler = new UpstreamHandler(call, callback, options.method, options.body)
+      const handler = new UpstreamHandler(call, callback, options.method, options.body, timeouts)
       send(agent, call, sent, handler)
     },
     destroy: async () => { if (given === null) await agent.destroy() }

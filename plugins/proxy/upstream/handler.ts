@@ -1,4 +1,4 @@
-import { util, type Dispatcher } from 'undici'
+import { errors, util, type Dispatcher } from 'undici'
 import { IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { FastifyRequest } from 'fastify'
@@ -30,6 +30,16 @@ export interface UpstreamData {
 export type UpstreamCallback = (err: Error | null, data: UpstreamData | null) => void
 
 /**
+ * The operator's own `headersTimeout` and `bodyTimeout` (0: off), kept here to the millisecond:
+ * undici runs its own on a clock of 1 s resolution, so `headersTimeout: 300` fired after a
+ * second. One timer per attempt, made only when one is set, moved on by each chunk.
+ */
+export interface AttemptTimeouts {
+  headersTimeout: number
+  bodyTimeout: number
+}
+
+/**
  * What reply-from then hands to `onResponse` and `retryDelay` (its type says ServerResponse):
  * the same answer, its body renamed `stream`. A small body that came whole is a Buffer, and
  * only for the proxy's own relay: a user's onResponse always gets a stream.
@@ -53,9 +63,10 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private abortUpstream: ((reason?: Error) => void) | null = null
   private body: UpstreamBody | null = null
   private pending: PendingHead | null = null
+  private timer: NodeJS.Timeout | null = null
 
   constructor (private readonly call: UpstreamCall, private callback: UpstreamCallback | null,
-    private readonly method: string, private requestBody: unknown) {}
+    private readonly method: string, private requestBody: unknown, private readonly timeouts: AttemptTimeouts) {}
 
   onConnect (abort: (reason?: Error) => void): void {
     const { signal } = this.call
@@ -65,6 +76,24 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     }
     this.abortUpstream = abort
     signal.attempt = this
+    if (this.timeouts.headersTimeout > 0) this.timer = setTimeout(timeOut, this.timeouts.headersTimeout, this)
+  }
+
+  /**
+   * This attempt's timer ran out. Before the head: the headers timeout (a 504). After it: that
+   * long without a chunk (a cut), unless the client is the one not reading (undici paused the
+   * upstream for it), as undici's own bodyTimeout does.
+   */
+  timedOut (): void {
+    const timer = this.timer
+    this.timer = null
+    if (this.body === null && this.pending === null) {
+      this.abortUpstream?.(new errors.HeadersTimeoutError())
+    } else if (this.body !== null && this.body.readableLength >= this.body.readableHighWaterMark && timer !== null) {
+      this.timer = timer.refresh()
+    } else {
+      this.abortUpstream?.(new errors.BodyTimeoutError())
+    }
   }
 
   /** The call's signal aborted: undici cancels the request before headers, or the body after. */
@@ -79,6 +108,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = this.timeouts.bodyTimeout > 0 ? setTimeout(timeOut, this.timeouts.bodyTimeout, this) : null
     const headers = util.parseHeaders(rawHeaders) as UpstreamData['headers']
     if (this.call.wholeBody && this.mayComeWhole(headers)) {
       this.pending = { statusCode, headers, chunks: [], complete: false }
@@ -90,6 +121,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   onData (chunk: Buffer): boolean {
+    if (this.timer !== null) this.timer.refresh()
     if (this.body !== null) return this.body.deliver(chunk)
     this.pending?.chunks.push(chunk)
     return true
@@ -161,6 +193,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   private detach (): void {
     if (this.call.signal.attempt === this) this.call.signal.attempt = null
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
   }
 
   /**
@@ -176,6 +210,10 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     body.on('error', noop)
     body.destroy(err)
   }
+}
+
+function timeOut (handler: UpstreamHandler): void {
+  handler.timedOut()
 }
 
 function clientLeft (reason: Error): boolean {
