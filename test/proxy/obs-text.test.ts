@@ -3,25 +3,10 @@
 // or together with the first body chunk.
 import t from 'tap'
 import net from 'node:net'
-import { once } from 'node:events'
 import { proxyApp, rawUpstream } from '../helpers/proxy-servers.js'
-import { PROMPTLY, within } from '../helpers/bounded.js'
+import { rawGet } from '../helpers/raw-get.js'
 
 const HEAD_END = '\r\n\r\n'
-
-/** A raw client: sends a GET and hands back the bytes received, as latin1 (one char per byte); `waitFor` is bounded. */
-function rawClient (url: string, path: string): { socket: net.Socket, received: () => string, waitFor: (text: string) => Promise<void> } {
-  const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
-  let received = ''
-  socket.setEncoding('latin1')
-  socket.on('data', (data: string) => { received += data; socket.emit('progress') })
-  socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`)
-  const waitFor = async (text: string): Promise<void> => {
-    const arrived = (async () => { while (!received.includes(text)) await once(socket, 'progress') })()
-    await within(PROMPTLY, arrived, `the client got ${JSON.stringify(text)}; it has ${JSON.stringify(received.slice(-200))}`)
-  }
-  return { socket, received: () => received, waitFor }
-}
 
 t.test('an obs-text header byte is relayed as that byte, head flushed alone or with the body', async (t) => {
   const heads: string[] = []
@@ -39,7 +24,7 @@ t.test('an obs-text header byte is relayed as that byte, head flushed alone or w
   })
   const { url } = await proxyApp(t, { upstream: raw })
 
-  const sse = rawClient(url, '/events')
+  const sse = rawGet(url, '/events')
   await sse.waitFor(HEAD_END)
   const sseHead = sse.received()
   t.match(sseHead, /^HTTP\/1\.1 200 OK\r\n/)
@@ -52,7 +37,7 @@ t.test('an obs-text header byte is relayed as that byte, head flushed alone or w
   t.match(sse.received().slice(sseHead.length), /data: bonjour\n\n/, 'the event follows')
   sse.socket.destroy()
 
-  const plain = rawClient(url, '/plain')
+  const plain = rawGet(url, '/plain')
   await plain.waitFor('hello')
   const plainHead = plain.received().slice(0, plain.received().indexOf(HEAD_END) + HEAD_END.length)
   t.ok(plainHead.includes('\r\nx-label: caf\xE9\r\n'), 'with a body: the byte 0xE9 too')
@@ -60,7 +45,7 @@ t.test('an obs-text header byte is relayed as that byte, head flushed alone or w
   plain.socket.destroy()
 
   t.same(heads.map(h => h.split('\r\n')[0]), ['GET /events HTTP/1.1', 'GET /plain HTTP/1.1'], 'the upstream saw both requests')
-  const alive = rawClient(url, '/plain')
+  const alive = rawGet(url, '/plain')
   await alive.waitFor('hello')
   t.match(alive.received(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nhello$/, 'the process is alive: a third request answered')
   alive.socket.destroy()

@@ -57,3 +57,40 @@ t.test('chunks keep the body timer from firing', async (t) => {
   const response = await within(5000, fetch(`${url}/ticks`), 'the response')
   t.equal(await within(5000, response.text(), 'the whole body'), 'xxxxxxxx', `a body that never pauses ${TIMEOUT} ms is whole`)
 })
+
+t.test('a client that stops reading is not a silent upstream: the body timer waits for it', async (t) => {
+  const total = 8 * 1024 * 1024
+  const up = await upstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) })
+    const chunk = Buffer.alloc(64 * 1024, 0x61)
+    let sent = 0
+    const pump = (): void => {
+      while (sent < total) {
+        sent += chunk.length
+        if (!res.write(chunk)) {
+          res.once('drain', pump)
+          return
+        }
+      }
+      res.end()
+    }
+    pump()
+  })
+  const { url } = await proxyApp(t, { upstream: up.url, bodyTimeout: TIMEOUT })
+  const response = await within(5000, new Promise<http.IncomingMessage>((resolve, reject) => {
+    http.get(`${url}/big`, resolve).on('error', reject)
+  }), 'the response head')
+  // Not read for several body timeouts: everything in between fills up and the upstream is paused.
+  response.pause()
+  await new Promise(resolve => setTimeout(resolve, 4 * TIMEOUT))
+  let bytes = 0
+  response.on('data', (chunk: Buffer) => { bytes += chunk.length })
+  response.on('error', () => {})
+  const ending = within(15_000, new Promise<string>(resolve => {
+    response.once('close', () => resolve(response.complete ? 'end' : 'cut'))
+  }), 'the end of the body')
+  response.resume()
+  await ending
+  t.equal(await ending, 'end', 'the body was not cut while the client did not read')
+  t.equal(bytes, total, 'every byte arrived')
+})

@@ -11,24 +11,10 @@ import { subscribe } from '../helpers/channels.js'
 import { H2_MODES, h2Request, h2ServerOptions, h2Session } from '../helpers/h2.js'
 import { CHANNELS, type StreamEndMessage } from '../../lib/diagnostics.js'
 import { PROMPTLY, within } from '../helpers/bounded.js'
+import { rawGet } from '../helpers/raw-get.js'
 
 const HEAD_END = '\r\n\r\n'
 const DEADLINE = { deadline: { timeout: 10_000 } }
-
-/** A raw client: sends a GET and collects the bytes received, as latin1; `waitFor` is bounded. */
-function rawClient (url: string, path: string): { socket: net.Socket, received: () => string, waitFor: (text: string) => Promise<void> } {
-  const socket = net.connect(Number(new URL(url).port), '127.0.0.1')
-  let received = ''
-  socket.setEncoding('latin1')
-  socket.on('error', () => {})
-  socket.on('data', (data: string) => { received += data; socket.emit('progress') })
-  socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`)
-  const waitFor = async (text: string): Promise<void> => {
-    const arrived = (async () => { while (!received.includes(text)) await once(socket, 'progress') })()
-    await within(PROMPTLY, arrived, `the client got ${JSON.stringify(text)}; it has ${JSON.stringify(received.slice(-200))}`)
-  }
-  return { socket, received: () => received, waitFor }
-}
 
 /**
  * An ingress in front of an upstream that sends `first` (a 12-byte text response's head, and maybe
@@ -56,7 +42,7 @@ t.test('a small body in its head\'s read: same status, headers, length and body'
   })
   const { url } = await proxyApp(t, { upstream: raw }, DEADLINE)
   const ends = subscribe<StreamEndMessage>(t, CHANNELS.streamEnd)
-  const client = rawClient(url, '/small?q=1')
+  const client = rawGet(url, '/small?q=1')
   await client.waitFor('hello world\n')
   const response = client.received()
   t.match(response, /^HTTP\/1\.1 201 Created\r\n/)
@@ -74,7 +60,7 @@ t.test('a small body in its head\'s read: same status, headers, length and body'
 
 t.test('a body slower than its head: the head reaches the client first', async (t) => {
   const { url, held } = await heldResponse(t, '')
-  const client = rawClient(url, '/slow')
+  const client = rawGet(url, '/slow')
   await client.waitFor(HEAD_END)
   t.ok(client.received().endsWith(HEAD_END), 'the head arrived while the upstream held the body')
   held[0].write('hello world\n')
@@ -85,7 +71,7 @@ t.test('a body slower than its head: the head reaches the client first', async (
 
 t.test('part of the body with the head: that part is not held back for the rest', async (t) => {
   const { url, held } = await heldResponse(t, 'hello')
-  const client = rawClient(url, '/part')
+  const client = rawGet(url, '/part')
   await client.waitFor(`${HEAD_END}hello`)
   t.ok(client.received().endsWith(`${HEAD_END}hello`), 'the first part arrived while the upstream held the rest')
   held[0].write(' world\n')
@@ -99,7 +85,7 @@ t.test('no content-type from the upstream: none is added', async (t) => {
     socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 5${HEAD_END}hello`)
   })
   const { url } = await proxyApp(t, { upstream: raw }, DEADLINE)
-  const client = rawClient(url, '/untyped')
+  const client = rawGet(url, '/untyped')
   await client.waitFor(`${HEAD_END}hello`)
   t.notMatch(headOf(client.received()), /content-type/)
   client.socket.destroy()
@@ -107,7 +93,7 @@ t.test('no content-type from the upstream: none is added', async (t) => {
 
 t.test('the client leaves while the rest of a small body is awaited: the upstream connection closes', async (t) => {
   const { url, held } = await heldResponse(t, 'hello')
-  const client = rawClient(url, '/left')
+  const client = rawGet(url, '/left')
   await client.waitFor(`${HEAD_END}hello`)
   const upstreamClosed = once(held[0], 'close')
   client.socket.destroy()

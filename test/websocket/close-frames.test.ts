@@ -24,33 +24,34 @@ async function closedBy (t: Test, closes: { messages: TunnelClosedMessage[], wai
   t.equal(closes.messages[0].closedBy, expected, `tunnel:closed says closedBy ${expected}`)
 }
 
-t.test('wsIdleTimeout: both sides get a 1001 close frame, not a dropped connection', async (t) => {
+/**
+ * Opens a tunnel with `limits`, keeps it busy when asked, and checks that a timeout closed both
+ * sides with 1001 and reported `reason`.
+ */
+async function timesOut (t: Test, limits: { wsIdleTimeout?: number, wsMaxStreamDuration?: number }, busy: boolean, reason: string): Promise<void> {
   const closes = subscribe<TunnelClosedMessage>(t, CHANNELS.tunnelClosed)
   const up = await wsUpstream(t)
-  const { url } = await proxyApp(t, { upstream: up.url, wsIdleTimeout: 300, wsCloseGrace: 2000 })
+  const { url } = await proxyApp(t, { upstream: up.url, ...limits, wsCloseGrace: 2000 })
   const upstreamSide = nextUpstreamSocket(up)
-  const client = await within(5000, openClient(`${url}/idle`), 'the tunnel opened')
+  const client = await within(5000, openClient(`${url}/${reason}`), 'the tunnel opened')
   const clientClosed = once(client, 'close').then(([code]) => code as number)
   const { closed } = await within(5000, upstreamSide, 'the upstream side of the tunnel')
+  if (busy) {
+    // Messages both ways all along: the lifetime applies however busy the tunnel is.
+    const chatter = setInterval(() => { if (client.readyState === client.OPEN) client.send('ping '.repeat(200)) }, 20)
+    t.teardown(() => clearInterval(chatter))
+  }
   t.equal(await within(5000, clientClosed, 'the client\'s close'), GOING_AWAY, 'the client got 1001')
   t.equal(await within(5000, closed, 'the upstream\'s close'), GOING_AWAY, 'the upstream got 1001')
-  await closedBy(t, closes, 'idle')
+  await closedBy(t, closes, reason)
+}
+
+t.test('wsIdleTimeout: both sides get a 1001 close frame, not a dropped connection', async (t) => {
+  await timesOut(t, { wsIdleTimeout: 300 }, false, 'idle')
 })
 
 t.test('wsMaxStreamDuration: a busy tunnel closes with 1001 on both sides', async (t) => {
-  const closes = subscribe<TunnelClosedMessage>(t, CHANNELS.tunnelClosed)
-  const up = await wsUpstream(t)
-  const { url } = await proxyApp(t, { upstream: up.url, wsMaxStreamDuration: 400, wsCloseGrace: 2000 })
-  const upstreamSide = nextUpstreamSocket(up)
-  const client = await within(5000, openClient(`${url}/busy`), 'the tunnel opened')
-  const clientClosed = once(client, 'close').then(([code]) => code as number)
-  const { closed } = await within(5000, upstreamSide, 'the upstream side of the tunnel')
-  // Messages both ways all along: the lifetime applies however busy the tunnel is.
-  const chatter = setInterval(() => { if (client.readyState === client.OPEN) client.send('ping '.repeat(200)) }, 20)
-  t.teardown(() => clearInterval(chatter))
-  t.equal(await within(5000, clientClosed, 'the client\'s close'), GOING_AWAY, 'the client got 1001')
-  t.equal(await within(5000, closed, 'the upstream\'s close'), GOING_AWAY, 'the upstream got 1001')
-  await closedBy(t, closes, 'lifetime')
+  await timesOut(t, { wsMaxStreamDuration: 400 }, true, 'lifetime')
 })
 
 t.test('closedBy names the side whose close frame came first', async (t) => {
