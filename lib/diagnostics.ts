@@ -41,6 +41,8 @@ export interface ProxyResponseMessage {
   statusCode: number
   /** ms from sending the request upstream (this attempt) to its response head. */
   upstreamHeadersMs: number
+  /** The origin that answered: the upstream, or the pool's replica (its address). */
+  upstream: string
 }
 
 /** Who ended a proxied body or a tunnel. */
@@ -54,6 +56,8 @@ export interface StreamEndMessage {
   /** ms from the upstream's head to the end. */
   durationMs: number
   endedBy: StreamEndCause
+  /** The origin that served the body: the upstream, or the pool's replica. */
+  upstream: string
 }
 
 /** `fastify-streamline:tunnel:opened`: a WebSocket tunnel opened (the upstream's 101 went to the client). */
@@ -71,6 +75,36 @@ export interface TunnelClosedMessage {
   bytesIn: number
   bytesOut: number
   durationMs: number
+  /** The origin the tunnel ran to: the upstream, or the pool's replica. */
+  upstream: string
+}
+
+/** `fastify-streamline:upstream:ejected`: passive health took a pool's replica out of rotation. */
+export interface UpstreamEjectedMessage {
+  /** The replica's origin (its address). */
+  upstream: string
+  reason: 'consecutive-failures'
+  /** Failures in a row that ejected it. */
+  failures: number
+  /** When it comes back (ms since the epoch). */
+  until: number
+}
+
+/** `fastify-streamline:upstream:restored`: an ejected replica is back in rotation. */
+export interface UpstreamRestoredMessage {
+  upstream: string
+}
+
+/** `fastify-streamline:upstream:health`: an active health check changed a replica's state. */
+export interface UpstreamHealthMessage {
+  upstream: string
+  healthy: boolean
+}
+
+/** `fastify-streamline:upstream:set`: a pool's replica set changed (resolve). */
+export interface UpstreamSetMessage {
+  /** The replicas' origins now. */
+  upstreams: string[]
 }
 
 export const CHANNELS = {
@@ -80,7 +114,11 @@ export const CHANNELS = {
   proxyResponse: 'fastify-streamline:proxy:response',
   streamEnd: 'fastify-streamline:stream:end',
   tunnelOpened: 'fastify-streamline:tunnel:opened',
-  tunnelClosed: 'fastify-streamline:tunnel:closed'
+  tunnelClosed: 'fastify-streamline:tunnel:closed',
+  upstreamEjected: 'fastify-streamline:upstream:ejected',
+  upstreamRestored: 'fastify-streamline:upstream:restored',
+  upstreamHealth: 'fastify-streamline:upstream:health',
+  upstreamSet: 'fastify-streamline:upstream:set'
 } as const
 
 // The publishers' side (`hasSubscribers`, `publish`), one per channel, for the plugins.
@@ -91,6 +129,10 @@ export const proxyResponse = diagnostics.channel(CHANNELS.proxyResponse)
 export const streamEnd = diagnostics.channel(CHANNELS.streamEnd)
 export const tunnelOpened = diagnostics.channel(CHANNELS.tunnelOpened)
 export const tunnelClosed = diagnostics.channel(CHANNELS.tunnelClosed)
+export const upstreamEjected = diagnostics.channel(CHANNELS.upstreamEjected)
+export const upstreamRestored = diagnostics.channel(CHANNELS.upstreamRestored)
+export const upstreamHealth = diagnostics.channel(CHANNELS.upstreamHealth)
+export const upstreamSet = diagnostics.channel(CHANNELS.upstreamSet)
 
 /** A channel's subscribers' side, typed with its message (node:diagnostics_channel's own is `unknown`). */
 export interface TypedChannel<Message> {
@@ -145,5 +187,9 @@ export const channels = {
   proxyResponse: typed<ProxyResponseMessage>(CHANNELS.proxyResponse),
   streamEnd: typed<StreamEndMessage>(CHANNELS.streamEnd),
   tunnelOpened: typed<TunnelOpenedMessage>(CHANNELS.tunnelOpened),
-  tunnelClosed: typed<TunnelClosedMessage>(CHANNELS.tunnelClosed)
+  tunnelClosed: typed<TunnelClosedMessage>(CHANNELS.tunnelClosed),
+  upstreamEjected: typed<UpstreamEjectedMessage>(CHANNELS.upstreamEjected),
+  upstreamRestored: typed<UpstreamRestoredMessage>(CHANNELS.upstreamRestored),
+  upstreamHealth: typed<UpstreamHealthMessage>(CHANNELS.upstreamHealth),
+  upstreamSet: typed<UpstreamSetMessage>(CHANNELS.upstreamSet)
 } as const

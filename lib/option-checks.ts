@@ -14,6 +14,8 @@ export interface OptionChecks {
   optionalObject: <T>(name: string, value: T | undefined) => T | undefined
   /** A boolean; `fallback` when undefined. */
   flag: (name: string, value: unknown, fallback: boolean) => boolean
+  /** An integer >= `min` (counts, or ms); `fallback` when undefined. */
+  integer: <T extends number | null | undefined>(name: string, value: unknown, fallback: T, min: number) => number | T
   /** Refuses the first key of `options` not in `known`, naming it `path + key` and the nearest known name. */
   knownKeys: (path: string, options: object, known: ReadonlySet<string>) => void
 }
@@ -39,6 +41,13 @@ export function optionChecks (Invalid: OptionError): OptionChecks {
     flag (name, value, fallback) {
       if (value === undefined) return fallback
       if (typeof value !== 'boolean') throw new Invalid(name, `expected a boolean, got ${describeValue(value)}`)
+      return value
+    },
+    integer (name, value, fallback, min) {
+      if (value === undefined) return fallback
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+        throw new Invalid(name, `expected an integer >= ${min}, got ${describeValue(value)}`)
+      }
       return value
     },
     knownKeys (path, options, known) {

@@ -41,6 +41,13 @@ export const UpstreamUnavailableError = createError(
   502, Error, false
 )
 
+/** Every replica of the upstream's pool left the set (or none was resolved yet). */
+export const NoReplicaError = createError(
+  'FST_STREAMLINE_UPSTREAM_NO_REPLICA',
+  'No replica of the upstream service is available',
+  503, Error, false
+)
+
 /** The upstream did not connect or send its response head in time. */
 export const UpstreamTimeoutError = createError(
   'FST_STREAMLINE_UPSTREAM_TIMEOUT',

@@ -13,6 +13,7 @@ import { setForwardedHeaders } from './forwarded.js'
 import { onRequestAbort } from '../deadline/index.js'
 import { attachCall, callOf, callOfHeaders, setCall, type BudgetHeaders, type UpstreamCall } from './upstream/call.js'
 import { CallSignal } from './upstream/call-signal.js'
+import type { UpstreamPool } from './upstream/pool.js'
 import type { UpstreamResponse } from './upstream/handler.js'
 import { retryDelay, type AttemptDetails } from './upstream/retry.js'
 import type { EventStreamDrain } from './lifecycle/event-stream-drain.js'
@@ -44,6 +45,8 @@ export interface Registration {
   /** The reply-from options of every request of the registration (`replyFromOptions`). */
   fromOptions: FastifyReplyFromHooks
   remaining: (request: FastifyRequest) => number
+  /** The upstream's replicas, when it is a pool; null for one upstream. */
+  pool: UpstreamPool | null
 }
 
 /** The route's handler: map the path, start the call, then let reply-from send it upstream. */
@@ -108,7 +111,8 @@ function startCall (registration: Registration, request: FastifyRequest, reply: 
   const signal = new CallSignal()
   onRequestAbort(request, reply, signal)
   const wholeBody = registration.settings.replyOptions.onResponse === undefined
-  return { request, signal, budgetHeaders: registration.budgetHeaders, wholeBody, target, url, mapped, trailers: null, sentAt: 0 }
+  const { budgetHeaders, pool } = registration
+  return { request, signal, budgetHeaders, wholeBody, target, url, mapped, trailers: null, sentAt: 0, pool, replica: null, tried: null, heldBody: null }
 }
 
 /** The registration's reply-from options; each hook finds its request's call (upstream/call.ts). */

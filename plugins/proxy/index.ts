@@ -10,6 +10,7 @@ import { answerNotFound } from './not-found.js'
 import { forward, replyFromOptions, type Registration } from './forward.js'
 import { kCall, type BudgetHeaders } from './upstream/call.js'
 import { createDispatcher, type ProxyDispatcher } from './upstream/dispatcher.js'
+import { UpstreamPool } from './upstream/pool.js'
 import { SseHeartbeat } from './response/sse-heartbeat.js'
 import { drainConnections, trackConnections } from './lifecycle/connections.js'
 import { EventStreamDrain } from './lifecycle/event-stream-drain.js'
@@ -21,7 +22,10 @@ import { withUpgradeHooks } from './websocket/index.js'
 // hookup, and the shutdown hooks. README.md beside this file maps the rooms; forward.ts is the
 // path of one request.
 
-export type { ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders } from './types.js'
+export type {
+  ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders,
+  ReplicaOption, ResolveOption, BalanceOption, OutlierDetectionOptions, HealthCheckOptions
+} from './types.js'
 export type { WebSocketTimingOptions } from './websocket/options.js'
 export { compileTarget, upstreamUrl, type ProxyTarget, type TargetOptions } from './target.js'
 export * from './errors.js'
@@ -59,6 +63,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       instance.log.warn({ options: settings.compat.ignored }, 'proxy: options ignored: the WebSocket tunnel relays the client\'s handshake and then frames as bytes')
     }
     addShutdownHooks(instance, registration, dispatcher)
+    if (registration.pool !== null) addPoolHooks(instance, registration.pool, dispatcher)
     const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
     for (const url of settings.compat.routes) instance.route(withUpgradeHooks(routeOptions(registration, url), upgrade))
   }, { prefix: settings.prefix })
@@ -92,7 +97,8 @@ function register (instance: FastifyInstance, settings: ProxySettings, withDeadl
     safety: new StreamSafety(instance),
     prefix: instance.prefix,
     fromOptions: {},
-    remaining: withDeadline ? deadlineRemaining : unlimited
+    remaining: withDeadline ? deadlineRemaining : unlimited,
+    pool: settings.pool === null ? null : new UpstreamPool(settings.pool, instance.log)
   }
   registration.fromOptions = replyFromOptions(registration)
   return registration
@@ -107,6 +113,12 @@ function addShutdownHooks (instance: FastifyInstance, registration: Registration
   })
   // After the server closed, so after the drain: destroying the pool earlier would cut the streams.
   instance.addHook('onClose', async () => { await dispatcher.destroy() })
+}
+
+/** A pool resolves its replicas before the server serves; its timers stop when the app closes. */
+function addPoolHooks (instance: FastifyInstance, pool: UpstreamPool, dispatcher: ProxyDispatcher): void {
+  instance.addHook('onReady', async () => { await pool.start(dispatcher.agent) })
+  instance.addHook('onClose', async () => { pool.close() })
 }
 
 /** Bodies are not parsed: the request stream itself becomes `request.body` and is piped upstream. */

@@ -4,6 +4,8 @@ import type { ProxyOptions, ProxyReplyOptions, ProxyTlsOptions, UpstreamOption }
 import { resolveTunnelTimings, WS_TIMING_OPTIONS, type TunnelTimings } from './websocket/options.js'
 import { COMPAT_OPTIONS, fromHttpProxy, type CompatSettings } from './compat/options.js'
 import { describeUrl, describeValue, optionChecks } from '../../lib/option-checks.js'
+import { POOL_OPTIONS, resolvePool } from './pool-options.js'
+import type { PoolSettings } from './upstream/pool.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {
@@ -26,6 +28,8 @@ export interface ProxySettings {
   bodyTimeout: number | undefined
   tls: Required<Pick<ProxyTlsOptions, 'rejectUnauthorized'>> & ProxyTlsOptions
   retries: number
+  /** The upstream's replicas when it is a pool (`upstream` is then the pool's name); null: one upstream. */
+  pool: PoolSettings | null
   websocket: boolean
   serverTiming: boolean
   wsUpstream: UpstreamOption | undefined
@@ -48,10 +52,10 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
   'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS,
-  'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS])
+  'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS, ...POOL_OPTIONS])
 // A user's onResponse / onError replaces the proxy's relay / error answer (README: what that costs).
 const REPLY_OPTIONS = new Set(['queryString', 'method', 'contentType', 'onResponse', 'onError', 'body'])
-const { flag, knownKeys, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
+const { flag, integer, knownKeys, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
 const UPSTREAM_URL = /^(https?):\/\//i
 const WS_UPSTREAM_URL = /^(wss?|https?):\/\//i
 
@@ -59,8 +63,9 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
   if (typeof given !== 'object' || given === null) throw new InvalidProxyOptionError('options', `expected an object, got ${describeValue(given)}`)
   const { options, compat } = fromHttpProxy(given)
   knownKeys('', options, KNOWN)
+  const { upstream: first, pool, retries } = resolvePool(options)
   return {
-    upstream: upstream('upstream', options.upstream, UPSTREAM_URL, true),
+    upstream: upstream('upstream', first, UPSTREAM_URL, true),
     prefix: path('prefix', options.prefix ?? '/'),
     rewritePrefix: options.rewritePrefix ?? '',
     httpMethods: methods(options.httpMethods),
@@ -77,7 +82,8 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
     headersTimeout: integer('headersTimeout', options.headersTimeout, undefined, 0) ?? undefined,
     bodyTimeout: integer('bodyTimeout', options.bodyTimeout, undefined, 0) ?? undefined,
     tls: tls(options.tls),
-    retries: integer('retries', options.retries, 0, 0) ?? 0,
+    retries,
+    pool,
     websocket: flag('websocket', options.websocket, false),
     serverTiming: flag('serverTiming', options.serverTiming, false),
     wsUpstream: options.wsUpstream === undefined ? undefined : upstream('wsUpstream', options.wsUpstream, WS_UPSTREAM_URL, false),
@@ -100,15 +106,6 @@ function upstream (name: string, value: unknown, protocols: RegExp, required: bo
   if (typeof value === 'function') return value as UpstreamOption
   if (typeof value !== 'string' || !protocols.test(value)) {
     throw new InvalidProxyOptionError(name, `expected a URL starting with ${protocols === UPSTREAM_URL ? 'http:// or https://' : 'ws://, wss://, http:// or https://'}, or a function (request) => URL, got ${describeUrl(value)}`)
-  }
-  return value
-}
-
-/** A non-negative integer (counts) or number (ms); `fallback` when undefined. */
-function integer<T extends number | null | undefined> (name: string, value: unknown, fallback: T, min: number): number | T {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new InvalidProxyOptionError(name, `expected an integer >= ${min}, got ${describeValue(value)}`)
   }
   return value
 }

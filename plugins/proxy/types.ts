@@ -16,13 +16,66 @@ export type RequestHeaderRewrite = (request: FastifyRequest, headers: UpstreamRe
 /** The `rewriteHeaders` option: the response headers to send to the client. */
 export type ResponseHeaderRewrite = (headers: OutgoingHttpHeaders, request: FastifyRequest) => OutgoingHttpHeaders
 
+/** One replica of a pool: its URL, and its share of the traffic (default 1). */
+export type ReplicaOption = string | { url: string, weight?: number }
+
+/** The `resolve` option: where a pool's replica set comes from while running. */
+export type ResolveOption = (() => Promise<ReplicaOption[]>) |
+{ dns: true, interval?: number } |
+{ replicas: () => Promise<ReplicaOption[]>, interval?: number }
+
+/** The `balance` option; `hash` keeps a key (a user, a session) on one replica while it is there. */
+export type BalanceOption = 'least-request' | 'round-robin' | 'random' | { hash: (request: FastifyRequest) => string }
+
+/** Passive health (Envoy's outlier detection). */
+export interface OutlierDetectionOptions {
+  /** Failures in a row (no connection, reset or timeout before the head, 502/503/504) that eject a replica. Default 5. */
+  consecutiveFailures?: number
+  /** ms of the first ejection; the n-th lasts n times this. Default 30000. */
+  baseEjection?: number
+  /** Longest ejection, ms. Default 300000. */
+  maxEjection?: number
+  /** Most of a pool ejected at once, in percent (at least one replica). Default 50. */
+  maxEjectionPercent?: number
+}
+
+/** Active health checks. */
+export interface HealthCheckOptions {
+  /** Path checked with a GET, e.g. '/healthz'; a 2xx answer passes. */
+  path: string
+  /** ms between two rounds. Default 10000. */
+  interval?: number
+  /** ms a check may take. Default 2000. */
+  timeout?: number
+  /** Passing checks in a row that bring a replica back. Default 2. */
+  healthyThreshold?: number
+  /** Failing checks in a row that take it out. Default 2. */
+  unhealthyThreshold?: number
+}
+
 /** Options of `app.register(proxy, options)`. Every time is in milliseconds. */
 export interface ProxyOptions extends WebSocketTimingOptions {
   /**
    * Upstream base URL (http: or https:), or a function choosing one per request. Required, except
    * beside `wsUpstream` with `websocket: true`: plain requests then go to that host over http(s).
    */
-  upstream?: UpstreamOption
+  upstream?: UpstreamOption | ReplicaOption[]
+  /**
+   * Keep a pool's replica set current while running: `{ dns: true }` expands each host name of
+   * `upstream` into all its addresses; a function (or `{ replicas }`) returns the replicas. Asked
+   * before the server serves, then every `interval` (default 10000 ms).
+   */
+  resolve?: ResolveOption
+  /** How a pool picks a replica. Default 'least-request' (power of two choices over in-flight work, weighted). */
+  balance?: BalanceOption
+  /** A pool's passive health: replicas that fail in a row are ejected for a while. `false`: off. */
+  outlierDetection?: OutlierDetectionOptions | false
+  /** A pool's active health check: a GET to each replica every `interval`. Default: none. */
+  healthCheck?: HealthCheckOptions
+  /** A pool's request bodies up to this size (bytes) are held to be sent again on failover. Default 65536. */
+  retryBodyLimit?: number
+  /** A pool sends POST and PATCH again after a reset or a 502/503/504 (they may have been applied). Default false. */
+  retryNonIdempotent?: boolean
   /** Path prefix this registration serves; may contain `:params`. Default '/'. */
   prefix?: string
   /** Path put in place of the prefix upstream (after the upstream URL's own path); may use the prefix's `:params`. Default ''. */
@@ -60,8 +113,9 @@ export interface ProxyOptions extends WebSocketTimingOptions {
   /** Upstream TLS. Certificates are verified unless `rejectUnauthorized: false` is given explicitly. */
   tls?: ProxyTlsOptions
   /**
-   * Retries for GET/HEAD/OPTIONS/TRACE requests without a body, after a connection failure or a 503,
-   * only while the deadline leaves time for the wait. Default 0.
+   * One upstream: retries for GET/HEAD/OPTIONS/TRACE requests without a body, after a connection
+   * failure or a 503, while the deadline leaves time for the wait. Default 0.
+   * A pool: failover attempts on other replicas (docs/pools.md). Default 2.
    */
   retries?: number
   /**

@@ -25,11 +25,17 @@ const BAD_RESPONSE = new Set(['FST_REPLY_FROM_BAD_GATEWAY', 'UND_ERR_INFO', 'UND
 // final `100`); the same code with other messages is a connection that went away.
 const REFUSED_RESPONSE = new Set(['bad upgrade', 'bad response'])
 
+// What never reached the upstream: no connection was made, so any request may go to another replica.
+const NEVER_REACHED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
+/** A replica's answers that say the replica, not the application, failed (passive health, failover). */
+export const FAILOVER_STATUS = new Set([502, 503, 504])
+
 type ErrorWithCode = Error & { code?: unknown, cause?: unknown, errors?: unknown[] }
 
 /** The client-facing error for an upstream failure (reply-from's wrapper or undici's own error). */
 export function classifyUpstreamError (error: Error): FastifyError {
   const cause = innermost(error)
+  if (cause.code === 'FST_STREAMLINE_UPSTREAM_NO_REPLICA') return cause as FastifyError
   // undici's HTTPParserError has no code for some parse failures (e.g. a bad status line).
   const code = typeof cause.code === 'string' ? cause.code : cause.name === 'HTTPParserError' ? 'HPE_' : ''
   if (code === 'UND_ERR_SOCKET' && REFUSED_RESPONSE.has(cause.message)) return new UpstreamBadResponseError()
@@ -38,6 +44,13 @@ export function classifyUpstreamError (error: Error): FastifyError {
   if (BAD_RESPONSE.has(code) || code.startsWith('HPE_')) return new UpstreamBadResponseError()
   if (code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|_SIGNATURE|SELF_SIGNED/.test(code)) return new UpstreamTlsError()
   return new UpstreamError()
+}
+
+/** Whether `error` happened before the request reached the upstream: no connection, or no TLS session. */
+export function neverReachedUpstream (error: Error): boolean {
+  const cause = innermost(error)
+  const code = typeof cause.code === 'string' ? cause.code : ''
+  return NEVER_REACHED.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|_SIGNATURE|SELF_SIGNED/.test(code)
 }
 
 /** The most specific error: reply-from wraps undici's errors in `cause`, Node wraps happy-eyeballs failures in AggregateError. */

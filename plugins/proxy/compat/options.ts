@@ -119,6 +119,7 @@ function upstreamAliases (options: ProxyOptions & Record<string, unknown>): void
   if (getUpstream === undefined) return
   if (typeof getUpstream !== 'function') throw new InvalidProxyOptionError('replyOptions.getUpstream', `expected a function, got ${describeValue(getUpstream)}`)
   if (typeof options.upstream === 'function') throw new InvalidProxyOptionError('replyOptions.getUpstream', 'conflicts with an `upstream` function: give one')
+  if (Array.isArray(options.upstream)) throw new InvalidProxyOptionError('replyOptions.getUpstream', 'conflicts with a pool of replicas: give one')
   const base = options.upstream ?? ''
   options.upstream = (request: FastifyRequest) => getUpstream(request, base)
 }

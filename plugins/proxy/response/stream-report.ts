@@ -15,7 +15,7 @@ export function reportResponse (call: UpstreamCall, request: FastifyRequest, rep
   if (!proxyResponse.hasSubscribers && !streamEnd.hasSubscribers) return
   const now = performance.now()
   if (proxyResponse.hasSubscribers) {
-    const message: ProxyResponseMessage = { request, statusCode, upstreamHeadersMs: now - call.sentAt }
+    const message: ProxyResponseMessage = { request, statusCode, upstreamHeadersMs: now - call.sentAt, upstream: servedBy(call) }
     proxyResponse.publish(message)
   }
   if (streamEnd.hasSubscribers) watchStreamEnd(call, request, reply, now, wholeBytes)
@@ -38,7 +38,7 @@ function watchStreamEnd (call: UpstreamCall, request: FastifyRequest, reply: Fas
       const endedBy = drained ? 'drain' : endCause(call)
       // Heartbeats go to the response beside the body: the client received them too.
       if (piped instanceof EventStreamBody) bytes += piped.heartbeatBytes
-      const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy }
+      const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy, upstream: servedBy(call) }
       streamEnd.publish(message)
     })
   })
@@ -53,4 +53,9 @@ function endCause (call: UpstreamCall): StreamEndCause {
   if (reason?.code === 'FST_STREAMLINE_DEADLINE_EXCEEDED' && (reason.phase === 'idle' || reason.phase === 'lifetime')) return reason.phase
   if (reason?.code === 'FST_STREAMLINE_CLIENT_DISCONNECTED') return 'client'
   return 'upstream'
+}
+
+/** The origin that served the call: the pool's replica (its address), or the upstream. */
+function servedBy (call: UpstreamCall): string {
+  return call.replica?.origin ?? call.url.origin
 }

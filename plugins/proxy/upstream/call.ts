@@ -1,6 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import type { ProxyTarget, UpstreamTarget } from '../target.js'
 import type { CallSignal } from './call-signal.js'
+import type { UpstreamPool } from './pool.js'
+import type { Replica } from './replica.js'
 
 // One proxied request's upstream call, and where it is kept: in ONE slot on the Fastify request
 // (the registration's reply-from hooks, `reply.fromParameters` and the route's handler all find
@@ -32,6 +34,14 @@ export interface UpstreamCall {
   trailers: Record<string, string | string[] | undefined> | null
   /** When the latest attempt was sent upstream (performance.now()), for head latency. */
   sentAt: number
+  /** The registration's pool, when its upstream is several replicas. */
+  readonly pool: UpstreamPool | null
+  /** The replica of the latest attempt (pools only). */
+  replica: Replica | null
+  /** The replicas of the attempts before it, once there was a retry (pools only). */
+  tried: Replica[] | null
+  /** A small request body read whole, so that a failover can send it again (pools only). */
+  heldBody: Buffer | null
 }
 
 /** The request's slot; each proxy context decorates it (null) so that request objects keep one shape. */

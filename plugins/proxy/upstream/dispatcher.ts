@@ -1,7 +1,9 @@
 import { Agent, type Dispatcher } from 'undici'
+import type { Readable } from 'node:stream'
 import type { ProxyTlsOptions } from '../types.js'
 import { callOfHeaders, type UpstreamCall } from './call.js'
 import { UpstreamHandler, type AttemptTimeouts, type UpstreamCallback } from './handler.js'
+import { aimAtReplica, holdBody, shouldHoldBody } from './replica-attempt.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
 // does accept, as its `undici` option, any object with a `request(options, callback)`
@@ -29,6 +31,8 @@ export interface AgentSettings {
 export interface ProxyDispatcher {
   request: (options: Dispatcher.RequestOptions, callback: UpstreamCallback) => void
   destroy: () => Promise<void>
+  /** The undici Agent (or the Dispatcher given) under it, for a pool's health checks. */
+  agent: Dispatcher
 }
 
 export interface TransportTimers {
@@ -74,10 +78,31 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
       const handler = new UpstreamHandler(call, callback, options.method, options.body, timeouts)
-      send(agent, call, sent, handler)
+      if (call.pool === null) send(agent, call, sent, handler)
+      else sendToReplica(agent, call, sent, handler)
     },
-    destroy: async () => { if (given === null) await agent.destroy() }
+    destroy: async () => { if (given === null) await agent.destroy() },
+    agent
   }
+}
+
+/** Sends one attempt of a pool's call to the replica chosen for it (replica-attempt.ts). */
+function sendToReplica (agent: Dispatcher, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
+  if (shouldHoldBody(call, options)) {
+    holdBody(call, options.body as Readable).then(() => sendToReplica(agent, call, options, handler), (err: Error) => handler.onError(err))
+    return
+  }
+  if (call.signal.aborted) {
+    handler.onError(call.signal.reason as Error)
+    return
+  }
+  const replica = aimAtReplica(call, options)
+  if (replica instanceof Error) {
+    handler.onError(replica)
+    return
+  }
+  handler.replica = replica
+  send(agent, call, options, handler)
 }
 
 /** Sends one attempt, unless its call was aborted first (the client left, the deadline passed). */

@@ -7,6 +7,8 @@ import { quietLine } from '../../../lib/quiet-line.js'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { UpstreamBody } from './body.js'
 import { EventStreamBody } from './event-stream-body.js'
+import type { Replica } from './replica.js'
+import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
 
 // undici's `request()` API wraps each call in a RequestHandler: an AsyncResource, an abort
 // listener on the signal, and a body stream that is piped into the response. A small proxied
@@ -64,6 +66,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private body: UpstreamBody | null = null
   private pending: PendingHead | null = null
   private timer: NodeJS.Timeout | null = null
+  /** The pool's replica this attempt went to, counted in flight until the attempt is over (pools only). */
+  replica: Replica | null = null
 
   constructor (private readonly call: UpstreamCall, private callback: UpstreamCallback | null,
     private readonly method: string, private requestBody: unknown, private readonly timeouts: AttemptTimeouts) {}
@@ -108,6 +112,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true
+    if (this.replica !== null) this.settleReplica(FAILOVER_STATUS.has(statusCode))
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = this.timeouts.bodyTimeout > 0 ? setTimeout(timeOut, this.timeouts.bodyTimeout, this) : null
     const headers = util.parseHeaders(rawHeaders) as UpstreamData['headers']
@@ -135,6 +140,9 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   onError (err: Error): void {
+    const replica = this.replica
+    // Before the head: the replica's failure, unless the client left (no fault of the replica's).
+    if (replica !== null && this.body === null && this.pending === null) this.settleReplica(!clientLeft(this.call.signal.reason ?? err))
     this.detach()
     // A head already known is answered as a stream, then cut, as when the body fails later.
     if (this.pending !== null) this.respond(noop)
@@ -148,7 +156,15 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
       // After the handlers already queued: the client gets what arrived before the failure.
       queueMicrotask(() => body.fail(err))
     }
-    this.destroyRequestBody(err)
+    // A body the replica never saw stays whole for the failover to send to another.
+    if (replica === null || !neverReachedUpstream(err)) this.destroyRequestBody(err)
+  }
+
+  /** Passive health: whether the replica failed this attempt (pool.ts). */
+  private settleReplica (failed: boolean): void {
+    const pool = this.call.pool as NonNullable<UpstreamCall['pool']>
+    if (failed) pool.failed(this.replica as Replica)
+    else pool.succeeded(this.replica as Replica)
   }
 
   /**
@@ -193,6 +209,10 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   private detach (): void {
     if (this.call.signal.attempt === this) this.call.signal.attempt = null
+    if (this.replica !== null) {
+      (this.call.pool as NonNullable<UpstreamCall['pool']>).release(this.replica)
+      this.replica = null
+    }
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
   }

@@ -1,6 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import type { UpstreamCall } from './call.js'
 import type { UpstreamResponse } from './handler.js'
+import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
+import { IDEMPOTENT } from './replica-attempt.js'
 
 // reply-from's own policy retries a GET 503 up to 10 times on its own timer, whatever the
 // deadline says. This one is the only policy in use (reply-from calls it after every
@@ -26,6 +28,7 @@ export interface AttemptDetails {
  */
 export function retryDelay (call: UpstreamCall, { err, req, res, attempt }: AttemptDetails, retries: number,
   remaining: (request: FastifyRequest) => number, methods: ReadonlySet<string> | null = null): number | null {
+  if (call.pool !== null) return failoverDelay(call, { err, req, res, attempt }, remaining)
   if (attempt >= retries || call.signal.aborted) return null
   if (!(methods ?? REPEATABLE).has(req.method) || call.request.body !== undefined) return null
   let delay: number
@@ -40,6 +43,33 @@ export function retryDelay (call: UpstreamCall, { err, req, res, attempt }: Atte
   if (delay > MAX_RETRY_AFTER || delay >= remaining(call.request)) return null
   // The 503 we drop still holds its upstream connection until its body is consumed.
   if (res !== undefined && res !== null && !Buffer.isBuffer(res.stream)) res.stream.destroy()
+  return delay
+}
+
+/**
+ * A pool's policy: an attempt that failed before any byte reached the client goes to another
+ * replica (never one it tried, while any is left), within the deadline:
+ * - any method, when the request never reached the replica (no connection, no TLS session);
+ * - an idempotent method (RFC 9110), or any when the registration opts in, after a reset or a
+ *   502/503/504, when its body can be sent again: none, or one held whole (replica-attempt.ts).
+ * POST and PATCH are not sent twice by default (nginx's rule): the first may have been applied.
+ */
+function failoverDelay (call: UpstreamCall, { err, req, res, attempt }: AttemptDetails, remaining: (request: FastifyRequest) => number): number | null {
+  const pool = call.pool as NonNullable<UpstreamCall['pool']>
+  if (attempt >= pool.failover.retries || call.signal.aborted) return null
+  const answered = res !== undefined && res !== null
+  if (answered && !FAILOVER_STATUS.has(res.statusCode)) return null
+  if (!answered && (err === undefined || err === null)) return null
+  const neverSent = !answered && neverReachedUpstream(err as Error)
+  if (!neverSent) {
+    const repeatable = IDEMPOTENT.has(req.method) || pool.failover.nonIdempotent
+    if (!repeatable || (call.request.body !== undefined && call.heldBody === null)) return null
+  }
+  const tried = call.tried === null ? [call.replica] : [...call.tried, call.replica]
+  // Another replica at once; the same one again only after a backoff.
+  const delay = pool.hasUntried(tried as NonNullable<UpstreamCall['replica']>[]) ? 1 : backoff(attempt)
+  if (delay >= remaining(call.request)) return null
+  if (answered && !Buffer.isBuffer(res.stream)) res.stream.destroy()
   return delay
 }
 

@@ -44,6 +44,8 @@ export class Handshake {
   private readonly requestStart: number
   private tunnel: Tunnel | null = null
   private settled = false
+  /** The origin the handshake went to, for the tunnel:closed message. */
+  private origin = ''
 
   constructor (
     private readonly request: FastifyRequest,
@@ -63,6 +65,7 @@ export class Handshake {
 
   start (target: URL): void {
     const { client } = this
+    this.origin = target.origin
     this.held?.listen()
     client.once('end', this.onClientGone)
     client.once('close', this.onClientGone)
@@ -183,7 +186,7 @@ export class Handshake {
   private readonly onTunnelEnd = (stats: TunnelStats): void => {
     this.request.log.info({ res: { statusCode: this.side.acceptStatus }, responseTime: this.responseTime(), ...stats }, 'websocket tunnel closed')
     if (tunnelClosed.hasSubscribers) {
-      const message: TunnelClosedMessage = { request: this.request, ...stats }
+      const message: TunnelClosedMessage = { request: this.request, ...stats, upstream: this.origin }
       tunnelClosed.publish(message)
     }
     this.onDone()
