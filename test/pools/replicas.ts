@@ -12,7 +12,7 @@ export interface TestReplica {
   url: string
   port: number
   /** Requests it received (method, url, host, body). */
-  seen: Array<{ method: string, url: string, host: string, body: string }>
+  seen: Array<{ method: string, url: string, host: string, body: string, budget: number | null }>
   /** Stops listening and cuts every open connection (a crashed replica: connect refused). */
   stop: () => Promise<void>
   /** Listens again on the same port. */
@@ -35,7 +35,8 @@ export async function replica (t: Test, name: string, handler: ReplicaHandler = 
     req.on('data', (chunk: Buffer) => chunks.push(chunk))
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString()
-      seen.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '', body })
+      const budget = req.headers['x-request-timeout-ms']
+      seen.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '', body, budget: budget === undefined ? null : Number(budget) })
       handler(req, res, name, body)
     })
   })

@@ -11,7 +11,7 @@ export type Policy = (candidates: readonly Replica[], request: FastifyRequest, t
 export function policyFor (balance: BalanceOption): Policy {
   if (typeof balance === 'object') return rendezvous(balance.hash)
   if (balance === 'round-robin') return roundRobin
-  if (balance === 'random') return (candidates, _request, tried) => weightedRandom(untried(candidates, tried))
+  if (balance === 'random') return (candidates, _request, tried) => weightedRandom(untried(candidates, tried), null)
   return leastRequest
 }
 
@@ -23,33 +23,33 @@ function untried (candidates: readonly Replica[], tried: readonly Replica[] | nu
 }
 
 /**
- * Power of two random choices over in-flight work, weighted (Envoy's and Traefik's default):
- * of two replicas drawn by weight, the one with less in flight per unit of weight. Open event
- * streams and tunnels count as in flight, so a replica holding 500 streams is not "idle".
+ * Power of two random choices over in-flight work, weighted (Envoy's and Traefik's default): of
+ * two distinct replicas drawn by weight, the one with less in flight; on a tie the first drawn,
+ * so idle replicas share the traffic by weight. Open event streams and tunnels count as in
+ * flight, so a replica holding 500 streams is not "idle".
  */
 const leastRequest: Policy = (candidates, _request, tried) => {
   const pool = untried(candidates, tried)
   if (pool.length === 1) return pool[0]
-  const a = weightedRandom(pool)
-  let b = weightedRandom(pool)
-  // One redraw is enough to make the pair distinct most of the time; a tie costs nothing.
-  if (b === a) b = weightedRandom(pool)
-  const loadA = (a.inflight + 1) / a.weight
-  const loadB = (b.inflight + 1) / b.weight
-  if (loadA !== loadB) return loadA < loadB ? a : b
-  return Math.random() < 0.5 ? a : b
+  const a = weightedRandom(pool, null)
+  const b = weightedRandom(pool, a)
+  return b.inflight < a.inflight ? b : a
 }
 
-function weightedRandom (pool: readonly Replica[]): Replica {
+/** A replica drawn by weight, other than `except` (which must be in `pool` when given). */
+function weightedRandom (pool: readonly Replica[], except: Replica | null): Replica {
   if (pool.length === 1) return pool[0]
   let total = 0
   for (const replica of pool) total += replica.weight
+  if (except !== null) total -= except.weight
   let point = Math.random() * total
   for (const replica of pool) {
+    if (replica === except) continue
     point -= replica.weight
     if (point < 0) return replica
   }
-  return pool[pool.length - 1]
+  // Rounding left a sliver of the range: the last eligible replica.
+  for (let i = pool.length - 1; ; i--) if (pool[i] !== except) return pool[i]
 }
 
 /**
