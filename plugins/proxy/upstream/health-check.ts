@@ -23,6 +23,8 @@ export interface HealthCheckSettings {
 export class HealthChecker {
   private timer: NodeJS.Timeout | null = null
   private readonly stop = new AbortController()
+  /** Replicas with a check under way: a round never starts a second one beside it. */
+  private readonly checking = new Set<Replica>()
 
   constructor (private readonly settings: HealthCheckSettings, private readonly replicas: () => readonly Replica[],
     private readonly dispatcher: Dispatcher, private readonly changed: (replica: Replica) => void) {}
@@ -41,8 +43,10 @@ export class HealthChecker {
   }
 
   private async round (): Promise<void> {
-    await Promise.all(this.replicas().filter(replica => !replica.leaving).map(async replica => {
+    await Promise.all(this.replicas().filter(replica => !replica.leaving && !this.checking.has(replica)).map(async replica => {
+      this.checking.add(replica)
       const passed = await this.check(replica)
+      this.checking.delete(replica)
       if (!this.stop.signal.aborted) this.record(replica, passed)
     }))
   }
