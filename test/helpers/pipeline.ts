@@ -25,6 +25,8 @@ export interface UpgradeUpstream {
   url: string
   seen: string[]
   upgrades: string[]
+  /** `seen` and `upgrades` in the order they happened, the upgrades as `upgrade <path>`. */
+  log: string[]
   sockets: Set<Socket>
   tunnels: Set<Socket>
   slowArrived: () => Promise<void>
@@ -39,6 +41,7 @@ export interface UpgradeUpstream {
 export async function upgradeUpstream (t: Teardown): Promise<UpgradeUpstream> {
   const seen: string[] = []
   const upgrades: string[] = []
+  const log: string[] = []
   const sockets = new Set<Socket>()
   const tunnels = new Set<Socket>()
   const slow: Array<() => void> = []
@@ -49,6 +52,7 @@ export async function upgradeUpstream (t: Teardown): Promise<UpgradeUpstream> {
     req.on('data', (chunk: string) => { body += chunk })
     req.on('end', () => {
       seen.push(`${req.method ?? ''} ${req.url ?? ''}${body === '' ? '' : ` body=${body}`}${req.headers.upgrade === undefined ? '' : ' upgrade'}`)
+      log.push(seen[seen.length - 1])
       if (req.url === '/big') return streamBig(res)
       const answer = (): void => { res.end(`answer ${req.method ?? ''} ${req.url ?? ''}`) }
       if (req.url !== '/slow') return answer()
@@ -62,6 +66,7 @@ export async function upgradeUpstream (t: Teardown): Promise<UpgradeUpstream> {
   })
   server.prependListener('upgrade', (req: http.IncomingMessage, socket: Socket) => {
     upgrades.push(req.url ?? '')
+    log.push(`upgrade ${req.url ?? ''}`)
     tunnels.add(socket)
     socket.once('close', () => tunnels.delete(socket))
   })
@@ -78,6 +83,7 @@ export async function upgradeUpstream (t: Teardown): Promise<UpgradeUpstream> {
     url: `http://127.0.0.1:${portOf(server)}`,
     seen,
     upgrades,
+    log,
     sockets,
     tunnels,
     slowArrived: async () => {

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream'
 import { Server as TlsServer } from 'node:tls'
 import { listenFirst } from './server-listener.js'
 import { closeGracefully } from './graceful-close.js'
+import { afterPendingResponses, answersPending, holdPipelinedUpgrades, type HttpSocket } from './pipelined.js'
 
 const kUpgradeHead = Symbol('fastify-streamline.upgrade-head')
 
@@ -33,7 +34,8 @@ const EMPTY = Buffer.alloc(0)
  *   (`Upgrade: h2c` from `curl --http2`, a POST with a body) goes back to Node's HTTP parser
  *   as a plain request without `Upgrade`, as it would be if no listener existed.
  * Either way, an upgrade pipelined behind requests still being answered on the same
- * keep-alive connection waits for their answers first (see afterPendingResponses).
+ * keep-alive connection reaches no listener before their answers are written
+ * (holdPipelinedUpgrades); the check in `dispatch` only backs that up.
  * The choice is made per event, so the registration order of the two plugins does not matter.
  */
 export function installUpgradeDispatch (app: FastifyInstance): void {
@@ -48,7 +50,7 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
     app.routing(raw, res)
   }
   const dispatch = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if ((socket as HttpSocket)._httpMessage == null && socket.writable) return route(raw, socket, head)
+    if (!answersPending(socket)) return route(raw, socket, head)
     afterPendingResponses(server, socket, () => route(raw, socket, head))
   }
   const onUpgrade = (raw: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -61,7 +63,7 @@ export function installUpgradeDispatch (app: FastifyInstance): void {
       if (socketUse(socket) === untouched && (socket as HttpSocket)._httpMessage == null) dispatch(raw, socket, head)
     })
   }
-  listenFirst(app, 'upgrade', onUpgrade)
+  if (listenFirst(app, 'upgrade', onUpgrade)) holdPipelinedUpgrades(app)
 }
 
 /**
@@ -74,57 +76,6 @@ function socketUse (socket: Duplex): string {
   for (const name of socket.eventNames()) listeners += socket.listenerCount(name)
   const written = (socket as Duplex & { bytesWritten?: number }).bytesWritten ?? 0
   return `${listeners}:${written + socket.writableLength}:${String(socket.readableFlowing)}:${String(socket.destroyed)}`
-}
-
-/** A socket of Node's HTTP server: the response being written on it, if any (Node's own field). */
-interface HttpSocket extends Duplex {
-  _httpMessage?: ServerResponse | null
-  setTimeout?: (ms: number) => void
-}
-
-/**
- * Runs `next` once the requests pipelined before the upgrade on this keep-alive connection
- * have all been answered, so that answers go out in order and the upgrade's own response can
- * take the socket (binding one to a socket another response holds throws). Node keeps the
- * head response in `socket._httpMessage` and the others in a private queue; the 'finish'
- * listener Node adds to each response before any user code detaches it and binds the next,
- * so ours, running after it, sees the next holder or none. Node took its own socket listeners
- * away before 'upgrade', so until then this one forwards 'drain' (or a large pending response
- * would stall), swallows errors, and drops the upgrade if the client goes away or the last
- * answer closed the connection (`Connection: close`), as Node would drop a pipelined request.
- */
-function afterPendingResponses (server: Server, socket: Duplex, next: () => void): void {
-  const held = socket as HttpSocket
-  let holder: ServerResponse | null = null
-  const stop = (): void => {
-    holder?.removeListener('finish', onFinish)
-    socket.removeListener('drain', onDrain)
-    socket.removeListener('error', destroyOnError)
-    socket.removeListener('close', stop)
-  }
-  // What Node's own (removed) 'drain' listener does, minus resetting its private need-drain
-  // flag: a later socket 'drain' may repeat the event, which a piping writer ignores.
-  const onDrain = (): void => {
-    if (held._httpMessage?.writableNeedDrain === true) held._httpMessage.emit('drain')
-  }
-  const onFinish = (): void => {
-    holder = held._httpMessage ?? null
-    if (holder !== null) {
-      holder.once('finish', onFinish)
-      return
-    }
-    stop()
-    if (!socket.writable) return closeGracefully(socket)
-    // Node armed its keep-alive timeout for an idle connection; this one has a request. Node
-    // would have reset it on reading the upgrade's bytes: the same, now that they are served.
-    held.setTimeout?.(server.timeout ?? 0)
-    next()
-  }
-  if (socket.destroyed) return
-  socket.on('error', destroyOnError)
-  socket.on('drain', onDrain)
-  socket.once('close', stop)
-  onFinish()
 }
 
 /** RFC 6455 4.1: a GET over HTTP/1.1 asking for exactly `websocket`, with no body. */
