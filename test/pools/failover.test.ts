@@ -2,7 +2,8 @@ import t from 'tap'
 import { CHANNELS, type UpstreamEjectedMessage, type UpstreamRestoredMessage } from '../../index.js'
 import { proxyApp } from '../helpers/proxy-servers.js'
 import { subscribe } from '../helpers/channels.js'
-import { within, PROMPTLY, receiveWithin } from '../helpers/bounded.js'
+import { within, ANSWERED, PROMPTLY, receiveWithin } from '../helpers/bounded.js'
+import { childUpstream } from '../helpers/child-upstream.js'
 import { get, replicas, tally } from './replicas.js'
 
 // Failover and passive health with real replicas: one stops (connect refused, as after a crash)
@@ -137,4 +138,23 @@ t.test('a failover never outlasts the deadline: every replica refusing ends with
   t.ok(took < 2500, `within the deadline's reach (${took} ms)`)
   const attempts = pool.reduce((n, r) => n + r.seen.length, 0)
   t.ok(attempts >= 3 && attempts <= 5, `attempts bounded by the deadline, not by retries (${attempts})`)
+})
+
+t.test('a replica process killed with SIGKILL under a steady 200 GET/s: no failed request', async (t) => {
+  const [first, second] = await Promise.all([childUpstream(t), childUpstream(t)])
+  const ejected = subscribe<UpstreamEjectedMessage>(t, CHANNELS.upstreamEjected)
+  const { url } = await proxyApp(t, { upstream: [first.url, second.url], outlierDetection: { consecutiveFailures: 3 } })
+  const statuses: number[] = []
+  // 200 requests a second for two seconds, one every 5 ms whatever the answers take; the kill halfway.
+  const sent: Array<Promise<void>> = []
+  for (let i = 0; i < 400; i++) {
+    if (i === 200) first.child.kill('SIGKILL')
+    sent.push(get(url + '/slow?ms=0').then(r => { statuses.push(r.status) }, () => { statuses.push(0) }))
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  await within(ANSWERED, Promise.all(sent), 'every answer')
+  t.equal(statuses.length, 400)
+  t.same(statuses.filter(s => s !== 200), [], 'no failed request')
+  await within(PROMPTLY, ejected.waitFor(1), 'the killed replica ejected')
+  t.equal(ejected.messages[0].upstream, first.url)
 })
