@@ -2,9 +2,13 @@
 // parent's 'mem' and 'stop' messages. Imported only by the server-*.js scripts.
 import { once } from 'node:events'
 
-/** `listen` resolves to the bound port; `close` runs on the parent's 'stop' before the process exits. */
+/**
+ * `listen` resolves to the bound port (or to `{ port, ports }` for a server on several ports);
+ * `close` runs on the parent's 'stop' before the process exits.
+ */
 export async function serve (listen, close) {
-  const port = await listen()
+  const bound = await listen()
+  const { port, ports = [port] } = typeof bound === 'number' ? { port: bound } : bound
   process.on('message', async (message) => {
     if (message.type === 'mem') {
       globalThis.gc?.()
@@ -18,7 +22,7 @@ export async function serve (listen, close) {
     }
   })
   process.on('disconnect', () => process.exit(0))
-  process.send({ type: 'ready', port })
+  process.send({ type: 'ready', port, ports })
 }
 
 /** listen/close for a plain node:http server. */

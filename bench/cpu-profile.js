@@ -80,7 +80,8 @@ export function summariseProfile (path, match, top = 12) {
 
 /**
  * Runs a server script under `node --cpu-prof` for one load run on `path` and prints the hot
- * functions of the files under `dir` (e.g. 'dist/plugins/deadline/'), and what they call.
+ * functions of the files under `dir` (e.g. 'dist/plugins/deadline/', or a RegExp of file URLs),
+ * and what they call.
  * `run(url)` is the load: autocannon by default, the WebSocket bench passes its echo run.
  */
 export async function profileServer (script, env, path, dir, label, run = load) {
@@ -92,7 +93,8 @@ export async function profileServer (script, env, path, dir, label, run = load) 
     await stopServer(server)
   }
   const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'))
-  const summary = summariseProfile(join(profileDir, file), (url) => url.includes(`/${dir}`))
+  const match = typeof dir === 'string' ? (url) => url.includes(`/${dir}`) : (url) => dir.test(url)
+  const summary = summariseProfile(join(profileDir, file), match)
   rmSync(profileDir, { recursive: true, force: true })
   const share = (ms) => `${((ms / summary.busyMs) * 100).toFixed(1)} %`
   printTable(`${label} under --cpu-prof: self ${share(summary.matchedSelfMs)}, total ${share(summary.matchedTotalMs)} of busy CPU`,

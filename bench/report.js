@@ -12,7 +12,8 @@ import { describePinning } from './lib/pinning.js'
 import { report } from './lib/report-state.js'
 
 const resultsDir = new URL('results/', import.meta.url)
-const GOALS_TITLE = 'Goals of issue 11'
+// Older results files name issue 11 alone; parseResults skips either.
+const GOALS_TITLE = 'Goals of issues 11 and 20'
 
 function cpuModel () {
   try {
@@ -111,7 +112,7 @@ export function parseResults (text) {
   const tables = []
   for (const section of text.split(/^## /m).slice(1)) {
     const [title, ...lines] = section.split('\n')
-    if (title === GOALS_TITLE) continue
+    if (title.startsWith('Goals of issue')) continue
     const [header, , ...rows] = lines.filter((line) => line.startsWith('|')).map(parseRow)
     tables.push({ title, header, rows })
   }
@@ -151,10 +152,11 @@ const ratioColumn = (column) => (table) => table.rows.map((row) => ({ target: ro
 
 /**
  * Bars from a raw figure, as the reference row's over each target's when lower is better, else
- * the target's over the reference's; `detail` keeps the figure itself next to the ratio.
+ * the target's over the reference's; `detail` keeps the figure itself next to the ratio; `against`
+ * names the reference row when it is not http-proxy's.
  */
-const againstReference = (column, { lowerIsBetter = false, detail = false } = {}) => (table) => {
-  const reference = table.rows.find((row) => row[0] === REFERENCE)
+const againstReference = (column, { lowerIsBetter = false, detail = false, against = REFERENCE } = {}) => (table) => {
+  const reference = table.rows.find((row) => row[0] === against)
   if (reference === undefined) return []
   const base = number(cellOf(table, reference, column))
   return table.rows.map((row) => {
@@ -208,6 +210,21 @@ export const CHART_RULES = [
   {
     match: /^websocket: memory of (\d+) idle open tunnels/,
     groups: [{ scenario: (m) => `${m[1]} idle WebSocket tunnels, RSS per tunnel (http-proxy / target)`, bars: againstReference('RSS per tunnel', { lowerIsBetter: true }) }]
+  },
+  {
+    match: /^pools: small GET, /,
+    groups: [
+      { scenario: () => 'small GET through a pool of 3 replicas, req/s', reference: 'one upstream URL', bars: ratioColumn('req/s ratio') },
+      { scenario: () => 'small GET through a pool of 3 replicas, CPU efficiency', reference: 'one upstream URL', bars: ratioColumn('CPU ratio (one / pool)') }
+    ]
+  },
+  {
+    match: /^pools: spread over (\d+) replicas/,
+    groups: [{ scenario: (m) => `requests per replica over ${m[1]} replicas, min/max`, reference: 'perfectly even', bars: ratioColumn('min/max (1.00 = even)') }]
+  },
+  {
+    match: /^pools: one of (\d+) replica processes SIGKILLed/,
+    groups: [{ scenario: (m) => `one of ${m[1]} replicas killed under load, p99 (before / window)`, reference: 'before the kill', bars: againstReference('p99', { lowerIsBetter: true, detail: true, against: 'before the kill' }) }]
   },
   // --cpu-prof tables profile one target: nothing to compare.
   { match: / under --cpu-prof: |^hottest functions called from /, groups: [] }

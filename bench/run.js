@@ -1,5 +1,6 @@
 // `npm run bench` runs every bench in sequence; `npm run bench -- proxy websocket` runs the named
-// ones; `--cpu-prof` also profiles the deadline and proxy plugins and the WebSocket tunnel.
+// ones; `--cpu-prof` also profiles the deadline and proxy plugins, the WebSocket tunnel and the
+// upstream pool.
 // Durations come from BENCH_* variables (see lib/settings.js); BENCH_NOTE adds a line to the results
 // file (e.g. what else ran).
 // Build first: the benches import the package from dist/. At the end a full run writes
@@ -17,7 +18,8 @@ const benches = {
   deadline: () => import('./deadline.js'),
   proxy: () => import('./proxy.js'),
   streams: () => import('./streams.js'),
-  websocket: () => import('./websocket.js')
+  websocket: () => import('./websocket.js'),
+  pools: () => import('./pools.js')
 }
 
 const args = process.argv.slice(2)

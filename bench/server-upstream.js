@@ -6,6 +6,9 @@
 //   GET /big?mib=         a Content-Length body of `mib` MiB, written with backpressure
 //   POST /upload          reads the whole body, then answers its length
 //   upgrade /ws           WebSocket echo
+// PORTS=n (default 1) listens on n ports with the same handler, so a pool of n replicas can be
+// served by one process (the pools bench). The parent's 'counts' message is answered with the
+// requests each port received since the last 'counts' (which resets them).
 import { createServer } from 'node:http'
 import { Readable, pipeline } from 'node:stream'
 import { WebSocketServer } from 'ws'
@@ -49,7 +52,7 @@ const routes = {
   }
 }
 
-const server = createServer((req, res) => {
+function handle (req, res) {
   const url = new URL(req.url, 'http://upstream')
   const route = routes[url.pathname]
   if (route === undefined) {
@@ -57,12 +60,36 @@ const server = createServer((req, res) => {
     return
   }
   route(req, res, url.searchParams)
+}
+
+// Requests per port: one handler per server, so counting costs an increment, not a getsockname.
+const counts = Array.from({ length: Number(process.env.PORTS ?? 1) }, () => 0)
+const servers = counts.map((_, i) => createServer((req, res) => {
+  counts[i]++
+  handle(req, res)
+}))
+for (const one of servers) one.keepAliveTimeout = 60_000
+const [server, ...extra] = servers
+
+process.on('message', (message) => {
+  if (message.type !== 'counts') return
+  process.send({ type: 'counts', counts: [...counts] })
+  counts.fill(0)
 })
-server.keepAliveTimeout = 60_000
 
 const wss = new WebSocketServer({ server, path: '/ws', perMessageDeflate: false })
 wss.on('connection', (socket) => {
   socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }))
 })
 
-await serve(...httpServer(server))
+const [listen, close] = httpServer(server)
+const others = extra.map(httpServer)
+await serve(async () => {
+  const port = await listen()
+  const ports = [port]
+  for (const [listenOther] of others) ports.push(await listenOther())
+  return { port, ports }
+}, async () => {
+  for (const [, closeOther] of others) await closeOther()
+  await close()
+})

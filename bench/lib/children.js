@@ -27,7 +27,8 @@ export function workers (pid) {
 
 /**
  * Starts a server script of bench/ in its own process, so the load generator (this process) never
- * shares an event loop with the server under test. The child answers { type: 'ready', port }.
+ * shares an event loop with the server under test. The child answers { type: 'ready', port, ports }
+ * (`urls`: one per port, for a server listening on several).
  */
 export async function startServer (script, env = {}, execArgv = []) {
   const child = fork(new URL(script, benchDir), [], {
@@ -41,7 +42,8 @@ export async function startServer (script, env = {}, execArgv = []) {
     once(child, 'exit').then(([code]) => { throw new Error(`${script} exited with ${code} before it was ready`) })
   ])
   pin(child.pid, script === 'server-upstream.js' ? 'load' : 'server')
-  return { child, pid: child.pid, port: message.port, url: `http://127.0.0.1:${message.port}` }
+  const urls = (message.ports ?? [message.port]).map((port) => `http://127.0.0.1:${port}`)
+  return { child, pid: child.pid, port: message.port, url: urls[0], urls }
 }
 
 /** Asks a server child to close (so a --cpu-prof child writes its profile), then kills it by PID. */

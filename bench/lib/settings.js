@@ -22,5 +22,7 @@ export const settings = {
   uploadMiB: envNumber('BENCH_UPLOAD_MIB', 1024),
   slowReaders: envNumber('BENCH_SLOW_READERS', 50),
   slowMiB: envNumber('BENCH_SLOW_MIB', 64), // the response each slow reader asks for
-  slowSeconds: envNumber('BENCH_SLOW_SECONDS', 10) // how long the slow readers read, per target
+  slowSeconds: envNumber('BENCH_SLOW_SECONDS', 10), // how long the slow readers read, per target
+  spreadRequests: envNumber('BENCH_SPREAD_REQUESTS', 100_000), // per balance policy (pools bench)
+  failoverSeconds: envNumber('BENCH_FAILOVER_SECONDS', 9) // the load run a replica is killed in, a third of the way (pools bench)
 }

@@ -113,3 +113,33 @@ test('a scenario is charted against http-proxy from its raw figures, with them s
   t.match(chart, '2.00x (150 / 300)<')
   t.match(chart, 'a new bench (not charted: no rule in bench/report.js)', 'and the chart says it is missing')
 })
+
+test('the pools tables are charted against their own references, and the goals are never read back as a table', async (t) => {
+  const cost: Table = {
+    title: 'pools: small GET, pool of 3 replicas (one upstream process on 3 ports) vs one upstream URL, 50 connections',
+    header: ['proxy upstream', 'req/s', 'p99', 'req/s ratio', 'proxy CPU/request', 'CPU ratio (one / pool)', 'rounds', 'failures'],
+    rows: [['one upstream URL', '5,000', '20.00 ms', '1.00', '150 µs', '1.00', '', '0'], ['pool of 3 replicas', '4,900', '21.00 ms', '0.98', '155 µs', '0.97', '', '0']]
+  }
+  const spread: Table = {
+    title: 'pools: spread over 3 replicas of equal weight (one upstream process on 3 ports), 100,000 requests per policy',
+    header: ['balance', 'requests received', 'per replica', 'max/min', 'min/max (1.00 = even)', 'req/s', 'failures'],
+    rows: [['least-request', '100,000', '', '1.010', '0.990', '5,000', '0'], ['round-robin', '100,000', '', '1.000', '1.000', '5,000', '0']]
+  }
+  const failover: Table = {
+    title: 'pools: one of 3 replica processes SIGKILLed 3.0 s into a 9 s run',
+    header: ['window', 'length', 'responses', 'non-2xx', 'p50', 'p99', 'max'],
+    rows: [['before the kill', '3.0 s', '1', '0', '', '10.00 ms', ''], ['failover window (kill + 1000 ms)', '1.0 s', '1', '0', '', '40.0 ms', '']]
+  }
+  const groups = report.chartGroups([cost, spread, failover])
+  t.same(groups.filter(group => group.table === cost.title).map(group => [group.reference, group.bars.map(bar => bar.value)]),
+    [['one upstream URL', [1, 0.98]], ['one upstream URL', [1, 0.97]]], 'the pool against one upstream URL, req/s and CPU')
+  t.same(groups.find(group => group.table === spread.title)?.bars.map(bar => [bar.target, bar.value]), [['least-request', 0.99], ['round-robin', 1]], 'min/max per policy')
+  t.same(groups.find(group => group.table === failover.title)?.bars.map(bar => [bar.target, bar.value]),
+    [['before the kill', 1], ['failover window (kill + 1000 ms)', 0.25]], 'p99 of each window against the one before the kill')
+  t.notOk(groups.some(group => group.uncharted === true), 'every pools table has a rule')
+
+  for (const title of ['Goals of issue 11', 'Goals of issues 11 and 20']) {
+    const text = `# Benchmark results\n\n- date: x\n\n## ${title}\n\n| scenario | goal |\n| --- | ---: |\n| a | b |\n\n## pools: x\n\n| h |\n| --- |\n| v |\n`
+    t.same(report.parseResults(text).tables.map(table => table.title), ['pools: x'], `"${title}" is not a table of figures`)
+  }
+})
