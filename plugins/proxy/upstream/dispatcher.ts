@@ -1,7 +1,10 @@
-import { Agent, type Dispatcher } from 'undici'
+import { Agent, errors, type Dispatcher } from 'undici'
 import type { ProxyTlsOptions } from '../types.js'
 import { callOfHeaders, type UpstreamCall } from './call.js'
 import { UpstreamHandler, type AttemptTimeouts, type UpstreamCallback } from './handler.js'
+import { ConnectGates } from './connect-gate.js'
+import { upstreamConnector } from './connector.js'
+import { cancelsOften } from './cancelled-streams.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
 // does accept, as its `undici` option, any object with a `request(options, callback)`
@@ -17,7 +20,8 @@ export interface AgentSettings {
   /** Max connections per upstream origin; null: no cap. */
   connections: number | null
   keepAliveTimeout: number
-  connectTimeout: number
+  /** The operator's; undefined: undici's default (connector.ts). */
+  connectTimeout: number | undefined
   tls: ProxyTlsOptions
   /** Further undici Agent options (@fastify/http-proxy's `undici`). */
   agentOptions: Record<string, unknown>
@@ -41,6 +45,9 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
   // A Dispatcher given as `undici` (@fastify/http-proxy's option) is used as it is and left to its
   // owner on close; the signal and timers below are per request, so they apply to it too.
   const { given } = settings
+  // The connects in flight per origin are bounded (connect-gate.ts); a given Dispatcher connects its own way.
+  const ownGates = new ConnectGates()
+  const gates = given === null ? ownGates : null
   const agent = given ?? new Agent({
     // No cap by default: HTTP/1.1 carries one request per connection, so a cap of N lets N
     // long-lived streams (SSE) make every other request wait for a free connection forever.
@@ -51,11 +58,7 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
     keepAliveTimeout: settings.keepAliveTimeout,
     headersTimeout: timers.headersTimeout,
     bodyTimeout: timers.bodyTimeout,
-    connect: {
-      // Every TLS option given (an `undici.connect` may add cert, key...), verification on unless refused.
-      ...settings.tls,
-      timeout: settings.connectTimeout
-    }
+    connect: upstreamConnector(settings, ownGates)
   })
 
   return {
@@ -74,19 +77,30 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
       const handler = new UpstreamHandler(call, callback, options.method, options.body, timeouts)
-      send(agent, call, sent, handler)
+      send(agent, gates, call, sent, handler)
     },
-    destroy: async () => { if (given === null) await agent.destroy() }
+    destroy: async () => {
+      if (given !== null) return
+      gates?.fail(new errors.ClientDestroyedError())
+      await agent.destroy()
+    }
   }
 }
 
+/** Sends one attempt: one turn later for an HTTP/2 session that cancels many (cancelled-streams.ts). */
+function send (agent: Dispatcher, gates: ConnectGates | null, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
+  if (cancelsOften(handler.session)) setImmediate(sendNow, agent, gates, call, options, handler)
+  else sendNow(agent, gates, call, options, handler)
+}
+
 /** Sends one attempt, unless its call was aborted first (the client left, the deadline passed). */
-function send (agent: Dispatcher, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
+function sendNow (agent: Dispatcher, gates: ConnectGates | null, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
   if (call.signal.aborted) {
     handler.onError(call.signal.reason as Error)
     return
   }
   Object.assign(options.headers as Record<string, string>, call.budgetHeaders(call.request))
   call.sentAt = performance.now()
-  agent.dispatch(options, handler)
+  if (gates === null) agent.dispatch(options, handler)
+  else gates.dispatch(agent, options, handler, call.signal)
 }
