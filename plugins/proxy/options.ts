@@ -22,7 +22,8 @@ export interface ProxySettings {
   replyOptions: ProxyReplyOptions
   connections: number | null
   keepAliveTimeout: number
-  connectTimeout: number
+  /** undefined: not set, undici's default (10 s) on its own clock; set, kept to the millisecond. */
+  connectTimeout: number | undefined
   /** undefined: not set by the user, the default depends on whether the deadline plugin is there. */
   headersTimeout: number | undefined
   bodyTimeout: number | undefined
@@ -78,7 +79,7 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
     replyOptions: replyOptions(options.replyOptions),
     connections: options.connections === null ? null : integer('connections', options.connections, null, 1),
     keepAliveTimeout: integer('keepAliveTimeout', options.keepAliveTimeout, 4000, 1) ?? 4000,
-    connectTimeout: integer('connectTimeout', options.connectTimeout, 10_000, 1) ?? 10_000,
+    connectTimeout: integer('connectTimeout', options.connectTimeout, undefined, 1) ?? undefined,
     headersTimeout: integer('headersTimeout', options.headersTimeout, undefined, 0) ?? undefined,
     bodyTimeout: integer('bodyTimeout', options.bodyTimeout, undefined, 0) ?? undefined,
     tls: tls(options.tls),

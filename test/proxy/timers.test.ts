@@ -1,15 +1,29 @@
-// The proxy's own headersTimeout and bodyTimeout fire when they say (undici's run on a 1 s
-// clock: `headersTimeout: 300` answered after a second): a 504 before the head, a visible cut
-// after it, and the upstream request closed either way.
+// The proxy's own connectTimeout, headersTimeout and bodyTimeout fire when they say (undici's run
+// on a 1 s clock: `headersTimeout: 300` answered after a second): a 504 before the head, a
+// visible cut after it, and the upstream request closed either way.
 import http from 'node:http'
 import { once } from 'node:events'
 import t from 'tap'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { within } from '../helpers/bounded.js'
+import { unacceptingUrl } from '../helpers/unaccepting.js'
 
 const TIMEOUT = 300
 // Far below undici's 1 s clock, far above what a loaded machine adds to a 300 ms timer.
 const LATE = 800
+
+// First in the file: undici's 1 s clock is then idle, and starts with the connect (its timeout
+// fired after about a second, never before half of one).
+t.test(`connectTimeout ${TIMEOUT} ms: a 504 at ${TIMEOUT} ms, not a second later`, async (t) => {
+  const unaccepting = await unacceptingUrl(t)
+  const { url } = await proxyApp(t, { upstream: unaccepting, connectTimeout: TIMEOUT })
+  const started = Date.now()
+  const response = await within(5000, fetch(`${url}/never`), 'the answer')
+  const took = Date.now() - started
+  t.equal(response.status, 504)
+  t.equal((await response.json() as { code: string }).code, 'FST_STREAMLINE_UPSTREAM_TIMEOUT')
+  t.ok(took >= TIMEOUT - 20 && took < LATE, `answered after ${took} ms (timeout ${TIMEOUT} ms)`)
+})
 
 t.test(`headersTimeout ${TIMEOUT} ms: a 504 at ${TIMEOUT} ms, not a second later`, async (t) => {
   const up = await upstream(t, () => {})

@@ -1,8 +1,11 @@
-import { Agent, type Dispatcher } from 'undici'
+import { Agent, errors, type Dispatcher } from 'undici'
 import type { Readable } from 'node:stream'
 import type { ProxyTlsOptions } from '../types.js'
 import { callOfHeaders, type UpstreamCall } from './call.js'
 import { UpstreamHandler, type AttemptTimeouts, type UpstreamCallback } from './handler.js'
+import { ConnectGates } from './connect-gate.js'
+import { upstreamConnector } from './connector.js'
+import { cancelsOften } from './cancelled-streams.js'
 import { aimAtReplica, holdBody, shouldHoldBody } from './replica-attempt.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
@@ -19,7 +22,8 @@ export interface AgentSettings {
   /** Max connections per upstream origin; null: no cap. */
   connections: number | null
   keepAliveTimeout: number
-  connectTimeout: number
+  /** The operator's; undefined: undici's default (connector.ts). */
+  connectTimeout: number | undefined
   tls: ProxyTlsOptions
   /** Further undici Agent options (@fastify/http-proxy's `undici`). */
   agentOptions: Record<string, unknown>
@@ -45,6 +49,9 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
   // A Dispatcher given as `undici` (@fastify/http-proxy's option) is used as it is and left to its
   // owner on close; the signal and timers below are per request, so they apply to it too.
   const { given } = settings
+  // The connects in flight per origin are bounded (connect-gate.ts); a given Dispatcher connects its own way.
+  const ownGates = new ConnectGates()
+  const gates = given === null ? ownGates : null
   const agent = given ?? new Agent({
     // No cap by default: HTTP/1.1 carries one request per connection, so a cap of N lets N
     // long-lived streams (SSE) make every other request wait for a free connection forever.
@@ -55,11 +62,7 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
     keepAliveTimeout: settings.keepAliveTimeout,
     headersTimeout: timers.headersTimeout,
     bodyTimeout: timers.bodyTimeout,
-    connect: {
-      // Every TLS option given (an `undici.connect` may add cert, key...), verification on unless refused.
-      ...settings.tls,
-      timeout: settings.connectTimeout
-    }
+    connect: upstreamConnector(settings, ownGates)
   })
 
   return {
@@ -78,18 +81,22 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
       const handler = new UpstreamHandler(call, callback, options.method, options.body, timeouts)
-      if (call.pool === null) send(agent, call, sent, handler)
-      else sendToReplica(agent, call, sent, handler)
+      if (call.pool === null) send(agent, gates, call, sent, handler)
+      else sendToReplica(agent, gates, call, sent, handler)
     },
-    destroy: async () => { if (given === null) await agent.destroy() },
+    destroy: async () => {
+      if (given !== null) return
+      gates?.fail(new errors.ClientDestroyedError())
+      await agent.destroy()
+    },
     agent
   }
 }
 
 /** Sends one attempt of a pool's call to the replica chosen for it (replica-attempt.ts). */
-function sendToReplica (agent: Dispatcher, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
+function sendToReplica (agent: Dispatcher, gates: ConnectGates | null, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
   if (shouldHoldBody(call, options)) {
-    holdBody(call, options.body as Readable).then(() => sendToReplica(agent, call, options, handler), (err: Error) => handler.onError(err))
+    holdBody(call, options.body as Readable).then(() => sendToReplica(agent, gates, call, options, handler), (err: Error) => handler.onError(err))
     return
   }
   if (call.signal.aborted) {
@@ -102,16 +109,23 @@ function sendToReplica (agent: Dispatcher, call: UpstreamCall, options: Dispatch
     return
   }
   handler.replica = replica
-  send(agent, call, options, handler)
+  send(agent, gates, call, options, handler)
+}
+
+/** Sends one attempt: one turn later for an HTTP/2 session that cancels many (cancelled-streams.ts). */
+function send (agent: Dispatcher, gates: ConnectGates | null, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
+  if (cancelsOften(handler.session)) setImmediate(sendNow, agent, gates, call, options, handler)
+  else sendNow(agent, gates, call, options, handler)
 }
 
 /** Sends one attempt, unless its call was aborted first (the client left, the deadline passed). */
-function send (agent: Dispatcher, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
+function sendNow (agent: Dispatcher, gates: ConnectGates | null, call: UpstreamCall, options: Dispatcher.DispatchOptions, handler: UpstreamHandler): void {
   if (call.signal.aborted) {
     handler.onError(call.signal.reason as Error)
     return
   }
   Object.assign(options.headers as Record<string, string>, call.budgetHeaders(call.request))
   call.sentAt = performance.now()
-  agent.dispatch(options, handler)
+  if (gates === null) agent.dispatch(options, handler)
+  else gates.dispatch(agent, options, handler, call.signal)
 }

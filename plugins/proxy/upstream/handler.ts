@@ -9,6 +9,7 @@ import { UpstreamBody } from './body.js'
 import { EventStreamBody } from './event-stream-body.js'
 import type { Replica } from './replica.js'
 import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
+import { noteCancelled, sessionOf, type CountedSession } from './cancelled-streams.js'
 
 // undici's `request()` API wraps each call in a RequestHandler: an AsyncResource, an abort
 // listener on the signal, and a body stream that is piped into the response. A small proxied
@@ -68,15 +69,22 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private timer: NodeJS.Timeout | null = null
   /** The pool's replica this attempt went to, counted in flight until the attempt is over (pools only). */
   replica: Replica | null = null
+  /** Where a cancel by the client is counted (cancelled-streams.ts); undefined over HTTP/1.1. */
+  readonly session: CountedSession | undefined
 
   constructor (private readonly call: UpstreamCall, private callback: UpstreamCallback | null,
-    private readonly method: string, private requestBody: unknown, private readonly timeouts: AttemptTimeouts) {}
+    private readonly method: string, private requestBody: unknown, private readonly timeouts: AttemptTimeouts) {
+    this.session = sessionOf(call.request)
+  }
 
   onConnect (abort: (reason?: Error) => void): void {
     const { signal } = this.call
+    // Cancelled while it waited for its connection: nothing is written yet. A throw makes undici
+    // drop the request and keep the connection for the next one; abort() would destroy the fresh
+    // connection, so each stream reset before its write cost the upstream a connect (issue 19).
     if (signal.aborted) {
-      abort(signal.reason)
-      return
+      const reason = signal.reason as Error
+      throw reason
     }
     this.abortUpstream = abort
     signal.attempt = this
@@ -149,6 +157,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     const { callback, body } = this
     if (callback !== null) {
       this.callback = null
+      if (clientLeft(err)) noteCancelled(this.session)
       quietReplyFromFailure(this.call.request)
       queueMicrotask(() => callback(err, null))
     } else if (body !== null) {
