@@ -87,6 +87,7 @@ function send (agent: Dispatcher, call: UpstreamCall, options: Dispatcher.Dispat
     return
   }
   Object.assign(options.headers as Record<string, string>, call.budgetHeaders(call.request))
+  call.sending = true
   call.sentAt = performance.now()
   agent.dispatch(options, handler)
 }
