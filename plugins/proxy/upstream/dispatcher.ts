@@ -62,8 +62,8 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
     request (options, callback) {
       const headers = options.headers as Record<string, string>
       const call = callOfHeaders(headers)
-      // A `reply.from(url)` the app's own hook made without the proxy's options (fromParameters
-      // gives them): sent as it is, without a signal, under the agent's own timers.
+      // Every `reply.from` on the proxy's routes carries a call, its own options or not (one-send.ts
+      // ties them); one that does not would be sent as it is, without a signal, under the agent's timers.
       if (call === undefined) {
         agent.request(options, callback as (err: Error | null, data: Dispatcher.ResponseData) => void)
         return
