@@ -16,7 +16,7 @@ import type { UpstreamTarget } from './target.js'
 // so that the client leaving or the deadline cancels it like the proxy's own. The wrapper is
 // installed when reply-from decorates the reply (Fastify forbids decorating `from` twice in one
 // context, and an outer context's decorator is not reachable from an inner one), and costs the
-// default path three property reads: no closure or object per request. Recognising the request in
+// default path a call and a few property reads: no closure or object per request. Recognising the request in
 // the dispatcher instead would need something on the client's headers object (a write per request
 // on every route), or an AsyncLocalStorage (async hooks for the whole process).
 
