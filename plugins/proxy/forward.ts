@@ -95,6 +95,9 @@ export function useCall (registration: Registration, request: FastifyRequest, re
     setCall(request, startCall(registration, request, reply, target, url, mapped))
     return
   }
+  // A send on its way keeps the mapping it was sent with: the send that would use this one is a
+  // second send, which reply.from drops (one-send.ts).
+  if (call.sending) return
   call.target = target
   call.url = url
   call.mapped = mapped
@@ -106,13 +109,16 @@ export function useCall (registration: Registration, request: FastifyRequest, re
  * that passes; the upstream handler then cancels the upstream request. A small body may come
  * whole (one Buffer) only to the proxy's own relay, not to a user's onResponse.
  */
-function startCall (registration: Registration, request: FastifyRequest, reply: FastifyReply,
+export function startCall (registration: Registration, request: FastifyRequest, reply: FastifyReply,
   target: ProxyTarget, url: UpstreamTarget, mapped: string): UpstreamCall {
   const signal = new CallSignal()
   onRequestAbort(request, reply, signal)
   const wholeBody = registration.settings.replyOptions.onResponse === undefined
   const { budgetHeaders, pool } = registration
-  return { request, signal, budgetHeaders, wholeBody, target, url, mapped, trailers: null, sentAt: 0, pool, replica: null, tried: null, heldBody: null }
+  return {
+    request, signal, budgetHeaders, wholeBody, target, url, mapped, trailers: null, sentAt: 0,
+    sending: false, warned: false, pool, replica: null, tried: null, heldBody: null
+  }
 }
 
 /** The registration's reply-from options; each hook finds its request's call (upstream/call.ts). */

@@ -1,5 +1,4 @@
 import fp from 'fastify-plugin'
-import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { StreamSafety } from '../../lib/stream-safety.js'
 import { deadlineHeaders } from '../deadline/index.js'
@@ -15,6 +14,7 @@ import { SseHeartbeat } from './response/sse-heartbeat.js'
 import { drainConnections, trackConnections } from './lifecycle/connections.js'
 import { EventStreamDrain } from './lifecycle/event-stream-drain.js'
 import { fromParameters } from './compat/from-parameters.js'
+import { registerReplyFrom } from './one-send.js'
 import { proxyUpgrade } from './upgrade.js'
 import { withUpgradeHooks } from './websocket/index.js'
 
@@ -50,7 +50,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
       instance.removeAllContentTypeParsers()
       instance.addContentTypeParser('*', passRequestStream)
     }
-    await instance.register(replyFrom, {
+    await registerReplyFrom(instance, registration, {
       undici: dispatcher as unknown as { request: never },
       disableCache: true,
       disableRequestLogging: true,

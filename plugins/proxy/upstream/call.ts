@@ -22,8 +22,11 @@ export interface UpstreamCall {
   readonly signal: CallSignal
   /** Shared by the registration's calls (a function of the request, not a closure per call). */
   readonly budgetHeaders: BudgetHeaders
-  /** Whether a small body may be handed over as one Buffer (the proxy's own relay takes one). */
-  readonly wholeBody: boolean
+  /**
+   * Whether a small body may be handed over as one Buffer (the proxy's own relay takes one);
+   * cleared for a `reply.from` made with other options (one-send.ts), whose hooks expect a stream.
+   */
+  wholeBody: boolean
   /** The mapping in use: the registration's, or one `reply.fromParameters` compiled for its prefix. */
   target: ProxyTarget
   /** The upstream URL, in pieces. */
@@ -34,6 +37,13 @@ export interface UpstreamCall {
   trailers: Record<string, string | string[] | undefined> | null
   /** When the latest attempt was sent upstream (performance.now()), for head latency. */
   sentAt: number
+  /**
+   * An attempt is on its way: set when the dispatcher sends it, cleared when the upstream handler
+   * hands its head or its failure back to reply-from. A `reply.from` meanwhile is a second send.
+   */
+  sending: boolean
+  /** The request's second send was logged (one warning per request). */
+  warned: boolean
   /** The registration's pool, when its upstream is several replicas. */
   readonly pool: UpstreamPool | null
   /** The replica of the latest attempt (pools only). */

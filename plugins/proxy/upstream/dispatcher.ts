@@ -69,8 +69,8 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
     request (options, callback) {
       const headers = options.headers as Record<string, string>
       const call = callOfHeaders(headers)
-      // A `reply.from(url)` the app's own hook made without the proxy's options (fromParameters
-      // gives them): sent as it is, without a signal, under the agent's own timers.
+      // Every `reply.from` on the proxy's routes carries a call, its own options or not (one-send.ts
+      // ties them); one that does not would be sent as it is, without a signal, under the agent's timers.
       if (call === undefined) {
         agent.request(options, callback as (err: Error | null, data: Dispatcher.ResponseData) => void)
         return
@@ -125,6 +125,7 @@ function sendNow (agent: Dispatcher, gates: ConnectGates | null, call: UpstreamC
     return
   }
   Object.assign(options.headers as Record<string, string>, call.budgetHeaders(call.request))
+  call.sending = true
   call.sentAt = performance.now()
   if (gates === null) agent.dispatch(options, handler)
   else gates.dispatch(agent, options, handler, call.signal)

@@ -158,6 +158,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     if (callback !== null) {
       this.callback = null
       if (clientLeft(err)) noteCancelled(this.session)
+      // The send is over: reply-from's onError may send again (a fallback), which is not a double send.
+      this.call.sending = false
       quietReplyFromFailure(this.call.request)
       queueMicrotask(() => callback(err, null))
     } else if (body !== null) {
@@ -213,6 +215,9 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private hand (statusCode: number, headers: UpstreamData['headers'], body: Readable | Buffer): void {
     const { callback } = this
     this.callback = null
+    // From here the reply is being sent (or a user's onResponse decides): a later send is refused
+    // as a double one only once the reply has gone out (one-send.ts).
+    this.call.sending = false
     callback?.(null, { statusCode, headers, body })
   }
 
