@@ -14,11 +14,12 @@ import { replicaRoutes } from './replicas.js'
 const DEMO_TOKEN = 'demo-token'
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }
 // The live pool, tuned so that the page shows ejection and return within seconds: 3 failures in
-// a row eject a replica for 5 s (10 s the next time...), and a health check every 2 s takes a
-// stopped replica out after two misses and back after two passes. (Defaults: docs/pools.md.)
+// a row eject a replica for 5 s (10 s the next time...), usually before the health check, every
+// 5 s, takes a stopped replica out after two misses; it is back after two passes. (Defaults:
+// docs/pools.md.)
 const LIVE_POOL = {
   outlierDetection: { consecutiveFailures: 3, baseEjection: 5000, maxEjection: 20_000 },
-  healthCheck: { path: '/healthz', interval: 2000, timeout: 1000 }
+  healthCheck: { path: '/healthz', interval: 5000, timeout: 1000 }
 }
 
 /**

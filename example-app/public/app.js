@@ -213,7 +213,7 @@ function watchMetrics () {
   setInterval(refresh, 2000)
 }
 
-// The replicas card: a request every 500 ms, one at a time, and the replicas' state every second
+// The replicas card: a request every 300 ms, one at a time, and the replicas' state every second
 // (running or stopped from the demo's own routes, the rest from /metrics).
 function watchReplicas () {
   let sent = 0
@@ -237,7 +237,7 @@ function watchReplicas () {
     $('replicas-failed').textContent = failed
     $('replicas-failed').dataset.state = failed > 0 ? 'error' : 'ok'
     logLine('replicas-log', line.text, line.kind, 10)
-    setTimeout(ask, 500)
+    setTimeout(ask, 300)
   }
   const refresh = async () => {
     try {
@@ -254,12 +254,15 @@ function watchReplicas () {
 function showReplicas (list, samples) {
   const value = (name, replica) => samples.find((s) => s.name === name && s.labels.replica === replica)?.value ?? 0
   const rows = list.map(({ name, running }) => {
-    const state = !running ? 'stopped' : value('ingress_replica_ejected', name) === 1 ? 'ejected' : value('ingress_replica_healthy', name) === 0 ? 'unhealthy' : 'serving'
+    // What the ingress's pool thinks, from /metrics, beside what the demo did to the process.
+    const state = value('ingress_replica_ejected', name) === 1 ? 'ejected' : value('ingress_replica_healthy', name) === 0 ? 'unhealthy' : 'serving'
     const row = document.createElement('tr')
     row.dataset.replica = name
     row.dataset.state = state
-    row.append(cell(name), cell(state, `replica-${state}`), cell(String(value('ingress_replica_responses_total', name))),
-      cell(String(value('ingress_replica_in_flight', name))), cell(String(value('ingress_replica_ejections_total', name))))
+    row.dataset.running = running
+    row.append(cell(name), cell(running ? 'running' : 'stopped', running ? 'replica-serving' : 'replica-stopped'), cell(state, `replica-${state}`),
+      cell(String(value('ingress_replica_responses_total', name))), cell(String(value('ingress_replica_in_flight', name))),
+      cell(String(value('ingress_replica_ejections_total', name))))
     const button = document.createElement('button')
     button.type = 'button'
     button.className = 'secondary'
