@@ -34,6 +34,9 @@ export function readConfig (env = process.env) {
     downloadMbPerS: integer(env, 'DOWNLOAD_MB_PER_S', 32, 0, 4096),
     // The proxy's drainTimeout: inside close-with-grace's 10 s in start.js, with room to spare.
     drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 5000, 0, 8000),
+    // kubernetes/ingress.js: on SIGTERM, /ready answers 503 and everything is still served for
+    // this long (load balancers and kube-proxy stop sending new connections), then the drain.
+    unreadyDelayMs: integer(env, 'UNREADY_DELAY_MS', 0, 0, 30_000),
     logLevel: env.LOG_LEVEL || 'warn'
   }
 }

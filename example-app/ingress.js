@@ -97,13 +97,13 @@ function limitHttp1Fallback (app, { http }) {
   Object.assign(app.server, http, { keepAliveTimeout: app.initialConfig.keepAliveTimeout })
 }
 
-// Kubernetes (or any orchestrator that answers a name with every replica's address) fails a
-// pod's readiness as soon as its drain starts: it is taken out of the Service while its open
-// streams end. close() runs preClose first, before it drains.
+// A load balancer's (or Kubernetes') readiness check: 503 once `app.unready()` was called (on
+// SIGTERM, before the drain: kubernetes/ingress.js), or once close() started.
 function readiness (app) {
   let ready = true
   app.get('/ready', { config: { deadline: false } }, async (request, reply) =>
     ready ? { ready } : reply.code(503).send({ ready }))
+  app.decorate('unready', () => { ready = false })
   app.addHook('preClose', async () => { ready = false })
 }
 
