@@ -18,7 +18,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DIR = `${ROOT}example-app/kubernetes/`
 
 // Manifests are plain data: the few fields checked here, loosely typed.
-type Json = any // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = any
 interface EnvVar { name: string, value?: string }
 
 function manifests (): Json[] {
