@@ -241,8 +241,13 @@ function watchReplicas () {
   }
   const refresh = async () => {
     try {
-      const [list, text] = await Promise.all([(await fetch('/demo/replicas')).json(), (await fetch('/metrics')).text()])
-      showReplicas(list, parseMetrics(text))
+      const [controls, text] = await Promise.all([fetch('/demo/replicas'), (await fetch('/metrics')).text()])
+      const samples = parseMetrics(text)
+      // Without the demo's own replicas (UPSTREAM_DNS, Kubernetes): the pool's view only, no buttons.
+      const list = controls.ok
+        ? await controls.json()
+        : [...new Set(samples.filter((s) => s.name === 'ingress_replica_responses_total').map((s) => s.labels.replica))].map((name) => ({ name, running: null }))
+      showReplicas(list, samples)
     } finally {
       setTimeout(refresh, 1000)
     }
@@ -260,7 +265,8 @@ function showReplicas (list, samples) {
     row.dataset.replica = name
     row.dataset.state = state
     row.dataset.running = running
-    row.append(cell(name), cell(running ? 'running' : 'stopped', running ? 'replica-serving' : 'replica-stopped'), cell(state, `replica-${state}`),
+    const process = running === null ? 'not ours' : running ? 'running' : 'stopped'
+    row.append(cell(name), cell(process, running === false ? 'replica-stopped' : 'replica-serving'), cell(state, `replica-${state}`),
       cell(String(value('ingress_replica_responses_total', name))), cell(String(value('ingress_replica_in_flight', name))),
       cell(String(value('ingress_replica_ejections_total', name))))
     const button = document.createElement('button')
@@ -272,7 +278,7 @@ function showReplicas (list, samples) {
       await fetch(`/demo/replicas/${name}/${running ? 'stop' : 'start'}`, { method: 'POST' })
     })
     const td = document.createElement('td')
-    td.append(button)
+    if (running !== null) td.append(button)
     row.append(td)
     return row
   })

@@ -16,15 +16,14 @@ export async function startLive ({ host, port, tickMs, log, name = 'live' }) {
   const app = Fastify()
   const tickers = new Set()
   const wss = new WebSocketServer({ server: app.server, path: '/chat', handleProtocols: pickProtocol, maxPayload: 64 * 1024 })
-  const named = (line) => log(name === 'live' ? line : `${line} · ${name}`)
 
   app.addHook('onSend', async (request, reply) => { reply.header('x-replica', name) })
   // What the page's replicas card asks, several times a second: a short answer naming the replica.
   app.get('/whoami', async () => ({ replica: name }))
   // The pool's active health check (ingress.js): 200 while the server is up.
   app.get('/healthz', async () => ({ ok: true }))
-  app.get('/ticker', (request, reply) => streamTicker(request, reply, { tickMs, tickers, log: named, name }))
-  wss.on('connection', (socket, request) => joinChat(wss, socket, request, named))
+  app.get('/ticker', (request, reply) => streamTicker(request, reply, { tickMs, tickers, log, name }))
+  wss.on('connection', (socket, request) => joinChat(wss, socket, request, log))
 
   // Open streams would keep close() waiting: end each one cleanly (SSE clients see a normal
   // end of stream), and say goodbye to WebSocket clients with 1001 "going away".
