@@ -41,7 +41,7 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   await app.register(deadline, config.deadline)
 
   // A route that opts out: it answers from memory, a deadline would only cost.
-  app.get('/api/settings', { config: { deadline: false } }, async () => publicSettings(config))
+  app.get('/api/settings', { config: { deadline: false } }, async () => publicSettings(config, upstreams))
   readiness(app)
 
   const clocks = new Set()
@@ -124,7 +124,7 @@ function upstreamOptions (service, pool = {}) {
   return { upstream: service.url }
 }
 
-function publicSettings (config) {
+function publicSettings (config, upstreams) {
   return {
     deadline: { ...config.deadline, statusCode: 504 },
     routes: {
@@ -139,7 +139,9 @@ function publicSettings (config) {
       clockDelayMs: config.clockDelayMs,
       slowMs: config.slowMs,
       downloadMb: config.downloadMb,
-      downloadMbPerS: config.downloadMbPerS
+      downloadMbPerS: config.downloadMbPerS,
+      // The replicas card's buttons: only when this process started the replicas (npm start).
+      replicaControls: Boolean(upstreams.live.replicas)
     }
   }
 }

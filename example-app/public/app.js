@@ -241,11 +241,10 @@ function watchReplicas () {
   }
   const refresh = async () => {
     try {
-      const [controls, text] = await Promise.all([fetch('/demo/replicas'), (await fetch('/metrics')).text()])
-      const samples = parseMetrics(text)
+      const samples = parseMetrics(await (await fetch('/metrics')).text())
       // Without the demo's own replicas (UPSTREAM_DNS, Kubernetes): the pool's view only, no buttons.
-      const list = controls.ok
-        ? await controls.json()
+      const list = settings.demo.replicaControls
+        ? await (await fetch('/demo/replicas')).json()
         : [...new Set(samples.filter((s) => s.name === 'ingress_replica_responses_total').map((s) => s.labels.replica))].map((name) => ({ name, running: null }))
       showReplicas(list, samples)
     } finally {
@@ -257,10 +256,11 @@ function watchReplicas () {
 }
 
 function showReplicas (list, samples) {
-  const value = (name, replica) => samples.find((s) => s.name === name && s.labels.replica === replica)?.value ?? 0
+  // A replica found by DNS has no ejected or healthy sample until a channel reports one.
+  const value = (name, replica, absent = 0) => samples.find((s) => s.name === name && s.labels.replica === replica)?.value ?? absent
   const rows = list.map(({ name, running }) => {
     // What the ingress's pool thinks, from /metrics, beside what the demo did to the process.
-    const state = value('ingress_replica_ejected', name) === 1 ? 'ejected' : value('ingress_replica_healthy', name) === 0 ? 'unhealthy' : 'serving'
+    const state = value('ingress_replica_ejected', name) === 1 ? 'ejected' : value('ingress_replica_healthy', name, 1) === 0 ? 'unhealthy' : 'serving'
     const row = document.createElement('tr')
     row.dataset.replica = name
     row.dataset.state = state
