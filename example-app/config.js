@@ -2,13 +2,21 @@
 // Port 0 picks a free port; the ports actually used are printed at start.
 
 const HOST = '127.0.0.1'
+// A DNS name: letters, digits, dashes, dots (UPSTREAM_DNS).
+const HOST_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i
 
 /** Reads the example's settings; throws a clear message for a malformed value. */
 export function readConfig (env = process.env) {
   return {
-    host: HOST,
+    // Every server listens on loopback unless told otherwise (HOST=0.0.0.0 in a container).
+    host: env.HOST || HOST,
     ingressPort: integer(env, 'INGRESS_PORT', 3000, 0, 65535),
     livePort: integer(env, 'LIVE_PORT', 3001, 0, 65535),
+    // npm start runs the live service as this many replicas, on LIVE_PORT, +10, +20...
+    liveReplicas: integer(env, 'LIVE_REPLICAS', 3, 1, 9),
+    // The ingress alone (cluster.js, kubernetes/ingress.js): the demo services' host name,
+    // every address of which is a replica (`resolve: { dns: true }`); unset: 127.0.0.1.
+    upstreamDns: hostName(env, 'UPSTREAM_DNS'),
     filesPort: integer(env, 'FILES_PORT', 3002, 0, 65535),
     deadline: {
       timeout: integer(env, 'DEADLINE_TIMEOUT_MS', 2000, 1),
@@ -26,6 +34,9 @@ export function readConfig (env = process.env) {
     downloadMbPerS: integer(env, 'DOWNLOAD_MB_PER_S', 32, 0, 4096),
     // The proxy's drainTimeout: inside close-with-grace's 10 s in start.js, with room to spare.
     drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 5000, 0, 8000),
+    // kubernetes/ingress.js: on SIGTERM, /ready answers 503 and everything is still served for
+    // this long (load balancers and kube-proxy stop sending new connections), then the drain.
+    unreadyDelayMs: integer(env, 'UNREADY_DELAY_MS', 0, 0, 30_000),
     logLevel: env.LOG_LEVEL || 'warn'
   }
 }
@@ -75,6 +86,13 @@ function httpsOptions (env) {
   // Likewise: WebSockets over HTTP/2 asked for, but no HTTP/2 to carry them.
   if (env.H2_WEBSOCKET === '1' && !on) throw new Error('H2_WEBSOCKET=1 is used with HTTPS=1 only')
   return on && { keyFile, certFile, h2WebSocket }
+}
+
+function hostName (env, name) {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return null
+  if (!HOST_NAME.test(raw)) throw new Error(`${name} must be a host name, got "${raw}"`)
+  return raw
 }
 
 function flag (env, name, fallback = false) {

@@ -8,15 +8,25 @@ import { metricsRoutes } from './metrics.js'
 import { readConfig } from './config.js'
 import { loadCertificate } from './tls.js'
 import { clientErrorHandler } from './client-errors.js'
+import { replicaRoutes } from './replicas.js'
 
 // The demo's bearer token; the page sends it from its "with token" button.
 const DEMO_TOKEN = 'demo-token'
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }
+// The live pool, tuned so that the page shows ejection and return within seconds: 3 failures in
+// a row eject a replica for 5 s (10 s the next time...), usually before the health check, every
+// 5 s, takes a stopped replica out after two misses; it is back after two passes. (Defaults:
+// docs/pools.md.)
+const LIVE_POOL = {
+  outlierDetection: { consecutiveFailures: 3, baseEjection: 5000, maxEjection: 20_000 },
+  healthCheck: { path: '/healthz', interval: 5000, timeout: 1000 }
+}
 
 /**
  * The whole ingress, not listening yet. Without arguments (as in the README's `node:cluster`
  * recipe) it reads the environment and expects the demo services on their ports (LIVE_PORT,
- * FILES_PORT), e.g. started by `npm start` in another terminal. With HTTPS=1 it serves HTTP/2
+ * FILES_PORT), e.g. started by `npm start` in another terminal, or, with UPSTREAM_DNS, at every
+ * address of that name (the Kubernetes manifests' headless Service). With HTTPS=1 it serves HTTP/2
  * and HTTP/1.1 over TLS, with `certificate` (from tls.js) or one loaded or made here.
  */
 export async function buildIngress (config = readConfig(), upstreams = demoServices(config), certificate = null) {
@@ -31,7 +41,8 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   await app.register(deadline, config.deadline)
 
   // A route that opts out: it answers from memory, a deadline would only cost.
-  app.get('/api/settings', { config: { deadline: false } }, async () => publicSettings(config))
+  app.get('/api/settings', { config: { deadline: false } }, async () => publicSettings(config, upstreams))
+  readiness(app)
 
   const clocks = new Set()
   // In-app SSE in streaming mode: its first event comes after CLOCK_DELAY_MS (3 s by default),
@@ -44,17 +55,19 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   })
 
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('./public/', import.meta.url)) })
-  await app.register(metricsRoutes)
+  await app.register(metricsRoutes, { replicaNames: upstreams.live.replicas?.names ?? [] })
+  // The page's stop and start buttons, answered on loopback only (replicas.js).
+  if (upstreams.live.replicas) await app.register(replicaRoutes, { replicas: upstreams.live.replicas })
 
-  // Prefix routing to two services. /live carries SSE and WebSocket upgrades.
+  // Prefix routing to two services. /live carries SSE and WebSocket upgrades, and is a pool.
   // Via tells the live service which protocol reached the ingress, for the page to show it.
   await app.register(proxy, {
-    upstream: upstreams.live.url, prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout, rewriteRequestHeaders: addVia
+    ...upstreamOptions(upstreams.live, LIVE_POOL), prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout, rewriteRequestHeaders: addVia
   })
-  await app.register(proxy, { upstream: upstreams.files.url, prefix: '/files', rewritePrefix: '', drainTimeout })
+  await app.register(proxy, { ...upstreamOptions(upstreams.files), prefix: '/files', rewritePrefix: '', drainTimeout })
   // Same service, guarded prefix: the hook answers 401 before any upstream contact.
   await app.register(proxy, {
-    upstream: upstreams.files.url,
+    ...upstreamOptions(upstreams.files),
     prefix: '/private',
     rewritePrefix: '/private',
     preHandler: requireToken(DEMO_TOKEN),
@@ -84,18 +97,38 @@ function limitHttp1Fallback (app, { http }) {
   Object.assign(app.server, http, { keepAliveTimeout: app.initialConfig.keepAliveTimeout })
 }
 
+// A load balancer's (or Kubernetes') readiness check: 503 once `app.unready()` was called (on
+// SIGTERM, before the drain: kubernetes/ingress.js), or once close() started.
+function readiness (app) {
+  let ready = true
+  app.get('/ready', { config: { deadline: false } }, async (request, reply) =>
+    ready ? { ready } : reply.code(503).send({ ready }))
+  app.decorate('unready', () => { ready = false })
+  app.addHook('preClose', async () => { ready = false })
+}
+
 function demoServices (config) {
+  const host = config.upstreamDns ?? config.host
+  const dns = config.upstreamDns !== null
   return {
-    live: { url: `http://${config.host}:${config.livePort}` },
-    files: { url: `http://${config.host}:${config.filesPort}` }
+    live: { url: `http://${host}:${config.livePort}`, dns },
+    files: { url: `http://${host}:${config.filesPort}`, dns }
   }
 }
 
-function publicSettings (config) {
+/** A service's proxy options: its replicas given (npm start), its name resolved (UPSTREAM_DNS), or one URL. */
+function upstreamOptions (service, pool = {}) {
+  if (service.replicas) return { upstream: service.replicas.urls, ...pool }
+  // Every address of the name is a replica, asked again every 5 s; the Host header keeps the name.
+  if (service.dns) return { upstream: service.url, resolve: { dns: true, interval: 5000 }, ...pool }
+  return { upstream: service.url }
+}
+
+function publicSettings (config, upstreams) {
   return {
     deadline: { ...config.deadline, statusCode: 504 },
     routes: {
-      '/live/*': 'live service (SSE ticker, WebSocket chat), proxied',
+      '/live/*': 'live service (SSE ticker, WebSocket chat, /whoami), proxied to a pool of replicas',
       '/files/*': 'files service (download, slow), proxied',
       '/private/*': 'files service behind a bearer-token hook, proxied',
       '/events/clock': 'in-app SSE, streaming mode',
@@ -106,7 +139,9 @@ function publicSettings (config) {
       clockDelayMs: config.clockDelayMs,
       slowMs: config.slowMs,
       downloadMb: config.downloadMb,
-      downloadMbPerS: config.downloadMbPerS
+      downloadMbPerS: config.downloadMbPerS,
+      // The replicas card's buttons: only when this process started the replicas (npm start).
+      replicaControls: Boolean(upstreams.live.replicas)
     }
   }
 }

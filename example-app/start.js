@@ -34,7 +34,8 @@ const { timeout, streamIdleTimeout, maxStreamDuration } = config.deadline
 console.log(`
 fastify-streamline example
   ingress         ${ingressUrl(ingress)}/   <- open this in a browser
-  live upstream   ${upstreams.live.url}   SSE ticker /ticker, WebSocket /chat
+  live upstream   ${upstreams.live.url}   SSE ticker /ticker, WebSocket /chat, /whoami
+  live replicas   ${replicaLine(upstreams.live.replicas)}
   files upstream  ${upstreams.files.url}   download /download, slow /slow, /private/report
   deadline        timeout ${timeout} ms, streamIdleTimeout ${streamIdleTimeout} ms, maxStreamDuration ${maxStreamDuration || 'off'}
   download        ${downloadLine()}
@@ -43,6 +44,10 @@ ${certificate ? tlsLines(certificate) : ''}Press Ctrl-C to stop.
 
 function ingressUrl (app) {
   return `${certificate ? 'https' : 'http'}://${config.host}:${app.server.address().port}`
+}
+
+function replicaLine (replicas) {
+  return replicas.names.map(([origin, name]) => `${name} ${origin}`).join(', ') + ' (a pool: the page stops and starts them)'
 }
 
 function downloadLine () {

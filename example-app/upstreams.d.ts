@@ -4,6 +4,8 @@ import type { FastifyInstance } from 'fastify'
 export interface UpstreamConfig {
   host: string
   livePort: number
+  /** How many live replicas (live-1, live-2...); default 1. */
+  liveReplicas?: number
   filesPort: number
   tickMs: number
   downloadMb: number
@@ -17,8 +19,18 @@ export interface DemoService {
   url: string
 }
 
+export interface LiveReplicas {
+  urls: string[]
+  names: Array<[string, string]>
+  list: () => Array<{ name: string, running: boolean }>
+  stop: (name: string) => Promise<'done' | 'unchanged' | 'busy' | 'unknown'>
+  start: (name: string) => Promise<'done' | 'unchanged' | 'busy' | 'unknown'>
+  close: () => Promise<unknown>
+}
+
 export function startUpstreams (config: UpstreamConfig, log: (line: string) => void): Promise<{
-  live: DemoService
+  /** `url`: the first replica. */
+  live: { url: string, replicas: LiveReplicas }
   files: DemoService
   close: () => Promise<unknown>
 }>

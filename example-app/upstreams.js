@@ -1,14 +1,18 @@
-// Starts both demo services. Tests import this to exercise the upstreams without an ingress.
-import { startLive } from './upstream/live.js'
+// Starts the demo services: the live service as a pool of replicas (replicas.js), and the files
+// service. Tests import this to exercise the upstreams without an ingress.
+import { startLiveReplicas } from './replicas.js'
 import { startFiles } from './upstream/files.js'
 
 export async function startUpstreams (config, log) {
-  const live = await startLive({ host: config.host, port: config.livePort, tickMs: config.tickMs, log })
+  const { host, livePort, tickMs } = config
+  const replicas = await startLiveReplicas({ host, port: livePort, count: config.liveReplicas ?? 1, tickMs, log })
   try {
-    const files = await startFiles({ host: config.host, port: config.filesPort, downloadMb: config.downloadMb, downloadMbPerS: config.downloadMbPerS, slowMs: config.slowMs, log })
-    return { live, files, close: () => Promise.all([live.app.close(), files.app.close()]) }
+    const files = await startFiles({ host, port: config.filesPort, downloadMb: config.downloadMb, downloadMbPerS: config.downloadMbPerS, slowMs: config.slowMs, log })
+    // `live.url`: the first replica, where WebSocket upgrades go (the pool does not balance them yet).
+    const live = { url: replicas.urls[0], replicas }
+    return { live, files, close: () => Promise.all([replicas.close(), files.app.close()]) }
   } catch (err) {
-    await live.app.close()
+    await replicas.close()
     throw err
   }
 }

@@ -16,6 +16,7 @@ setUpDownload()
 setUpSlowCall()
 setUpAuth()
 watchMetrics()
+watchReplicas()
 
 function showSettings () {
   $('settings-line').textContent = `Deadline in force: timeout ${ms(timeout)} · streamIdleTimeout ${ms(streamIdleTimeout)} · ` +
@@ -212,6 +213,79 @@ function watchMetrics () {
   setInterval(refresh, 2000)
 }
 
+// The replicas card: a request every 300 ms, one at a time, and the replicas' state every second
+// (running or stopped from the demo's own routes, the rest from /metrics).
+function watchReplicas () {
+  let sent = 0
+  let failed = 0
+  const ask = async () => {
+    const started = performance.now()
+    let line
+    try {
+      const response = await fetch('/live/whoami', { cache: 'no-store' })
+      await response.arrayBuffer()
+      const replica = response.headers.get('x-replica') ?? 'no x-replica'
+      if (!response.ok) failed += 1
+      line = { text: `${clockTime(new Date())}  ${response.status}  ${replica}  ${Math.round(performance.now() - started)} ms`, kind: response.ok ? replica : 'error' }
+      if (sent === 0) showFetched('replicas', '/live/whoami')
+    } catch (err) {
+      failed += 1
+      line = { text: `${clockTime(new Date())}  failed: ${err.message}`, kind: 'error' }
+    }
+    sent += 1
+    $('replicas-sent').textContent = sent
+    $('replicas-failed').textContent = failed
+    $('replicas-failed').dataset.state = failed > 0 ? 'error' : 'ok'
+    logLine('replicas-log', line.text, line.kind, 10)
+    setTimeout(ask, 300)
+  }
+  const refresh = async () => {
+    try {
+      const samples = parseMetrics(await (await fetch('/metrics')).text())
+      // Without the demo's own replicas (UPSTREAM_DNS, Kubernetes): the pool's view only, no buttons.
+      const list = settings.demo.replicaControls
+        ? await (await fetch('/demo/replicas')).json()
+        : [...new Set(samples.filter((s) => s.name === 'ingress_replica_responses_total').map((s) => s.labels.replica))].map((name) => ({ name, running: null }))
+      showReplicas(list, samples)
+    } finally {
+      setTimeout(refresh, 1000)
+    }
+  }
+  ask()
+  refresh()
+}
+
+function showReplicas (list, samples) {
+  // A replica found by DNS has no ejected or healthy sample until a channel reports one.
+  const value = (name, replica, absent = 0) => samples.find((s) => s.name === name && s.labels.replica === replica)?.value ?? absent
+  const rows = list.map(({ name, running }) => {
+    // What the ingress's pool thinks, from /metrics, beside what the demo did to the process.
+    const state = value('ingress_replica_ejected', name) === 1 ? 'ejected' : value('ingress_replica_healthy', name, 1) === 0 ? 'unhealthy' : 'serving'
+    const row = document.createElement('tr')
+    row.dataset.replica = name
+    row.dataset.state = state
+    row.dataset.running = running
+    const process = running === null ? 'not ours' : running ? 'running' : 'stopped'
+    row.append(cell(name), cell(process, running === false ? 'replica-stopped' : 'replica-serving'), cell(state, `replica-${state}`),
+      cell(String(value('ingress_replica_responses_total', name))), cell(String(value('ingress_replica_in_flight', name))),
+      cell(String(value('ingress_replica_ejections_total', name))))
+    const button = document.createElement('button')
+    button.type = 'button'
+    button.className = 'secondary'
+    button.textContent = running ? 'Stop' : 'Start'
+    button.addEventListener('click', async () => {
+      button.disabled = true
+      await fetch(`/demo/replicas/${name}/${running ? 'stop' : 'start'}`, { method: 'POST' })
+    })
+    const td = document.createElement('td')
+    if (running !== null) td.append(button)
+    row.append(td)
+    return row
+  })
+  $('replicas-table').replaceChildren(...rows)
+  $('replicas').dataset.state = 'loaded'
+}
+
 /** Prometheus text as [{ name, labels, value }]. */
 function parseMetrics (text) {
   const samples = []
@@ -279,12 +353,12 @@ function setState (id, state, text) {
   $(id).textContent = text
 }
 
-function logLine (id, text, kind) {
+function logLine (id, text, kind, keep = 6) {
   const item = document.createElement('li')
   item.textContent = text
   item.className = kind
   $(id).prepend(item)
-  while ($(id).children.length > 6) $(id).lastElementChild.remove()
+  while ($(id).children.length > keep) $(id).lastElementChild.remove()
 }
 
 function cell (text, className) {

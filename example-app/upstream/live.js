@@ -7,12 +7,22 @@ import { WebSocketServer } from 'ws'
 // "echo.v1, chat.v2" gets chat.v2: the upstream chooses, and the ingress must relay that choice.
 export const SUBPROTOCOLS = ['chat.v2', 'echo.v1']
 
-export async function startLive ({ host, port, tickMs, log }) {
+/**
+ * `name` (e.g. live-2) is the replica's own name: it answers every request with `x-replica` set
+ * to it, so the page can show which replica served. A name, never an address: the client learns
+ * nothing about where the replicas run.
+ */
+export async function startLive ({ host, port, tickMs, log, name = 'live' }) {
   const app = Fastify()
   const tickers = new Set()
   const wss = new WebSocketServer({ server: app.server, path: '/chat', handleProtocols: pickProtocol, maxPayload: 64 * 1024 })
 
-  app.get('/ticker', (request, reply) => streamTicker(request, reply, { tickMs, tickers, log }))
+  app.addHook('onSend', async (request, reply) => { reply.header('x-replica', name) })
+  // What the page's replicas card asks, several times a second: a short answer naming the replica.
+  app.get('/whoami', async () => ({ replica: name }))
+  // The pool's active health check (ingress.js): 200 while the server is up.
+  app.get('/healthz', async () => ({ ok: true }))
+  app.get('/ticker', (request, reply) => streamTicker(request, reply, { tickMs, tickers, log, name }))
   wss.on('connection', (socket, request) => joinChat(wss, socket, request, log))
 
   // Open streams would keep close() waiting: end each one cleanly (SSE clients see a normal
@@ -27,7 +37,7 @@ export async function startLive ({ host, port, tickMs, log }) {
   return { app, url: `http://${host}:${app.server.address().port}` }
 }
 
-function streamTicker (request, reply, { tickMs, tickers, log }) {
+function streamTicker (request, reply, { tickMs, tickers, log, name }) {
   reply.hijack()
   const res = reply.raw
   // EventSource sends Last-Event-ID when it reconnects: continue the sequence from there.
@@ -35,12 +45,13 @@ function streamTicker (request, reply, { tickMs, tickers, log }) {
   let price = 100
   // RFC 9110 Via, as a proxy in front adds it: the page shows the protocol that reached the ingress.
   const via = request.headers.via ?? null
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' })
+  // Hijacked: the onSend hook does not run, so the stream names its replica itself.
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-replica': name })
   res.write('retry: 2000\n\n')
   const tick = () => {
     id += 1
     price = Math.max(1, price + (Math.random() - 0.5) * 2)
-    const data = JSON.stringify({ n: id, symbol: 'STRM', price: Number(price.toFixed(2)), sentAt: Date.now(), via })
+    const data = JSON.stringify({ n: id, symbol: 'STRM', price: Number(price.toFixed(2)), sentAt: Date.now(), via, replica: name })
     res.write(`id: ${id}\nevent: tick\ndata: ${data}\n\n`)
   }
   log(`[live] ticker stream opened (from event ${id})`)
