@@ -226,8 +226,8 @@ for (const mode of H2_MODES) {
     t.ok(served.includes('a') && served.includes('c'), 'both live replicas took some')
     t.equal(a.handshakes.length + c.handshakes.length, 6, 'each handshake reached a live replica once')
     t.same(inflight(pools[0]), { [a.origin]: a.open(), [b.origin]: 0, [c.origin]: c.open() }, 'each open tunnel in flight on its replica')
-    // Closed from the replicas' side: a client resetting its stream (RST_STREAM NO_ERROR) while
-    // the proxy still has bytes for it can leave Node's server stream closed but never destroyed.
+    // Closed from the replicas' side: the client-side close of HTTP/2 tunnels is
+    // test/websocket/h2-tunnel.test.ts's.
     const closes = sockets.map(async ws => await within(PROMPTLY, once(ws, 'close'), 'the client\'s WebSocket closed'))
     a.closeAll()
     c.closeAll()
