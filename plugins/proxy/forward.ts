@@ -116,8 +116,21 @@ export function startCall (registration: Registration, request: FastifyRequest, 
   const wholeBody = registration.settings.replyOptions.onResponse === undefined
   const { budgetHeaders, pool } = registration
   return {
-    request, signal, budgetHeaders, wholeBody, target, url, mapped, trailers: null, sentAt: 0,
-    sending: false, warned: false, pool, replica: null, tried: null, heldBody: null
+    request,
+    signal,
+    budgetHeaders,
+    wholeBody,
+    target,
+    url,
+    mapped,
+    trailers: null,
+    sentAt: 0,
+    sending: false,
+    warned: false,
+    pool,
+    replica: null,
+    tried: null,
+    heldBody: null
   }
 }
 

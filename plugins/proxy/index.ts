@@ -64,7 +64,7 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
     }
     addShutdownHooks(instance, registration, dispatcher)
     if (registration.pool !== null) addPoolHooks(instance, registration.pool, dispatcher)
-    const upgrade = settings.websocket ? proxyUpgrade(instance, settings) : null
+    const upgrade = settings.websocket ? proxyUpgrade(instance, settings, registration.pool) : null
     for (const url of settings.compat.routes) instance.route(withUpgradeHooks(routeOptions(registration, url), upgrade))
   }, { prefix: settings.prefix })
   await answerNotFound(app, settings.prefix)

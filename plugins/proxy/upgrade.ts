@@ -3,12 +3,14 @@ import type { ProxySettings } from './options.js'
 import { compileTarget, mapUrl, upstreamUrl, type ProxyTarget } from './target.js'
 import { wsRequestHeaders, wsTarget } from './compat/ws-client-options.js'
 import { webSocketUpgrade, type UpgradeHooks } from './websocket/index.js'
+import type { UpstreamPool } from './upstream/pool.js'
 
 /**
  * The pass-through as a proxy registration configures it: upgrades go to `wsUpstream` (or
- * `upstream`) through the same path mapping and safety checks as plain HTTP.
+ * `upstream`) through the same path mapping and safety checks as plain HTTP. When `upstream`
+ * is a pool (and no `wsUpstream` is given), each handshake goes to one of its replicas.
  */
-export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings): UpgradeHooks {
+export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings, pool: UpstreamPool | null): UpgradeHooks {
   const target = compileTarget({
     upstream: settings.wsUpstream ?? settings.upstream,
     prefix: instance.prefix,
@@ -21,7 +23,8 @@ export function proxyUpgrade (instance: FastifyInstance, settings: ProxySettings
     timings: { ...settings.wsTimings, closeGrace: Math.min(settings.wsTimings.closeGrace, settings.drainTimeout) },
     tls: settings.tls,
     rewriteRequestHeaders: wsRequestHeaders(settings.rewriteRequestHeaders, settings.compat.wsClient),
-    rewriteHeaders: settings.rewriteHeaders
+    rewriteHeaders: settings.rewriteHeaders,
+    pool: settings.wsUpstream === undefined ? pool : null
   })
 }
 

@@ -12,6 +12,8 @@ import { H2_MODES } from '../helpers/h2.js'
 import { extendedConnect, h2ConnectSession, h2ProxyApp, nextMessage, openH2WebSocket, type ExtendedConnect } from '../helpers/h2-websocket.js'
 import { rawUpstream, wsUpstream, type RawUpstream, type WsUpstream } from '../helpers/ws-servers.js'
 import { peerLeft, PROMPTLY, until, within } from '../helpers/bounded.js'
+import { subscribe } from '../helpers/channels.js'
+import { CHANNELS, type TunnelClosedMessage } from '../../lib/diagnostics.js'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const { NGHTTP2_CANCEL } = http2.constants
@@ -205,6 +207,29 @@ for (const mode of H2_MODES) {
     t.same(await Promise.all(clientCodes), [1001, 1001], 'each client got 1001 Going Away')
     t.same(await Promise.all(upstreamCodes), [1001, 1001], 'each upstream got 1001 Going Away')
     t.same(await Promise.all(clients.map(async c => await streamClosed(c.request, 'the client\'s stream closed'))), [0, 0], 'the streams ended cleanly')
+  })
+
+  t.test(`${mode}: clients closing one WebSocket after another: every tunnel ends`, async (t) => {
+    const up = await wsUpstream(t)
+    const { port } = await h2ProxyApp(t, mode, { upstream: up.url })
+    const ended = subscribe<TunnelClosedMessage>(t, CHANNELS.tunnelClosed)
+    const session = await h2ConnectSession(t, mode, port)
+    const clients: WebSocket[] = []
+    for (let i = 0; i < 20; i++) {
+      const { ws } = await openedOn(session, `/ws/many/${i}`)
+      ws.send('x')
+      await within(PROMPTLY, nextMessage(ws), 'the echo')
+      clients.push(ws)
+    }
+    // Some streams close before the proxy read their end, with bytes still queued for the
+    // client: Node never destroys such a stream by itself (it waits for those writes).
+    for (const ws of clients) {
+      ws.close(1000)
+      await closeCode(ws, 'the client\'s WebSocket closed')
+    }
+    await within(PROMPTLY, ended.waitFor(20), () => `every tunnel ended (${ended.messages.length} of 20 tunnel:closed)`)
+    t.ok(ended.messages.every(m => m.closedBy === 'client'), 'each closed by its client')
+    await until(PROMPTLY, () => up.sockets.size === 0, 'every upstream connection closed')
   })
 }
 

@@ -5,17 +5,19 @@ import type { ClientSide } from './client-side.js'
 import { DeadlineExceededError, releaseDeadline } from '../../deadline/index.js'
 import { abortSide } from '../../../lib/abrupt-end.js'
 import { tunnelClosed, tunnelOpened, type TunnelClosedMessage, type TunnelOpenedMessage } from '../../../lib/diagnostics.js'
-import { ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
+import { NoReplicaError, ShuttingDownError, UpstreamBadResponseError, UpstreamTimeoutError } from '../errors.js'
 import { classifyUpstreamError } from '../upstream-errors.js'
 import { refusalHeaders } from './headers.js'
 import type { TunnelTimings } from './options.js'
-import type { ProxyTlsOptions, RequestHeaderRewrite, ResponseHeaderRewrite } from '../types.js'
+import type { ProxyTlsOptions, RequestHeaderRewrite, ResponseHeaderRewrite, UpstreamRequestHeaders } from '../types.js'
+import type { UpstreamPool } from '../upstream/pool.js'
 import { relayRefusal } from './response.js'
 import { writeError } from '../../../lib/error-answer.js'
 import { openTunnel, type Tunnel, type TunnelSocket, type TunnelStats } from './tunnel.js'
 import { HeldBytes } from './held-bytes.js'
 import { HandshakeWatch } from './handshake-watch.js'
 import { requestUpgrade } from './upstream-request.js'
+import { ReplicaChoice } from './replica-choice.js'
 
 /** What a registration's upgrades share. */
 export interface HandshakeSettings {
@@ -23,6 +25,8 @@ export interface HandshakeSettings {
   tls: ProxyTlsOptions
   rewriteRequestHeaders: RequestHeaderRewrite | null
   rewriteHeaders: ResponseHeaderRewrite | null
+  /** The upstream's replicas, when it is a pool: each handshake goes to one (replica-choice.ts). */
+  pool: UpstreamPool | null
 }
 
 /**
@@ -44,8 +48,10 @@ export class Handshake {
   private readonly requestStart: number
   private tunnel: Tunnel | null = null
   private settled = false
-  /** The origin the handshake went to, for the tunnel:closed message. */
+  /** The origin the handshake went to (with a pool: the replica's address), for the tunnel:closed message. */
   private origin = ''
+  /** With a pool: the replica holding the handshake, then its tunnel. */
+  private readonly replica: ReplicaChoice | null
 
   constructor (
     private readonly request: FastifyRequest,
@@ -59,13 +65,13 @@ export class Handshake {
     this.held = new HeldBytes(this.client, head)
     this.answer = reply.raw
     this.requestStart = performance.now() - reply.elapsedTime
+    this.replica = settings.pool === null ? null : new ReplicaChoice(settings.pool, request)
     // Whatever answer goes out on reply.raw (ours or the deadline plugin's 504) is the last.
     side.endAfterAnswer(reply.raw)
   }
 
   start (target: URL): void {
     const { client } = this
-    this.origin = target.origin
     this.held?.listen()
     client.once('end', this.onClientGone)
     client.once('close', this.onClientGone)
@@ -73,13 +79,20 @@ export class Handshake {
     client.on('error', this.onClientError)
     this.watch = new HandshakeWatch(() => this.fail(new UpstreamTimeoutError()), reason => this.onDeadline(reason))
     this.watch.start(this.request, this.settings.timings.handshakeTimeout)
-    const headers = this.side.upstreamHeaders(this.request, target, this.settings.rewriteRequestHeaders)
-    const upstreamReq = requestUpgrade(target, headers, this.settings.tls)
+    this.send(target, this.side.upstreamHeaders(this.request, target, this.settings.rewriteRequestHeaders))
+  }
+
+  /** Sends the handshake to `target`, or with a pool to the replica chosen for this attempt. */
+  private send (target: URL, headers: UpstreamRequestHeaders): void {
+    const url = this.replica === null ? target : this.replica.aim(target, headers)
+    if (url === null) return this.fail(new NoReplicaError())
+    this.origin = url.origin
+    const upstreamReq = requestUpgrade(url, headers, this.settings.tls)
     this.upstreamReq = upstreamReq
     // Closures rather than fields: they go with the request object once the handshake is over.
     upstreamReq.on('upgrade', (res: IncomingMessage, upstream: Socket, upstreamHead: Buffer) => this.onUpgrade(res, upstream, upstreamHead))
     upstreamReq.on('response', (res: IncomingMessage) => this.onRefusal(res))
-    upstreamReq.on('error', (err: Error) => this.onUpstreamError(err))
+    upstreamReq.on('error', (err: Error) => this.onUpstreamError(err, target, headers))
     upstreamReq.end()
   }
 
@@ -89,7 +102,7 @@ export class Handshake {
    */
   goAway (): void {
     if (this.tunnel !== null) return this.tunnel.goAway()
-    if (!this.settled) this.fail(new ShuttingDownError())
+    if (!this.settled) this.fail(new ShuttingDownError(), false)
   }
 
   /** Ends everything now (shutdown grace over); a tunnel logs why it ended. */
@@ -120,7 +133,8 @@ export class Handshake {
       upstream.destroy()
       return this.fail(new UpstreamBadResponseError())
     }
-    this.settle()
+    this.replica?.answered(101)
+    this.settle(true)
     // The request object is done with; an idle tunnel should hold as little as possible.
     this.upstreamReq = null
     // From here the tunnel governs its own lifetime (idle timeout, wsMaxStreamDuration).
@@ -149,14 +163,19 @@ export class Handshake {
       res.destroy()
       return this.fail(new UpstreamBadResponseError())
     }
+    this.replica?.answered(res.statusCode as number)
     this.settle()
     this.held = null
     relayRefusal(res, refusalHeaders(res, this.request, this.settings.rewriteHeaders), answer)
     this.request.log.info({ res: { statusCode: res.statusCode }, responseTime: this.responseTime() }, 'websocket upgrade refused by upstream')
   }
 
-  private onUpstreamError (err: Error): void {
+  private onUpstreamError (err: Error, target: URL, headers: UpstreamRequestHeaders): void {
     if (this.settled) return
+    if (this.replica?.failover(err) === true) {
+      this.request.log.warn({ err, upstream: this.origin }, 'websocket handshake: replica unreachable, trying another')
+      return this.send(target, headers)
+    }
     this.request.log.warn({ err }, 'websocket handshake to the upstream failed')
     this.fail(classifyUpstreamError(err))
   }
@@ -184,6 +203,7 @@ export class Handshake {
   }
 
   private readonly onTunnelEnd = (stats: TunnelStats): void => {
+    this.replica?.release()
     this.request.log.info({ res: { statusCode: this.side.acceptStatus }, responseTime: this.responseTime(), ...stats }, 'websocket tunnel closed')
     if (tunnelClosed.hasSubscribers) {
       const message: TunnelClosedMessage = { request: this.request, ...stats, upstream: this.origin }
@@ -196,6 +216,7 @@ export class Handshake {
     if (this.settled) return
     if (reason instanceof DeadlineExceededError) {
       // The 504 is already on its way (reply.raw 'finish' closes the connection).
+      this.replica?.failed()
       this.settle()
       this.held = null
       this.upstreamReq?.destroy()
@@ -205,7 +226,9 @@ export class Handshake {
     this.onClientGone()
   }
 
-  private fail (err: { statusCode?: number, code: string, message: string }): void {
+  /** `replicaFault`: the upstream failed the handshake (passive health), rather than the proxy ending it. */
+  private fail (err: { statusCode?: number, code: string, message: string }, replicaFault = true): void {
+    if (replicaFault) this.replica?.failed()
     const res = this.answer
     if (res !== null && !this.client.destroyed && !this.side.answerable(res)) return this.leaveToOtherListener()
     this.settle()
@@ -232,9 +255,10 @@ export class Handshake {
     return performance.now() - this.requestStart
   }
 
-  /** The handshake's outcome is decided: its timer, deadline and listeners go. */
-  private settle (): void {
+  /** The handshake's outcome is decided: its timer, deadline and listeners go, and its replica unless a tunnel now holds it. */
+  private settle (tunnelOpens = false): void {
     this.settled = true
+    if (!tunnelOpens) this.replica?.release()
     this.watch?.stop()
     this.watch = null
     this.held?.stop()

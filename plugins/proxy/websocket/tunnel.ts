@@ -154,6 +154,11 @@ export class Tunnel implements RelayOwner {
    */
   sideEnded (relay: Relay): void {
     this.closedBy ??= this.sideName(relay)
+    // An HTTP/2 stream that closed (NO_ERROR) before its end was read, with bytes of ours still
+    // queued for it: Node destroys it only once those writes finish, which they never do on a
+    // closed stream, so it would never emit 'close' and the tunnel never end.
+    const { from } = relay
+    if ((from as Duplex & { closed?: boolean }).closed === true && !from.destroyed && !from.writableFinished) from.destroy()
   }
 
   sideClosed (relay: Relay, hadError: boolean): void {
