@@ -4,6 +4,7 @@ import type { ProxyTlsOptions } from '../types.js'
 import { callOfHeaders, type UpstreamCall } from './call.js'
 import { UpstreamHandler, type AttemptTimeouts, type UpstreamCallback } from './handler.js'
 import { aimAtReplica, holdBody, shouldHoldBody } from './replica-attempt.js'
+import { http2AgentOptions } from './http2.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
 // does accept, as its `undici` option, any object with a `request(options, callback)`
@@ -20,6 +21,8 @@ export interface AgentSettings {
   connections: number | null
   keepAliveTimeout: number
   connectTimeout: number
+  /** HTTP/2 to the upstream (http2.ts). */
+  http2: boolean
   tls: ProxyTlsOptions
   /** Further undici Agent options (@fastify/http-proxy's `undici`). */
   agentOptions: Record<string, unknown>
@@ -52,6 +55,7 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
     pipelining: 1,
     // The rest of an `undici` option (its connections, timeouts and TLS are ours by now).
     ...settings.agentOptions,
+    ...http2AgentOptions(settings.http2),
     keepAliveTimeout: settings.keepAliveTimeout,
     headersTimeout: timers.headersTimeout,
     bodyTimeout: timers.bodyTimeout,

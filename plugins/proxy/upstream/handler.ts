@@ -132,9 +132,10 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     return true
   }
 
-  onComplete (rawTrailers: Array<Buffer | string> | null): void {
+  /** HTTP/1.1 hands trailers over raw (name, value, ...); HTTP/2 as the object node:http2 parsed (`{}`: none). */
+  onComplete (rawTrailers: Array<Buffer | string> | UpstreamData['headers'] | null): void {
     this.detach()
-    if (rawTrailers !== null && rawTrailers.length > 0) this.call.trailers = util.parseHeaders(rawTrailers)
+    if (rawTrailers !== null) this.call.trailers = receivedTrailers(rawTrailers)
     if (this.body !== null) this.body.complete()
     else if (this.pending !== null) this.pending.complete = true
   }
@@ -230,6 +231,12 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     body.on('error', noop)
     body.destroy(err)
   }
+}
+
+function receivedTrailers (raw: Array<Buffer | string> | UpstreamData['headers']): UpstreamData['headers'] | null {
+  if (Array.isArray(raw)) return raw.length > 0 ? util.parseHeaders(raw) as UpstreamData['headers'] : null
+  // node:http2's object: own string keys only (its sensitive-headers list is a symbol key).
+  return Object.keys(raw).length > 0 ? raw : null
 }
 
 function timeOut (handler: UpstreamHandler): void {
