@@ -76,6 +76,13 @@ export const UpstreamError = createError(
   502, Error, false
 )
 
+/** An HTTP/2 upstream's response ended while the proxy could not take all of it (upstream/grpc-body.ts): cut, not passed short. */
+export const UpstreamTruncatedError = createError(
+  'FST_STREAMLINE_UPSTREAM_TRUNCATED',
+  'The upstream response ended while part of its body could not be relayed',
+  502, Error, false
+)
+
 /** A request that asks for an upgrade this proxy will not tunnel (POST, h2c, unknown token, a body). */
 export const InvalidUpgradeError = createError(
   'FST_STREAMLINE_PROXY_INVALID_UPGRADE',

@@ -76,8 +76,8 @@ async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Pr
  * kept to the millisecond by the upstream handler; the fallbacks stay on undici's coarser clock.
  */
 function dispatcherFor (settings: ProxySettings, withDeadline: boolean): ProxyDispatcher {
-  const { connections, keepAliveTimeout, connectTimeout, tls, compat, headersTimeout, bodyTimeout } = settings
-  const agent = { connections, keepAliveTimeout, connectTimeout, tls, agentOptions: compat.agent, given: compat.dispatcher }
+  const { connections, keepAliveTimeout, connectTimeout, http2, tls, compat, headersTimeout, bodyTimeout } = settings
+  const agent = { connections, keepAliveTimeout, connectTimeout, http2, tls, agentOptions: compat.agent, given: compat.dispatcher }
   const fallbacks = {
     headersTimeout: headersTimeout !== undefined || withDeadline ? 0 : FALLBACK_HEADERS_TIMEOUT,
     bodyTimeout: bodyTimeout !== undefined || withDeadline ? 0 : FALLBACK_BODY_TIMEOUT

@@ -24,6 +24,8 @@ export interface ProxySettings {
   keepAliveTimeout: number
   /** undefined: not set, undici's default (10 s) on its own clock; set, kept to the millisecond. */
   connectTimeout: number | undefined
+  /** HTTP/2 to the upstream: h2c (prior knowledge) over http://, ALPN over https:// (upstream/http2.ts). */
+  http2: boolean
   /** undefined: not set by the user, the default depends on whether the deadline plugin is there. */
   headersTimeout: number | undefined
   bodyTimeout: number | undefined
@@ -52,7 +54,7 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 // Fastify's own register options (`logLevel`, ...) arrive here too; anything else unknown is a typo.
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
-  'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS,
+  'http2', 'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS,
   'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS, ...POOL_OPTIONS])
 // A user's onResponse / onError replaces the proxy's relay / error answer (README: what that costs).
 const REPLY_OPTIONS = new Set(['queryString', 'method', 'contentType', 'onResponse', 'onError', 'body'])
@@ -80,6 +82,7 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
     connections: options.connections === null ? null : integer('connections', options.connections, null, 1),
     keepAliveTimeout: integer('keepAliveTimeout', options.keepAliveTimeout, 4000, 1) ?? 4000,
     connectTimeout: integer('connectTimeout', options.connectTimeout, undefined, 1) ?? undefined,
+    http2: flag('http2', options.http2, false),
     headersTimeout: integer('headersTimeout', options.headersTimeout, undefined, 0) ?? undefined,
     bodyTimeout: integer('bodyTimeout', options.bodyTimeout, undefined, 0) ?? undefined,
     tls: tls(options.tls),

@@ -101,6 +101,11 @@ export interface ProxyOptions extends WebSocketTimingOptions {
   /** Time to open a connection (TCP + TLS) to the upstream; 504 when it passes. Default 10000. */
   connectTimeout?: number
   /**
+   * HTTP/2 to the upstream (gRPC): over http:// with prior knowledge (h2c), over https:// offered
+   * by ALPN (an HTTP/1.1-only upstream still works). Default false (HTTP/1.1).
+   */
+  http2?: boolean
+  /**
    * Time for the upstream's response head; 504 when it passes. 0 = none.
    * Default: 0 when the deadline plugin is registered (its `timeout` rules), else 60000.
    */
@@ -180,8 +185,6 @@ export interface ProxyOptions extends WebSocketTimingOptions {
   disableCache?: boolean
   cacheURLs?: number
   disableRequestLogging?: boolean
-  /** Only `false` is accepted (HTTP/2 upstreams: `undici: { allowH2: true }`). */
-  http2?: boolean
   /**
    * @fastify/http-proxy's options for its upstream WebSocket client; what still means something on a
    * byte tunnel applies to the upstream handshake: `headers` (added), `rewriteRequestHeaders(headers,

@@ -1,6 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Agent } from 'undici'
 import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { receiveWithin } from '../helpers/bounded.js'
@@ -26,7 +27,8 @@ t.test('conflicting or unsupported pairs are refused, naming both', async (t) =>
     [{ upstream: 'http://a', undici: { connect: () => null } }, /undici.connect: expected an object/],
     [{ upstream: 'http://a', undici: { maxRedirections: 2 } }, /undici.maxRedirections: not supported/],
     [{ upstream: 'http://a', undici: 'yes' }, /undici: expected true, undici Agent options or an undici Dispatcher/],
-    [{ upstream: 'http://a', http2: true }, /http2: HTTP\/2 to the upstream is `undici: \{ allowH2: true \}`/],
+    [{ upstream: 'http://a', http2: 'yes' }, /http2: expected a boolean/],
+    [{ upstream: 'http://a', http2: true, undici: new Agent() }, /http2: the Dispatcher given as `undici` is used as it is/],
     [{ upstream: 'http://a', globalAgent: true }, /globalAgent: the proxy always uses its own undici agent/],
     [{ upstream: 'http://a', rewriteHeaders: (h: unknown) => h, replyOptions: { rewriteHeaders: (h: unknown) => h } }, /replyOptions.rewriteHeaders: conflicts with the top-level/],
     [{ upstream: 'http://a', replyOptions: { timeout: 100 } }, /replyOptions.timeout: use the `headersTimeout`/],

@@ -28,7 +28,7 @@ const REFUSED: Record<string, string> = {
   http: 'the proxy always uses its undici agent: use headersTimeout, connectTimeout, tls or undici',
   globalAgent: 'the proxy always uses its own undici agent',
   destroyAgent: 'the proxy destroys its own agent on close (a dispatcher given as `undici` is left to its owner)',
-  sessionTimeout: 'HTTP/2 to the upstream is `undici: { allowH2: true }`; its idle connections follow keepAliveTimeout'
+  sessionTimeout: 'HTTP/2 to the upstream is `http2: true`; its idle connections follow keepAliveTimeout'
 }
 const REFUSED_REPLY: Record<string, string> = {
   retryDelay: 'the proxy\'s retry policy is bounded by the request deadline: use `retries` (or replyOptions.retriesCount)',
@@ -58,7 +58,7 @@ export interface CompatSettings {
 }
 
 export const COMPAT_OPTIONS = ['constraints', 'routes', 'preRewrite', 'handler', 'base', 'beforeHandler', 'undici', 'proxyPayloads',
-  'internalRewriteLocationHeader', 'wsClientOptions', 'wsServerOptions', 'http2', 'retryMethods', 'maxRetriesOn503',
+  'internalRewriteLocationHeader', 'wsClientOptions', 'wsServerOptions', 'retryMethods', 'maxRetriesOn503',
   'contentTypesToEncode', ...HARMLESS, ...Object.keys(REFUSED)]
 
 /**
@@ -70,7 +70,6 @@ export function fromHttpProxy (given: ProxyOptions): { options: ProxyOptions, co
   for (const [name, why] of Object.entries(REFUSED)) {
     if (options[name] !== undefined && options[name] !== false && !emptyHooks(name, options[name])) throw new InvalidProxyOptionError(name, why)
   }
-  if (options.http2 === true) throw new InvalidProxyOptionError('http2', 'HTTP/2 to the upstream is `undici: { allowH2: true }`')
   upstreamAliases(options)
   wsUpstreamAlias(options)
   // Its older name for preHandler.
@@ -79,6 +78,7 @@ export function fromHttpProxy (given: ProxyOptions): { options: ProxyOptions, co
   replyAliases(options)
   if (options.maxRetriesOn503 !== undefined) alias(options, 'maxRetriesOn503', 'retries', options.maxRetriesOn503, Math.max)
   const { dispatcher, agent } = undiciOptions(options)
+  if (options.http2 === true && dispatcher !== null) throw new InvalidProxyOptionError('http2', 'the Dispatcher given as `undici` is used as it is: give it `allowH2` itself, or leave `undici` out')
   const wsClient = resolveWsClient(options.wsClientOptions)
   mergeTls(options, 'wsClientOptions', wsClient.tls)
   if (wsClient.handshakeTimeout !== undefined) alias(options, 'wsClientOptions.handshakeTimeout', 'wsHandshakeTimeout', wsClient.handshakeTimeout)

@@ -7,6 +7,7 @@ import { ConnectGates } from './connect-gate.js'
 import { upstreamConnector } from './connector.js'
 import { cancelsOften } from './cancelled-streams.js'
 import { aimAtReplica, holdBody, shouldHoldBody } from './replica-attempt.js'
+import { http2AgentOptions } from './http2.js'
 
 // @fastify/reply-from takes no AbortSignal and builds undici's request options itself. It
 // does accept, as its `undici` option, any object with a `request(options, callback)`
@@ -24,6 +25,8 @@ export interface AgentSettings {
   keepAliveTimeout: number
   /** The operator's; undefined: undici's default (connector.ts). */
   connectTimeout: number | undefined
+  /** HTTP/2 to the upstream (http2.ts). */
+  http2: boolean
   tls: ProxyTlsOptions
   /** Further undici Agent options (@fastify/http-proxy's `undici`). */
   agentOptions: Record<string, unknown>
@@ -52,6 +55,7 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
   // The connects in flight per origin are bounded (connect-gate.ts); a given Dispatcher connects its own way.
   const ownGates = new ConnectGates()
   const gates = given === null ? ownGates : null
+  const h2 = http2AgentOptions(settings.http2)
   const agent = given ?? new Agent({
     // No cap by default: HTTP/1.1 carries one request per connection, so a cap of N lets N
     // long-lived streams (SSE) make every other request wait for a free connection forever.
@@ -59,10 +63,12 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
     pipelining: 1,
     // The rest of an `undici` option (its connections, timeouts and TLS are ours by now).
     ...settings.agentOptions,
+    ...h2,
     keepAliveTimeout: settings.keepAliveTimeout,
     headersTimeout: timers.headersTimeout,
     bodyTimeout: timers.bodyTimeout,
-    connect: upstreamConnector(settings, ownGates)
+    // The connector is built with the options it reads (allowH2: ALPN offers h2 over https://).
+    connect: upstreamConnector({ ...settings, agentOptions: { ...settings.agentOptions, ...h2 } }, ownGates)
   })
 
   return {

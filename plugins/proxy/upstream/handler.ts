@@ -7,6 +7,7 @@ import { quietLine } from '../../../lib/quiet-line.js'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { UpstreamBody } from './body.js'
 import { EventStreamBody } from './event-stream-body.js'
+import { GrpcBody, isGrpcType } from './grpc-body.js'
 import type { Replica } from './replica.js'
 import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
 import { noteCancelled, sessionOf, type CountedSession } from './cancelled-streams.js'
@@ -140,9 +141,10 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     return true
   }
 
-  onComplete (rawTrailers: Array<Buffer | string> | null): void {
+  /** HTTP/1.1 hands trailers over raw (name, value, ...); HTTP/2 as the object node:http2 parsed (`{}`: none). */
+  onComplete (rawTrailers: Array<Buffer | string> | UpstreamData['headers'] | null): void {
     this.detach()
-    if (rawTrailers !== null && rawTrailers.length > 0) this.call.trailers = util.parseHeaders(rawTrailers)
+    if (rawTrailers !== null) this.call.trailers = receivedTrailers(rawTrailers)
     if (this.body !== null) this.body.complete()
     else if (this.pending !== null) this.pending.complete = true
   }
@@ -190,7 +192,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
     const abort = (reason?: Error): void => this.abortUpstream?.(reason)
-    const body = isEventStreamType(headers['content-type']) ? new EventStreamBody(resume, abort) : new UpstreamBody(resume, abort)
+    const type = headers['content-type']
+    const body = isEventStreamType(type) ? new EventStreamBody(resume, abort) : isGrpcType(type) ? new GrpcBody(resume, abort) : new UpstreamBody(resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body
@@ -244,6 +247,12 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
     body.on('error', noop)
     body.destroy(err)
   }
+}
+
+function receivedTrailers (raw: Array<Buffer | string> | UpstreamData['headers']): UpstreamData['headers'] | null {
+  if (Array.isArray(raw)) return raw.length > 0 ? util.parseHeaders(raw) as UpstreamData['headers'] : null
+  // node:http2's object: own string keys only (its sensitive-headers list is a symbol key).
+  return Object.keys(raw).length > 0 ? raw : null
 }
 
 function timeOut (handler: UpstreamHandler): void {
