@@ -7,6 +7,7 @@ import { quietLine } from '../../../lib/quiet-line.js'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { UpstreamBody } from './body.js'
 import { EventStreamBody } from './event-stream-body.js'
+import { GrpcBody, isGrpcBody } from './grpc-body.js'
 import type { Replica } from './replica.js'
 import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
 
@@ -179,7 +180,8 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
     const abort = (reason?: Error): void => this.abortUpstream?.(reason)
-    const body = isEventStreamType(headers['content-type']) ? new EventStreamBody(resume, abort) : new UpstreamBody(resume, abort)
+    const type = headers['content-type']
+    const body = isEventStreamType(type) ? new EventStreamBody(resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : new UpstreamBody(resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body

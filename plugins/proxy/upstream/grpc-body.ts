@@ -1,0 +1,98 @@
+import type { ServerResponse } from 'node:http'
+import { errors } from 'undici'
+import { grpcKind, markGrpcStatus, trailerFrame, type GrpcKind, type GrpcStreamEnd } from '../../../lib/grpc.js'
+import { UpstreamBody } from './body.js'
+import { GrpcFrames } from './grpc-frames.js'
+
+/**
+ * An upstream gRPC body (native or gRPC-Web binary). It follows the message boundaries of what
+ * it relays, so that the deadline and a drain can end the stream with a status of ours after
+ * whole messages: its trailers (HTTP/2 trailers, or gRPC-Web's trailer frame) then its end, as
+ * a complete response (Fastify sees its payload end, not an error). The rest of the upstream's
+ * call is cancelled.
+ */
+export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
+  private readonly frames = new GrpcFrames()
+  /** Where it is relayed, once the proxy knows the client speaks gRPC (`attach`). */
+  private res: ServerResponse | null = null
+  private kind: GrpcKind = 'grpc'
+  /** The status to end with at the next boundary; null: not ending. */
+  private ending: { status: number, message: string } | null = null
+  private finished = false
+  private upstreamDone = false
+  private draining = false
+
+  /** Whether a drain ended it (for the stream:end channel). */
+  get drained (): boolean {
+    return this.finished && this.draining
+  }
+
+  attach (res: ServerResponse, kind: GrpcKind): void {
+    this.res = res
+    this.kind = kind
+  }
+
+  override deliver (chunk: Buffer): boolean {
+    // What the upstream still sends while its call is being cancelled: dropped.
+    if (this.finished) return true
+    const ending = this.ending
+    if (ending === null) {
+      this.frames.advance(chunk, false)
+      return this.push(chunk)
+    }
+    const end = this.frames.advance(chunk, true)
+    if (!this.frames.atBoundary) return this.push(chunk)
+    this.push(end === chunk.length ? chunk : chunk.subarray(0, end))
+    this.finish(ending.status, ending.message)
+    return true
+  }
+
+  override complete (): void {
+    if (this.finished) return
+    this.upstreamDone = true
+    super.complete()
+  }
+
+  override fail (err: Error): void {
+    // The upstream call's cancellation after we ended the stream is expected, not a failure to relay.
+    if (this.finished) return
+    super.fail(err)
+  }
+
+  /** The deadline's way (GrpcStreamEnd): now, at a boundary, or not at all. */
+  endNow (status: number, message: string): boolean {
+    if (!this.open || !this.frames.atBoundary) return false
+    this.finish(status, message)
+    return true
+  }
+
+  /** A drain's way: at the current boundary, or at the next one the upstream sends. */
+  endAtBoundary (status: number, message: string): void {
+    if (!this.open || this.ending !== null) return
+    this.draining = true
+    if (this.frames.atBoundary) this.finish(status, message)
+    else this.ending = { status, message }
+  }
+
+  /** Relayed to a gRPC client, and neither complete (the upstream ended it), failed, nor ending already. */
+  private get open (): boolean {
+    return this.res !== null && !this.finished && !this.upstreamDone && !this.destroyed
+  }
+
+  private finish (status: number, message: string): void {
+    this.finished = true
+    const res = this.res as ServerResponse
+    markGrpcStatus(res, status)
+    // Native gRPC: trailers on the response, sent when the piped body ends it.
+    if (this.kind === 'grpc') res.addTrailers({ 'grpc-status': String(status), 'grpc-message': message })
+    else this.push(trailerFrame(this.kind, status, message))
+    this.push(null)
+    this.abortUpstream(new errors.RequestAbortedError())
+  }
+}
+
+/** Whether an upstream response of this content-type is followed message by message (gRPC-Web text is base64: its boundaries are not seen). */
+export function isGrpcBody (contentType: string | string[] | undefined): boolean {
+  const kind = grpcKind(contentType)
+  return kind === 'grpc' || kind === 'grpc-web'
+}
