@@ -141,8 +141,12 @@ export function writeGrpcAnswer (res: ServerResponse, kind: GrpcKind, status: nu
 
 /** What ends a relayed gRPC stream with a status of ours at a message boundary (the proxy's upstream body). */
 export interface GrpcStreamEnd {
-  /** Ends the stream now with `status` after the messages relayed so far, if they end at a message boundary; false when they do not. */
-  endNow: (status: number, message: string) => boolean
+  /**
+   * Ends the stream with `status` after the last whole message relayed, or the one in flight when
+   * it comes within `graceMs` (else the response is cut; 0: at once or not at all); false when the
+   * stream is not one it can end.
+   */
+  endAtBoundary: (status: number, message: string, graceMs: number) => boolean
 }
 
 const kStreamEnd = Symbol('fastify-streamline.grpc-stream-end')

@@ -119,10 +119,18 @@ function endOrCut (res: ServerResponse, reason: DeadlineExceededError): boolean 
   return false
 }
 
-/** A gRPC stream the proxy relays, ended with DEADLINE_EXCEEDED at a message boundary; false when it cannot be. */
+// How long a gRPC stream that expired half-way through a message may take to finish it, before it is cut.
+const HALF_MESSAGE_GRACE = 1000
+
+/**
+ * A gRPC stream the proxy relays, ended with DEADLINE_EXCEEDED at a message boundary: at once, or
+ * when the message in flight is whole. A stream stalled half-way through one (the idle timeout's
+ * case) cannot end cleanly, and is cut. False when it is not such a stream.
+ */
 function endGrpcStream (res: ServerResponse, reason: DeadlineExceededError): boolean {
   const end = grpcStreamEnd(res)
-  return end !== undefined && clientKeepsUp(res) && end.endNow(GRPC_STATUS.DEADLINE_EXCEEDED, grpcMessage(reason))
+  const grace = reason.phase === 'idle' ? 0 : HALF_MESSAGE_GRACE
+  return end !== undefined && clientKeepsUp(res) && end.endAtBoundary(GRPC_STATUS.DEADLINE_EXCEEDED, grpcMessage(reason), grace)
 }
 
 // Bytes written an instant before the expiry (a heartbeat) may still sit in the response's

@@ -1,7 +1,7 @@
 // The deadline in gRPC's words: a gRPC client through the ingress gets DEADLINE_EXCEEDED as a
 // gRPC status (never a JSON 504 or a reset), and the upstream call is cancelled.
 import t, { type Test } from 'tap'
-import { proxyApp, port } from '../helpers/proxy-servers.js'
+import { grpcIngress, tlsGrpcTarget } from '../helpers/grpc-ingress.js'
 import { demoClient, grpcUpstream, unary, grpc, type DemoMessage, type GrpcUpstream } from '../helpers/grpc.js'
 import { subscribe } from '../helpers/channels.js'
 import { PROMPTLY, until, within } from '../helpers/bounded.js'
@@ -10,8 +10,7 @@ import type { DeadlineExpiredMessage, StreamEndMessage } from '../../lib/diagnos
 
 /** An h2c ingress with the deadline in front of the TLS gRPC upstream. */
 async function ingress (t: Test, up: GrpcUpstream, deadline: DeadlineOptions): Promise<string> {
-  const { app } = await proxyApp(t, { upstream: up.url, tls: { ca: up.certificate?.cert }, undici: { allowH2: true } }, { fastify: { http2: true }, deadline })
-  return `127.0.0.1:${port(app.server)}`
+  return (await grpcIngress(t, tlsGrpcTarget(up), deadline)).address
 }
 
 t.test('a unary call past the deadline before the response head: DEADLINE_EXCEEDED near the deadline, the upstream call cancelled', async (t) => {

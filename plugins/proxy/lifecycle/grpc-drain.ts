@@ -15,7 +15,7 @@ export class GrpcDrain {
   /** Follows a gRPC stream until it closes; one that starts during the drain ends at once. */
   follow (body: GrpcBody): void {
     if (this.draining) {
-      body.endAtBoundary(GRPC_STATUS.UNAVAILABLE, DRAINED)
+      body.drainAtBoundary(GRPC_STATUS.UNAVAILABLE, DRAINED)
       return
     }
     this.streams.add(body)
@@ -24,7 +24,7 @@ export class GrpcDrain {
 
   start (): void {
     this.draining = true
-    for (const body of this.streams) body.endAtBoundary(GRPC_STATUS.UNAVAILABLE, DRAINED)
+    for (const body of this.streams) body.drainAtBoundary(GRPC_STATUS.UNAVAILABLE, DRAINED)
     this.streams.clear()
   }
 }

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { errors } from 'undici'
 import { grpcKind, markGrpcStatus, trailerFrame, type GrpcKind, type GrpcStreamEnd } from '../../../lib/grpc.js'
 import { UpstreamBody } from './body.js'
+import { HalfMessageError } from '../errors.js'
 import { GrpcFrames } from './grpc-frames.js'
 
 /**
@@ -21,6 +22,8 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
   private finished = false
   private upstreamDone = false
   private draining = false
+  /** The limit on waiting for a boundary, when one was asked for. */
+  private grace: NodeJS.Timeout | null = null
 
   /** Whether a drain ended it (for the stream:end channel). */
   get drained (): boolean {
@@ -59,19 +62,33 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
     super.fail(err)
   }
 
-  /** The deadline's way (GrpcStreamEnd): now, at a boundary, or not at all. */
-  endNow (status: number, message: string): boolean {
-    if (!this.open || !this.frames.atBoundary) return false
-    this.finish(status, message)
+  /**
+   * Ends the stream with `status` at the current message boundary, or at the next one the upstream
+   * sends; when that takes more than `graceMs` (a message stalled half-way), the response is cut
+   * instead (Infinity: no limit, a drain has its own `drainTimeout`). With 0, only at once: false
+   * when half-way through a message. False when it is not ours to end.
+   */
+  endAtBoundary (status: number, message: string, graceMs: number): boolean {
+    if (!this.open || (graceMs === 0 && !this.frames.atBoundary)) return false
+    if (this.ending !== null) return true
+    markGrpcStatus(this.res as ServerResponse, status)
+    if (this.frames.atBoundary) {
+      this.finish(status, message)
+      return true
+    }
+    this.ending = { status, message }
+    if (graceMs !== Infinity) this.grace = setTimeout(cutHalfMessage, graceMs, this)
     return true
   }
 
-  /** A drain's way: at the current boundary, or at the next one the upstream sends. */
-  endAtBoundary (status: number, message: string): void {
-    if (!this.open || this.ending !== null) return
-    this.draining = true
-    if (this.frames.atBoundary) this.finish(status, message)
-    else this.ending = { status, message }
+  /** A drain's way: UNAVAILABLE at a boundary, however long the next one takes (the drain's own deadline cuts). */
+  drainAtBoundary (status: number, message: string): void {
+    if (this.endAtBoundary(status, message, Infinity)) this.draining = true
+  }
+
+  override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.grace !== null) clearTimeout(this.grace)
+    super._destroy(err, callback)
   }
 
   /** Relayed to a gRPC client, and neither complete (the upstream ended it), failed, nor ending already. */
@@ -81,14 +98,19 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
 
   private finish (status: number, message: string): void {
     this.finished = true
+    if (this.grace !== null) clearTimeout(this.grace)
     const res = this.res as ServerResponse
-    markGrpcStatus(res, status)
     // Native gRPC: trailers on the response, sent when the piped body ends it.
     if (this.kind === 'grpc') res.addTrailers({ 'grpc-status': String(status), 'grpc-message': message })
     else this.push(trailerFrame(this.kind, status, message))
     this.push(null)
     this.abortUpstream(new errors.RequestAbortedError())
   }
+}
+
+function cutHalfMessage (body: GrpcBody): void {
+  // As any body failing mid-way: the relay cuts the response.
+  body.fail(new HalfMessageError())
 }
 
 /** Whether an upstream response of this content-type is followed message by message (gRPC-Web text is base64: its boundaries are not seen). */
