@@ -1,12 +1,8 @@
 // The deadline in gRPC's words: a gRPC client (grpc-js) through the ingress gets DEADLINE_EXCEEDED
 // as a gRPC status (never a JSON 504 or a reset), and the upstream call is cancelled.
 import t, { type Test } from 'tap'
-import { grpcIngress } from '../helpers/grpc-ingress.js'
-import http2 from 'node:http2'
-import { once } from 'node:events'
+import { grpcIngress, grpcMessage, rawGrpcUpstream, type RawGrpcUpstream } from '../helpers/grpc-ingress.js'
 import { demoClient, unary, grpc, type DemoMessage } from '../helpers/grpc.js'
-import { selfSignedCertificate } from '../helpers/tls.js'
-import { port } from '../helpers/proxy-servers.js'
 import { subscribe } from '../helpers/channels.js'
 import { PROMPTLY, until, within } from '../helpers/bounded.js'
 import type { DeadlineOptions } from '../../plugins/deadline/index.js'
@@ -15,44 +11,6 @@ import type { DeadlineExpiredMessage, StreamEndMessage } from '../../lib/diagnos
 /** An h2c ingress with the deadline in front of `up`. */
 async function ingress (t: Test, up: RawGrpcUpstream, deadline: DeadlineOptions): Promise<string> {
   return (await grpcIngress(t, { upstream: up.url, tls: { ca: up.ca }, undici: { allowH2: true } }, deadline)).address
-}
-
-interface RawGrpcUpstream {
-  url: string
-  ca: Buffer
-  /** How each call ended, by the `text` of its request: 'cancelled' when the proxy reset it (Node's `aborted`). */
-  ends: Map<string, 'cancelled' | 'finished'>
-}
-
-/**
- * A TLS HTTP/2 upstream that speaks gRPC's framing by hand. Not a gRPC library's server: that
- * would end each call itself at the `grpc-timeout` the deadline sends on, racing the ingress's
- * own answer, which is what these tests are about. `onCall` gets each call's stream and request.
- */
-async function rawGrpcUpstream (t: Test, onCall: (stream: http2.ServerHttp2Stream, request: DemoMessage) => void): Promise<RawGrpcUpstream> {
-  const certificate = selfSignedCertificate(t)
-  const server = http2.createSecureServer({ ...certificate })
-  const ends = new Map<string, 'cancelled' | 'finished'>()
-  server.on('stream', (stream) => {
-    const chunks: Buffer[] = []
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk))
-    stream.once('end', () => {
-      const request = JSON.parse(Buffer.concat(chunks).subarray(5).toString()) as DemoMessage
-      stream.once('close', () => ends.set(request.text, stream.aborted ? 'cancelled' : 'finished'))
-      onCall(stream, request)
-    })
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { server.close() })
-  return { url: `https://localhost:${port(server)}`, ca: certificate.cert, ends }
-}
-
-function message (value: DemoMessage): Buffer {
-  const body = Buffer.from(JSON.stringify(value))
-  const head = Buffer.alloc(5)
-  head.writeUInt32BE(body.length, 1)
-  return Buffer.concat([head, body])
 }
 
 t.test('a unary call past the deadline before the response head: DEADLINE_EXCEEDED near the deadline, the upstream call cancelled', async (t) => {
@@ -89,7 +47,7 @@ t.test('server streams past maxStreamDuration and streamIdleTimeout: their messa
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' })
     let i = 0
     // `n` messages, then silence (the idle case), until cancelled.
-    const timer = setInterval(() => { if (i < n) stream.write(message({ text: `tick ${i++}` })) }, every)
+    const timer = setInterval(() => { if (i < n) stream.write(grpcMessage({ text: `tick ${i++}` })) }, every)
     stream.on('close', () => clearInterval(timer))
   })
   const ends = subscribe<StreamEndMessage>(t, 'fastify-streamline:stream:end')

@@ -5,8 +5,8 @@ import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import { proxyApp, port, upstream } from '../helpers/proxy-servers.js'
-import { H2C } from '../helpers/grpc-ingress.js'
-import { demoClient, unary, grpc } from '../helpers/grpc.js'
+import { H2C, grpcIngress, grpcMessage, rawGrpcUpstream } from '../helpers/grpc-ingress.js'
+import { demoClient, unary, grpc, type DemoMessage } from '../helpers/grpc.js'
 import { subscribe } from '../helpers/channels.js'
 import { PROMPTLY, within } from '../helpers/bounded.js'
 import type { UpstreamErrorMessage } from '../../lib/diagnostics.js'
@@ -100,3 +100,23 @@ async function h2Get (url: string): Promise<{ status: number, type: string, body
     session.close()
   }
 }
+
+t.test('an upstream whose connection drops between two messages of a stream: the messages, then UNAVAILABLE, not a reset', async (t) => {
+  const up = await rawGrpcUpstream(t, (stream) => {
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' })
+    stream.write(grpcMessage({ text: 'tick 0' }))
+    stream.write(grpcMessage({ text: 'tick 1' }), () => { setTimeout(() => stream.session?.destroy(), 50) })
+  })
+  const ingress = await grpcIngress(t, { upstream: up.url, tls: { ca: up.ca }, undici: { allowH2: true } })
+  const client = demoClient(t, ingress.address)
+  const texts: string[] = []
+  const call = client.Ticker({ text: 'drop' })
+  call.on('data', (m: DemoMessage) => texts.push(m.text))
+  const error = await within(PROMPTLY, new Promise<grpc.ServiceError | null>(resolve => {
+    call.on('error', resolve)
+    call.on('end', () => resolve(null))
+  }), 'the stream ended')
+  t.same(texts, ['tick 0', 'tick 1'], 'the messages sent before the drop arrived')
+  t.equal(error?.code, grpc.status.UNAVAILABLE, `UNAVAILABLE (got ${error?.code}: ${error?.details})`)
+  t.match(error?.details, /FST_STREAMLINE_UPSTREAM_UNAVAILABLE/, 'the stable code is in grpc-message')
+})

@@ -26,7 +26,7 @@ export function answerGrpc (call: UpstreamCall, request: FastifyRequest, reply: 
     return true
   }
   if (stream instanceof GrpcBody && (kind === 'grpc') === (grpcKind(headers['content-type']) === 'grpc')) {
-    stream.attach(reply.raw, kind)
+    stream.attach(reply.raw, kind, reply.log)
     setGrpcStreamEnd(reply.raw, stream)
     drain.follow(stream)
   }

@@ -1,8 +1,10 @@
 import type { ServerResponse } from 'node:http'
 import { errors } from 'undici'
-import { grpcKind, markGrpcStatus, trailerFrame, type GrpcKind, type GrpcStreamEnd } from '../../../lib/grpc.js'
+import type { FastifyBaseLogger } from 'fastify'
+import { grpcKind, grpcMessage, grpcStatusFor, markGrpcStatus, trailerFrame, type GrpcKind, type GrpcStreamEnd } from '../../../lib/grpc.js'
 import { UpstreamBody } from './body.js'
 import { HalfMessageError } from '../errors.js'
+import { classifyUpstreamError } from '../upstream-errors.js'
 import { GrpcFrames } from './grpc-frames.js'
 
 /**
@@ -17,6 +19,7 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
   /** Where it is relayed, once the proxy knows the client speaks gRPC (`attach`). */
   private res: ServerResponse | null = null
   private kind: GrpcKind = 'grpc'
+  private log: FastifyBaseLogger | null = null
   /** The status to end with at the next boundary; null: not ending. */
   private ending: { status: number, message: string } | null = null
   private finished = false
@@ -30,9 +33,10 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
     return this.finished && this.draining
   }
 
-  attach (res: ServerResponse, kind: GrpcKind): void {
+  attach (res: ServerResponse, kind: GrpcKind, log: FastifyBaseLogger): void {
     this.res = res
     this.kind = kind
+    this.log = log
   }
 
   override deliver (chunk: Buffer): boolean {
@@ -59,6 +63,14 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
   override fail (err: Error): void {
     // The upstream call's cancellation after we ended the stream is expected, not a failure to relay.
     if (this.finished) return
+    // The upstream failed between two messages: the client gets them, then the failure as a gRPC
+    // status, rather than a reset (which grpc-js reads as INTERNAL whatever the cause).
+    if (this.open && this.frames.atBoundary && upstreamFault(err)) {
+      const answer = classifyUpstreamError(err)
+      this.log?.warn({ err, code: answer.code }, 'upstream request failed')
+      this.finish(grpcStatusFor(answer.code, answer.statusCode ?? 502), grpcMessage(answer))
+      return
+    }
     super.fail(err)
   }
 
@@ -106,6 +118,13 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
     this.push(null)
     this.abortUpstream(new errors.RequestAbortedError())
   }
+}
+
+// Ours, not the upstream's: the deadline, the client leaving, a cut, a cancellation.
+const NOT_UPSTREAM_FAULTS = new Set(['FST_STREAMLINE_DEADLINE_EXCEEDED', 'FST_STREAMLINE_CLIENT_DISCONNECTED', 'FST_STREAMLINE_GRPC_HALF_MESSAGE', 'UND_ERR_ABORTED'])
+
+function upstreamFault (err: Error): boolean {
+  return err.name !== 'AbortError' && !NOT_UPSTREAM_FAULTS.has(String((err as { code?: unknown }).code))
 }
 
 function cutHalfMessage (body: GrpcBody): void {
