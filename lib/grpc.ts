@@ -19,11 +19,13 @@ export const GRPC_STATUS = {
   UNAUTHENTICATED: 16
 } as const
 
+const GRPC_TYPE = /^application\/grpc/i
+
 /** The request's gRPC kind from its content-type, or null for anything else. */
 export function grpcKind (contentType: string | string[] | undefined): GrpcKind | null {
-  if (typeof contentType !== 'string' || contentType.length < 16) return null
+  // Tested in place first: every proxied request asks, and lower-casing would copy its type.
+  if (typeof contentType !== 'string' || !GRPC_TYPE.test(contentType)) return null
   const type = contentType.toLowerCase()
-  if (!type.startsWith('application/grpc')) return null
   // The subtype ends at `+` (a codec), `;` (parameters), or with the string.
   const rest = type.slice(16)
   if (rest === '' || rest[0] === '+' || rest[0] === ';') return 'grpc'

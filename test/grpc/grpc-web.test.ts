@@ -2,9 +2,10 @@
 // trailers as the body's trailer frame, flag 0x80), whether before the head or after messages.
 import t, { type Test } from 'tap'
 import http from 'node:http'
+import net from 'node:net'
 import { once } from 'node:events'
 import { request } from 'undici'
-import { proxyApp, upstream } from '../helpers/proxy-servers.js'
+import { port, proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { PROMPTLY, ANSWERED, within } from '../helpers/bounded.js'
 
 interface Frame { flag: number, payload: Buffer }
@@ -39,6 +40,16 @@ function trailers (f: Frame | undefined): Record<string, string> {
   return fields
 }
 
+/** A port nothing listens on (bound, then closed). */
+async function closedPort (): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const closed = port(server)
+  server.close()
+  await once(server, 'close')
+  return closed
+}
+
 async function call (url: string, type: string): Promise<{ status: number, type: string, body: Buffer, at: number }> {
   const start = Date.now()
   const res = await request(`${url}/demo.Demo/Ticker`, { method: 'POST', headers: { 'content-type': type, 'x-grpc-web': '1' }, body: frame(0, Buffer.from('{}')) })
@@ -49,7 +60,7 @@ async function call (url: string, type: string): Promise<{ status: number, type:
 t.test('before the head: the deadline and an unreachable upstream answer with a trailer frame, binary and text', async (t) => {
   const held: http.ServerResponse[] = []
   const up = await upstream(t, (req, res) => { req.resume(); held.push(res) })
-  const { url } = await proxyApp(t, [{ upstream: up.url, prefix: '/demo.Demo' }, { upstream: 'http://127.0.0.1:1', prefix: '/down' }], { deadline: { timeout: 400 } })
+  const { url } = await proxyApp(t, [{ upstream: up.url, prefix: '/demo.Demo' }, { upstream: `http://127.0.0.1:${await closedPort()}`, prefix: '/down' }], { deadline: { timeout: 400 } })
   for (const type of ['application/grpc-web+proto', 'application/grpc-web']) {
     const got = await within(ANSWERED, call(url, type), `${type}: an answer`)
     t.equal(got.status, 200, `${type}: HTTP 200`)
