@@ -1,12 +1,14 @@
-// gRPC-Web over HTTP/1.1: the ingress's own answers are gRPC-Web responses (HTTP 200, the
+// gRPC-Web over HTTP/1.1 (and HTTP/2): the ingress's own answers are gRPC-Web responses (HTTP 200, the
 // trailers as the body's trailer frame, flag 0x80), whether before the head or after messages.
 import t, { type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
+import http2 from 'node:http2'
 import { once } from 'node:events'
 import { request } from 'undici'
 import { port, proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { PROMPTLY, ANSWERED, within } from '../helpers/bounded.js'
+import { H2C } from '../helpers/grpc-ingress.js'
 
 interface Frame { flag: number, payload: Buffer }
 
@@ -113,4 +115,24 @@ t.test('a gRPC-Web stream past maxStreamDuration: its whole messages, then a tra
   t.equal(trailers(last)['grpc-status'], '4', 'DEADLINE_EXCEEDED')
   t.ok(got.at >= 700 && got.at < 4000, `ended after ${got.at} ms (maxStreamDuration 800)`)
   await within(PROMPTLY, upstreamClosed, 'the upstream request was closed')
+})
+
+t.test('over HTTP/2 too: the deadline before the head is a gRPC-Web trailer frame in the body', async (t) => {
+  const up = await upstream(t, (req) => { req.resume() })
+  const { url } = await proxyApp(t, { upstream: up.url }, { fastify: H2C, deadline: { timeout: 400 } })
+  const session = http2.connect(url)
+  session.on('error', () => {})
+  t.teardown(() => { session.destroy() })
+  const stream = session.request({ ':method': 'POST', ':path': '/demo.Demo/Unary', 'content-type': 'application/grpc-web+proto' })
+  stream.end(frame(0, Buffer.from('{}')))
+  const [headers] = await within(ANSWERED, once(stream, 'response'), 'the h2 client got a head') as [http2.IncomingHttpHeaders]
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  t.equal(headers[':status'], 200)
+  t.equal(headers['content-type'], 'application/grpc-web+proto')
+  const [only, ...rest] = frames(t, Buffer.concat(chunks))
+  t.equal(rest.length, 0, 'one frame')
+  t.equal(only?.flag, 0x80, 'a trailer frame')
+  t.equal(trailers(only)['grpc-status'], '4')
+  t.equal(up.seen.length, 1, 'the call reached the upstream')
 })
