@@ -9,7 +9,7 @@ import { H2C, grpcIngress, grpcMessage, rawGrpcUpstream } from '../helpers/grpc-
 import { demoClient, unary, grpc, type DemoMessage } from '../helpers/grpc.js'
 import { subscribe } from '../helpers/channels.js'
 import { PROMPTLY, within } from '../helpers/bounded.js'
-import type { UpstreamErrorMessage } from '../../lib/diagnostics.js'
+import type { StreamEndMessage, UpstreamErrorMessage } from '../../lib/diagnostics.js'
 
 /** A port nothing listens on (bound, then closed). */
 async function closedPort (): Promise<number> {
@@ -107,6 +107,7 @@ t.test('an upstream whose connection drops between two messages of a stream: the
     stream.write(grpcMessage({ text: 'tick 0' }))
     stream.write(grpcMessage({ text: 'tick 1' }), () => { setTimeout(() => stream.session?.destroy(), 50) })
   })
+  const ends = subscribe<StreamEndMessage>(t, 'fastify-streamline:stream:end')
   const ingress = await grpcIngress(t, { upstream: up.url, tls: { ca: up.ca }, undici: { allowH2: true } })
   const client = demoClient(t, ingress.address)
   const texts: string[] = []
@@ -119,4 +120,6 @@ t.test('an upstream whose connection drops between two messages of a stream: the
   t.same(texts, ['tick 0', 'tick 1'], 'the messages sent before the drop arrived')
   t.equal(error?.code, grpc.status.UNAVAILABLE, `UNAVAILABLE (got ${error?.code}: ${error?.details})`)
   t.match(error?.details, /FST_STREAMLINE_UPSTREAM_UNAVAILABLE/, 'the stable code is in grpc-message')
+  await within(PROMPTLY, ends.waitFor(1), 'stream:end was published')
+  t.equal(ends.messages[0].grpcStatus, 14, 'stream:end carries the gRPC status')
 })

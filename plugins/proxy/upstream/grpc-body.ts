@@ -83,6 +83,7 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
   endAtBoundary (status: number, message: string, graceMs: number): boolean {
     if (!this.open || (graceMs === 0 && !this.frames.atBoundary)) return false
     if (this.ending !== null) return true
+    // Known from now, for the deadline's message, whenever the boundary comes.
     markGrpcStatus(this.res as ServerResponse, status)
     if (this.frames.atBoundary) {
       this.finish(status, message)
@@ -112,6 +113,7 @@ export class GrpcBody extends UpstreamBody implements GrpcStreamEnd {
     this.finished = true
     if (this.grace !== null) clearTimeout(this.grace)
     const res = this.res as ServerResponse
+    markGrpcStatus(res, status)
     // Native gRPC: trailers on the response, sent when the piped body ends it.
     if (this.kind === 'grpc') res.addTrailers({ 'grpc-status': String(status), 'grpc-message': message })
     else this.push(trailerFrame(this.kind, status, message))
