@@ -13,8 +13,14 @@ export interface DeadlineExpiredMessage {
   phase: 'response' | 'idle' | 'lifetime'
   /** ms from arrival to expiry. */
   elapsed: number
-  /** What the client saw: a 504 before headers, a clean end of an event stream, or a cut. */
+  /**
+   * What the client saw: a 504 before headers, a clean end of an event stream (or of a gRPC
+   * stream, with its status in trailers), or a cut. A gRPC request's answer before headers is
+   * still `'504'`: its `grpcStatus` says what the client got.
+   */
   outcome: '504' | 'clean-end' | 'cut'
+  /** The gRPC status the client got (4, DEADLINE_EXCEEDED), when the request spoke gRPC and the answer had one. */
+  grpcStatus?: number
 }
 
 /** `fastify-streamline:deadline:client-disconnected`: the client left before its response was complete. */
@@ -33,6 +39,8 @@ export interface UpstreamErrorMessage {
   code: string
   /** The status the client got: the error's, or the one already sent when the body was cut. */
   statusCode: number
+  /** The gRPC status the client got (HTTP 200 then), when the request spoke gRPC and was answered rather than cut. */
+  grpcStatus?: number
 }
 
 /** `fastify-streamline:proxy:response`: the upstream's response head arrived. */
@@ -58,6 +66,8 @@ export interface StreamEndMessage {
   endedBy: StreamEndCause
   /** The origin that served the body: the upstream, or the pool's replica. */
   upstream: string
+  /** A gRPC response's status: ours (a deadline's 4, a drain's 14, a mapped upstream error), else the upstream's as relayed; absent when none was seen. */
+  grpcStatus?: number
 }
 
 /** `fastify-streamline:tunnel:opened`: a WebSocket tunnel opened (the upstream's 101 went to the client). */

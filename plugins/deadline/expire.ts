@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http'
 import { deadlineExpired, type DeadlineExpiredMessage } from '../../lib/diagnostics.js'
 import { sendError, writeError } from '../../lib/error-answer.js'
 import { quietLine } from '../../lib/quiet-line.js'
+import { GRPC_STATUS, answeredGrpcStatus, grpcMessage, grpcStreamEnd } from '../../lib/grpc.js'
 import { DeadlineExceededError } from './errors.js'
 import { cutResponse, http2Stream } from '../../lib/abrupt-end.js'
 import type { ActiveDeadline } from './request-deadline.js'
@@ -26,7 +27,7 @@ export function expire (deadline: ActiveDeadline, phase: DeadlinePhase, now: num
     publishExpiry(deadline, phase, elapsed, '504')
   } else if (res.writableEnded) {
     publishExpiry(deadline, phase, elapsed, 'clean-end')
-  } else if (endOrCut(res)) {
+  } else if (endOrCut(res, reason)) {
     publishExpiry(deadline, phase, elapsed, 'clean-end')
     // A clean end is only clean once flushed: a piped source aborted now would make Fastify
     // destroy the socket under the final chunk. `close` follows `finish`, or a lost client.
@@ -42,6 +43,8 @@ function publishExpiry (deadline: ActiveDeadline, phase: DeadlinePhase, elapsed:
   if (!deadlineExpired.hasSubscribers) return
   const { request, reply } = deadline
   const message: DeadlineExpiredMessage = { request, reply, route: request.routeOptions.url ?? request.url, phase, elapsed, outcome }
+  const grpcStatus = answeredGrpcStatus(reply.raw)
+  if (grpcStatus !== undefined) message.grpcStatus = grpcStatus
   deadlineExpired.publish(message)
 }
 
@@ -99,18 +102,35 @@ function quietLateRejection (reply: FastifyReply, reason: Error): void {
 }
 
 /**
- * After headers: an event stream ends cleanly so EventSource reconnects; anything else is
+ * After headers: an event stream ends cleanly so EventSource reconnects, a relayed gRPC stream
+ * with DEADLINE_EXCEEDED after its last whole message (a gRPC client reads its outcome from the
+ * trailers, not from a reset); anything else is
  * cut, so the client cannot mistake a partial body for a whole one. A client that is not
  * reading (bytes piling up) is cut too: a clean end would never reach it. Returns whether
  * it ended cleanly.
  */
-function endOrCut (res: ServerResponse): boolean {
+function endOrCut (res: ServerResponse, reason: DeadlineExceededError): boolean {
+  if (endGrpcStream(res, reason)) return true
   if (isEventStream(res) && sentHeader(res, 'content-length') === undefined && clientKeepsUp(res)) {
     res.end()
     return true
   }
   cutResponse(res)
   return false
+}
+
+// How long a gRPC stream that expired half-way through a message may take to finish it, before it is cut.
+const HALF_MESSAGE_GRACE = 1000
+
+/**
+ * A gRPC stream the proxy relays, ended with DEADLINE_EXCEEDED at a message boundary: at once, or
+ * when the message in flight is whole. A stream stalled half-way through one (the idle timeout's
+ * case) cannot end cleanly, and is cut. False when it is not such a stream.
+ */
+function endGrpcStream (res: ServerResponse, reason: DeadlineExceededError): boolean {
+  const end = grpcStreamEnd(res)
+  const grace = reason.phase === 'idle' ? 0 : HALF_MESSAGE_GRACE
+  return end !== undefined && clientKeepsUp(res) && end.endAtBoundary(GRPC_STATUS.DEADLINE_EXCEEDED, grpcMessage(reason), grace)
 }
 
 // Bytes written an instant before the expiry (a heartbeat) may still sit in the response's

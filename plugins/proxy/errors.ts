@@ -104,6 +104,13 @@ export const ConnectNotAllowedError = createError(
   405, Error, false
 )
 
+/** A gRPC stream that was to end with a status of ours, but whose message in flight never became whole: cut. */
+export const HalfMessageError = createError(
+  'FST_STREAMLINE_GRPC_HALF_MESSAGE',
+  'gRPC stream cut: its message in flight did not complete in time to end it with a status',
+  504, Error, false
+)
+
 /** Whether `err` is one of this plugin's errors (answered as JSON), not one a user's function threw. */
 export function isProxyError (err: unknown): err is FastifyError {
   return String((err as { code?: unknown } | null)?.code).startsWith('FST_STREAMLINE_PROXY_')

@@ -18,6 +18,8 @@ import type { UpstreamResponse } from './upstream/handler.js'
 import { retryDelay, type AttemptDetails } from './upstream/retry.js'
 import type { EventStreamDrain } from './lifecycle/event-stream-drain.js'
 import { relayResponse } from './response/relay.js'
+import { answerGrpc } from './response/grpc-relay.js'
+import type { GrpcDrain } from './lifecycle/grpc-drain.js'
 import { reportResponse } from './response/stream-report.js'
 import { addServerTiming } from './response/server-timing.js'
 import { rewriteLocations } from './response/location.js'
@@ -36,6 +38,7 @@ export interface Registration {
   withDeadline: boolean
   budgetHeaders: BudgetHeaders
   drain: EventStreamDrain
+  grpcDrain: GrpcDrain
   /** Null when `sseHeartbeat` is off. */
   heartbeat: SseHeartbeat | null
   /** One check for both routes of the registration: they have the same hooks. */
@@ -147,7 +150,7 @@ export function replyFromOptions (registration: Registration): FastifyReplyFromH
     rewriteRequestHeaders: (request, headers) => requestHeaders(settings, request as FastifyRequest, headers as UpstreamRequestHeaders) as IncomingHttpHeaders,
     rewriteHeaders: (headers, request) => responseHeaders(registration, request as FastifyRequest, headers as OutgoingHttpHeaders) as IncomingHttpHeaders,
     onResponse: onResponse === undefined
-      ? (request, reply, res) => relayResponse(callOf(request as FastifyRequest) as UpstreamCall, request as FastifyRequest, reply as FastifyReply, res as unknown as UpstreamResponse, registration)
+      ? (request, reply, res) => relay(registration, request as FastifyRequest, reply as FastifyReply, res as unknown as UpstreamResponse)
       : (request, reply, res) => userResponse(settings, request, reply, res),
     onError: (reply, details) => onUpstreamError(settings, reply as FastifyReply, details),
     retryDelay: (details) => retryOf(registration, details as unknown as AttemptDetails)
@@ -184,6 +187,12 @@ function responseHeaders (registration: Registration, request: FastifyRequest, h
   }
   const rewrite = settings.rewriteHeaders
   return rewrite === null ? clean : rewrite(clean, request)
+}
+
+/** The proxy's own relay; a gRPC request's response is looked at first (response/grpc-relay.ts). */
+function relay (registration: Registration, request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): void {
+  const call = callOf(request) as UpstreamCall
+  if (!answerGrpc(call, request, reply, res, registration.grpcDrain)) relayResponse(call, request, reply, res, registration)
 }
 
 type OnResponseArgs = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>

@@ -13,6 +13,7 @@ import { UpstreamPool } from './upstream/pool.js'
 import { SseHeartbeat } from './response/sse-heartbeat.js'
 import { drainConnections, trackConnections } from './lifecycle/connections.js'
 import { EventStreamDrain } from './lifecycle/event-stream-drain.js'
+import { GrpcDrain } from './lifecycle/grpc-drain.js'
 import { fromParameters } from './compat/from-parameters.js'
 import { registerReplyFrom } from './one-send.js'
 import { proxyUpgrade } from './upgrade.js'
@@ -93,6 +94,7 @@ function register (instance: FastifyInstance, settings: ProxySettings, withDeadl
     withDeadline,
     budgetHeaders: withDeadline ? deadlineHeaders : noBudget,
     drain: new EventStreamDrain(settings.drainRetry),
+    grpcDrain: new GrpcDrain(),
     heartbeat: settings.sseHeartbeat > 0 ? new SseHeartbeat(settings.sseHeartbeat) : null,
     safety: new StreamSafety(instance),
     prefix: instance.prefix,
@@ -109,6 +111,7 @@ function addShutdownHooks (instance: FastifyInstance, registration: Registration
   instance.addHook('preClose', function drainProxy (done) {
     drainConnections(instance.server, registration.settings.drainTimeout, instance.log)
     registration.drain.start()
+    registration.grpcDrain.start()
     done()
   })
   // After the server closed, so after the drain: destroying the pool earlier would cut the streams.

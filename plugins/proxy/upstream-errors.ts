@@ -3,6 +3,7 @@ import type { FastifyError } from '@fastify/error'
 import { cutResponse } from '../../lib/abrupt-end.js'
 import { upstreamError, type UpstreamErrorMessage } from '../../lib/diagnostics.js'
 import { answerError } from './answer-error.js'
+import { answeredGrpcStatus } from '../../lib/grpc.js'
 import {
   UpstreamBadResponseError, UpstreamError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnavailableError
 } from './errors.js'
@@ -63,7 +64,7 @@ function innermost (error: ErrorWithCode): ErrorWithCode {
 
 /**
  * Answers an upstream failure. Before the response head: a clean JSON error (any upstream
- * header already copied onto the reply is dropped). After it: the client connection is
+ * header already copied onto the reply is dropped), or for a gRPC request its gRPC status. After it: the client connection is
  * destroyed, so a cut body can never look like a complete response.
  */
 export function sendUpstreamError (reply: FastifyReply, error: Error): void {
@@ -75,6 +76,8 @@ export function sendUpstreamError (reply: FastifyReply, error: Error): void {
   if (upstreamError.hasSubscribers) {
     const statusCode = cut ? reply.raw.statusCode : clientError.statusCode ?? 502
     const message: UpstreamErrorMessage = { request: reply.request, error, code: clientError.code, statusCode }
+    const grpcStatus = cut ? undefined : answeredGrpcStatus(reply.raw)
+    if (grpcStatus !== undefined) message.grpcStatus = grpcStatus
     upstreamError.publish(message)
   }
 }

@@ -2,9 +2,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import { proxyResponse, streamEnd, type ProxyResponseMessage, type StreamEndCause, type StreamEndMessage } from '../../../lib/diagnostics.js'
 import type { UpstreamCall } from '../upstream/call.js'
+import { answeredGrpcStatus } from '../../../lib/grpc.js'
 import { cutByDrain } from '../lifecycle/connections.js'
 import { endedByDrain } from '../lifecycle/event-stream-drain.js'
 import { EventStreamBody } from '../upstream/event-stream-body.js'
+import { GrpcBody } from '../upstream/grpc-body.js'
 
 /**
  * The diagnostics channels' view of a relayed response: `proxy:response` when the upstream's
@@ -34,11 +36,13 @@ function watchStreamEnd (call: UpstreamCall, request: FastifyRequest, reply: Fas
     // The deadline aborts the call from its own 'close' listener after a clean end at expiry,
     // which runs after this one: the cause is read once the current listeners are done.
     queueMicrotask(() => {
-      const drained = (piped !== null && endedByDrain(piped)) || cutByDrain(request.server.server)
+      const drained = (piped !== null && (endedByDrain(piped) || (piped instanceof GrpcBody && piped.drained))) || cutByDrain(request.server.server)
       const endedBy = drained ? 'drain' : endCause(call)
       // Heartbeats go to the response beside the body: the client received them too.
       if (piped instanceof EventStreamBody) bytes += piped.heartbeatBytes
       const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy, upstream: servedBy(call) }
+      const grpcStatus = grpcStatusOf(call, reply)
+      if (grpcStatus !== undefined) message.grpcStatus = grpcStatus
       streamEnd.publish(message)
     })
   })
@@ -53,6 +57,14 @@ function endCause (call: UpstreamCall): StreamEndCause {
   if (reason?.code === 'FST_STREAMLINE_DEADLINE_EXCEEDED' && (reason.phase === 'idle' || reason.phase === 'lifetime')) return reason.phase
   if (reason?.code === 'FST_STREAMLINE_CLIENT_DISCONNECTED') return 'client'
   return 'upstream'
+}
+
+/** The gRPC status the client got: one of ours, else the upstream's trailer as relayed. */
+function grpcStatusOf (call: UpstreamCall, reply: FastifyReply): number | undefined {
+  const ours = answeredGrpcStatus(reply.raw)
+  if (ours !== undefined) return ours
+  const theirs = call.trailers?.['grpc-status']
+  return typeof theirs === 'string' ? Number(theirs) : undefined
 }
 
 /** The origin that served the call: the pool's replica (its address), or the upstream. */

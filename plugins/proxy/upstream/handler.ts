@@ -7,7 +7,7 @@ import { quietLine } from '../../../lib/quiet-line.js'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { UpstreamBody } from './body.js'
 import { EventStreamBody } from './event-stream-body.js'
-import { GrpcBody, isGrpcType } from './grpc-body.js'
+import { GrpcBody, isGrpcBody } from './grpc-body.js'
 import type { Replica } from './replica.js'
 import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
 import { noteCancelled, sessionOf, type CountedSession } from './cancelled-streams.js'
@@ -193,7 +193,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
     const abort = (reason?: Error): void => this.abortUpstream?.(reason)
     const type = headers['content-type']
-    const body = isEventStreamType(type) ? new EventStreamBody(resume, abort) : isGrpcType(type) ? new GrpcBody(resume, abort) : new UpstreamBody(resume, abort)
+    const body = isEventStreamType(type) ? new EventStreamBody(resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : new UpstreamBody(resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body
