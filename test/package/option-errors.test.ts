@@ -3,18 +3,9 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import deadline, { type RouteDeadlineOptions } from '../../plugins/deadline/index.js'
-import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
+import proxy from '../../plugins/proxy/index.js'
 import { nearestName } from '../../lib/option-checks.js'
-
-/** The error `app.register(plugin, options)` fails with (options as a user's JavaScript may pass them). */
-async function registrationError (plugin: typeof deadline | typeof proxy, options: Record<string, unknown>): Promise<Error & { code?: string }> {
-  const app = Fastify()
-  app.register(plugin as typeof proxy, options as unknown as ProxyOptions)
-  const err = await app.ready().then(() => null, (e: Error & { code?: string }) => e)
-  await app.close()
-  if (err === null) throw new Error(`accepted: ${JSON.stringify(options)}`)
-  return err
-}
+import { registrationError } from '../helpers/registration.js'
 
 t.test('an unknown deadline option names the nearest known one, at registration and in config.deadline', async (t) => {
   const cases: Array<[Record<string, unknown>, string]> = [

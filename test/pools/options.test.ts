@@ -1,16 +1,8 @@
 // A pool's options refused at registration with a message that says how to fix them.
 import Fastify from 'fastify'
 import t from 'tap'
-import proxy, { type ProxyOptions } from '../../plugins/proxy/index.js'
-
-async function registrationError (options: Record<string, unknown>): Promise<Error & { code?: string }> {
-  const app = Fastify()
-  app.register(proxy, options as unknown as ProxyOptions)
-  const err = await app.ready().then(() => null, (e: Error & { code?: string }) => e)
-  await app.close()
-  if (err === null) throw new Error(`accepted: ${JSON.stringify(options)}`)
-  return err
-}
+import proxy from '../../plugins/proxy/index.js'
+import { registrationError } from '../helpers/registration.js'
 
 t.test('pool options: each wrong one named, with what was expected', async (t) => {
   const a = 'http://127.0.0.1:1'
@@ -32,7 +24,7 @@ t.test('pool options: each wrong one named, with what was expected', async (t) =
     [{ upstream: [a], retryBodyLimit: -1 }, 'retryBodyLimit: expected an integer >= 0, got -1']
   ]
   for (const [options, message] of cases) {
-    const err = await registrationError(options)
+    const err = await registrationError(proxy, options)
     t.same({ code: err.code, message: err.message }, { code: 'FST_STREAMLINE_PROXY_INVALID_OPTION', message: `Invalid proxy option ${message}` })
   }
 })
