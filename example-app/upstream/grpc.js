@@ -31,7 +31,10 @@ const nextPrice = () => (price = Math.round((price + (Math.random() - 0.5)) * 10
 
 function quote (call, callback, log) {
   const { symbol, delayMs } = call.request
-  const answer = () => callback(null, { n: 1, symbol: symbol || 'STRM', price: nextPrice(), sentAt: Date.now() })
+  const answer = () => {
+    log(`[grpc] Quote ${symbol || 'STRM'} answered`)
+    callback(null, { n: 1, symbol: symbol || 'STRM', price: nextPrice(), sentAt: Date.now() })
+  }
   if (!delayMs) return answer()
   // Slower than the ingress's timeout on purpose: the client then gets DEADLINE_EXCEEDED from
   // the ingress, and this call a cancel.
