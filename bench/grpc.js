@@ -8,11 +8,12 @@
 // 2. Server-stream messages/s: STREAMS calls at once of a method that sends 64-byte messages as
 //    fast as they are read, for BENCH_SECONDS, direct and through the ingress, same rounds.
 // 3. Memory per open stream: BENCH_GRPC_STREAMS streams that send one message a second, opened
-//    through the ingress; its RSS and heap (after a GC) before and with them all open, / N.
+//    through a fresh ingress process; its RSS and heap (after a GC) before and with them all open, / N.
 import { settings } from './lib/settings.js'
 import { startServer, stopServer, ask } from './lib/children.js'
 import { median, percentile, ratio } from './lib/stats.js'
 import { format } from './lib/format.js'
+import { processCpuMs } from './lib/sampling.js'
 import { printTable } from './lib/tables.js'
 import { BenchClient, grpc } from './lib/grpc-service.js'
 
@@ -29,19 +30,24 @@ export default async function grpcBench () {
   let ingress
   try {
     ingress = await startServer('server-grpc-ingress.js', { UPSTREAM: upstream.url }, ['--expose-gc'])
-    const targets = [{ name: 'direct', port: upstream.port }, { name: PROXIED, port: ingress.port }]
+    // CPU per call: the gRPC server's for direct, the ingress's alone through it.
+    const targets = [{ name: 'direct', port: upstream.port, pid: upstream.pid }, { name: PROXIED, port: ingress.port, pid: ingress.pid }]
     await throughput(targets)
-    await memory(ingress)
   } finally {
     if (ingress) await stopServer(ingress)
+  }
+  try {
+    await memory(upstream)
+  } finally {
     await stopServer(upstream)
   }
 }
 
 const channel = (port) => new BenchClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 })
 
-/** Unary calls completed in `ms`, IN_FLIGHT at a time; latencies in ms. */
-async function unaryRun (client, ms) {
+/** Unary calls completed in `ms`, IN_FLIGHT at a time; latencies in ms; CPU time of `pid` per call. */
+async function unaryRun (client, ms, pid) {
+  const cpuBefore = pid ? processCpuMs(pid) : 0
   const end = performance.now() + ms
   const latencies = []
   let failures = 0
@@ -50,7 +56,8 @@ async function unaryRun (client, ms) {
     client.Unary(REQUEST, (err) => { if (err) failures++; else latencies.push(performance.now() - started); resolve() })
   })
   await Promise.all(Array.from({ length: IN_FLIGHT }, async () => { while (performance.now() < end) await call() }))
-  return { rps: latencies.length / (ms / 1000), p99: percentile(latencies, 99), failures }
+  const cpuPerCall = pid ? ((processCpuMs(pid) - cpuBefore) * 1000) / Math.max(1, latencies.length) : NaN
+  return { rps: latencies.length / (ms / 1000), p99: percentile(latencies, 99), cpuPerCall, failures }
 }
 
 /** Messages received in `ms` over STREAMS flooding streams, then cancelled. */
@@ -81,7 +88,7 @@ async function throughput (targets) {
     for (let round = 0; round < settings.rounds; round++) {
       // Alternate which goes first, so that neither always runs on a machine the other warmed.
       const order = round % 2 === 0 ? [0, 1] : [1, 0]
-      for (const i of order) unary[i].runs[round] = await unaryRun(clients[i], settings.seconds * 1000)
+      for (const i of order) unary[i].runs[round] = await unaryRun(clients[i], settings.seconds * 1000, targets[i].pid)
       for (const i of order) streams[i].runs[round] = await streamRun(clients[i], settings.seconds * 1000)
     }
   } finally {
@@ -90,9 +97,9 @@ async function throughput (targets) {
   const [direct] = unary
   printTable(`grpc: unary calls/s, ${IN_FLIGHT} in flight on one channel, direct vs through the ingress (h2c, http2: true), ` +
     `${settings.rounds} x ${settings.seconds} s, medians`,
-  ['path', 'calls/s', 'p99', 'ratio to direct', 'rounds', 'failures'],
+  ['path', 'calls/s', 'p99', 'ratio to direct', 'CPU/call (server or ingress)', 'rounds', 'failures'],
   unary.map((r) => [r.name, format.int(median(r.runs.map((run) => run.rps))), format.ms(median(r.runs.map((run) => run.p99))),
-    format.ratio(ratio(r, direct)), r.runs.map((run) => format.int(run.rps)).join(' / '), r.runs.reduce((sum, run) => sum + run.failures, 0)]))
+    format.ratio(ratio(r, direct)), format.us(median(r.runs.map((run) => run.cpuPerCall))), r.runs.map((run) => format.int(run.rps)).join(' / '), r.runs.reduce((sum, run) => sum + run.failures, 0)]))
   printTable(`grpc: server-stream messages/s, ${STREAMS} streams of 64-byte messages read as fast as they come, direct vs through the ingress, ` +
     `${settings.rounds} x ${settings.seconds} s, medians`,
   ['path', 'messages/s', 'ratio to direct', 'rounds', 'failures'],
@@ -121,7 +128,17 @@ async function openStreams (port, n) {
   return { close, failures: () => failures }
 }
 
-async function memory (ingress) {
+/** In a fresh ingress process: what the throughput runs left behind would blur the RSS. */
+async function memory (upstream) {
+  const ingress = await startServer('server-grpc-ingress.js', { UPSTREAM: upstream.url }, ['--expose-gc'])
+  try {
+    await measureMemory(ingress)
+  } finally {
+    await stopServer(ingress)
+  }
+}
+
+async function measureMemory (ingress) {
   const n = settings.grpcStreams
   // One stream opened and closed first: the code paths are loaded before the baseline.
   const warm = await openStreams(ingress.port, 1)
