@@ -1,10 +1,13 @@
 // The example's gRPC part as a user runs it: `npm start`, then `node example-app/grpc-client.js`
 // against the ingress's gRPC listener (h2c), and a raw HTTP/2 client for what is on the wire.
-import { execFile } from 'node:child_process'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
 import { connect, constants } from 'node:http2'
 import { fileURLToPath } from 'node:url'
 import { test, type Test } from 'tap'
 import { startExample, type RunningExample } from '../helpers/example-app.js'
+import { ExampleLines } from '../helpers/example-lines.js'
 import { ANSWERED, within } from '../helpers/bounded.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -17,12 +20,21 @@ const MAX_STREAM_MS = 4000
 
 interface ClientRun { code: number | null, stdout: string, stderr: string }
 
-/** `node example-app/grpc-client.js ...args` to the example's gRPC listener; killed after 20 s. */
-async function client (app: RunningExample, ...args: string[]): Promise<ClientRun> {
-  return await within(25_000, new Promise<ClientRun>(resolve => {
-    const child = execFile(process.execPath, ['example-app/grpc-client.js', ...args, '--address', app.grpc],
-      { cwd: ROOT, timeout: 20_000 }, (_err, stdout, stderr) => resolve({ code: child.exitCode, stdout, stderr }))
-  }), `grpc-client.js ${args.join(' ')} to exit`)
+/** `node example-app/grpc-client.js ...args` to the example's gRPC listener, its output line by line as it comes. */
+function start (t: Test, app: RunningExample, ...args: string[]): { lines: ExampleLines, exited: Promise<ClientRun> } {
+  const child = spawn(process.execPath, ['example-app/grpc-client.js', ...args, '--address', app.grpc], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines = new ExampleLines()
+  createInterface({ input: child.stdout }).on('line', lines.push)
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const exited = once(child, 'exit').then(([code]) => ({ code: code as number | null, stdout: lines.lines.map(line => `${line}\n`).join(''), stderr }))
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  return { lines, exited }
+}
+
+/** The client's whole run; bounded (SIGKILLed at teardown if it outlives the bound). */
+async function client (t: Test, app: RunningExample, ...args: string[]): Promise<ClientRun> {
+  return await within(25_000, start(t, app, ...args).exited, `grpc-client.js ${args.join(' ')} to exit`)
 }
 
 /** The ticks the client printed, with the ms after the call's start each arrived at. */
@@ -37,7 +49,7 @@ async function example (t: Test): Promise<RunningExample> {
 test('the example prints its gRPC listener and serves a unary call through it', async (t) => {
   const app = await example(t)
   t.match(app.lines.lines.join('\n'), /grpc ingress\s+127\.0\.0\.1:\d+\s+gRPC \(HTTP\/2 cleartext\)/, 'the banner names the gRPC listener')
-  const run = await client(app, 'unary')
+  const run = await client(t, app, 'unary')
   t.match(run.stdout, /^quote STRM \d+(\.\d+)? at \+\d+ ms$/m, 'the client printed the answer')
   t.match(run.stdout, /^status 0 OK at /m, 'and its status')
   t.equal(run.code, 0)
@@ -48,7 +60,7 @@ test('the example prints its gRPC listener and serves a unary call through it', 
 test('the ticker streams ticks as they are sent; the client\'s deadline ends it, the service sees a cancel', async (t) => {
   const app = await example(t)
   // Shorter than MAX_STREAM_DURATION_MS, which would otherwise end it first.
-  const run = await client(app, 'ticker', '--for', '3000')
+  const run = await client(t, app, 'ticker', '--for', '3000')
   const got = ticks(run.stdout)
   t.ok(got.length >= 2, `ticks in 3 s at one per ${TICK_MS} ms, the first after the ${TIMEOUT_MS} ms timeout (got ${got.length}): ${run.stdout}`)
   t.same(got.map(tick => tick.n), got.map((_, i) => i + 1), 'numbered from 1, none missing')
@@ -61,14 +73,14 @@ test('the ticker streams ticks as they are sent; the client\'s deadline ends it,
 
 test('the ingress\'s deadlines answer in gRPC: a late Quote gets status 4, a ticker past MAX_STREAM_DURATION_MS ends with 4', async (t) => {
   const app = await example(t)
-  const late = await client(app, 'unary', '--delay', '5000')
+  const late = await client(t, app, 'unary', '--delay', '5000')
   const lateStatus = /^status 4 DEADLINE_EXCEEDED: Request deadline exceeded \(phase: response, after \d+ ms\) \[FST_STREAMLINE_DEADLINE_EXCEEDED\] at \+(\d+) ms$/m.exec(late.stdout)
   t.ok(lateStatus, `the ingress's DEADLINE_EXCEEDED, its message from the ingress: ${late.stdout}`)
   t.ok(Number(lateStatus?.[1]) < 4000, `at the ingress's ${TIMEOUT_MS} ms deadline, long before the 5 s answer (${lateStatus?.[1]} ms)`)
   t.notMatch(late.stdout, /^quote /m, 'no answer')
   await app.lines.waitFor(/\[grpc\] Quote cancelled/)
 
-  const long = await client(app, 'ticker', '--for', '15000')
+  const long = await client(t, app, 'ticker', '--for', '15000')
   const got = ticks(long.stdout)
   t.ok(got.length >= 1, `ticks before the end (got ${got.length})`)
   const longStatus = /^status 4 DEADLINE_EXCEEDED: Request deadline exceeded \(phase: lifetime, after \d+ ms\) \[FST_STREAMLINE_DEADLINE_EXCEEDED\] at \+(\d+) ms$/m.exec(long.stdout)
@@ -100,4 +112,18 @@ test('on the wire, the late Quote\'s answer is a trailers-only gRPC status, not 
   t.match(String(headers['grpc-message']), /FST_STREAMLINE_DEADLINE_EXCEEDED/)
   t.equal(Buffer.concat(chunks).length, 0, 'no body: no JSON error')
   await app.lines.waitFor(/\[grpc\] Quote cancelled/)
+})
+
+test('Ctrl-C on the example ends an open ticker with UNAVAILABLE after its ticks, and the example exits cleanly', async (t) => {
+  const app = await example(t)
+  const run = start(t, app, 'ticker')
+  // After the first tick, so that the end comes after messages, at a message boundary.
+  await run.lines.waitFor(/^tick 1 /, 15_000)
+  t.same(await within(15_000, app.stop(), 'the example\'s exit after SIGTERM'), { code: 0, signal: null })
+  const { stdout, code } = await within(15_000, run.exited, 'the client\'s exit')
+  t.ok(ticks(stdout).length >= 1, `a tick before the drain: ${stdout}`)
+  t.match(stdout, /^status 14 UNAVAILABLE: the ingress is shutting down \[FST_STREAMLINE_PROXY_SHUTTING_DOWN\] at /m, 'a status gRPC clients retry')
+  t.equal(stdout.trim().split('\n').pop()?.startsWith('status 14'), true, 'the status comes after the last tick')
+  t.equal(code, 1)
+  t.match(app.lines.lines.join('\n'), /\[grpc\] Watch STRM cancelled after \d+ ticks/, 'the service saw its call cancelled')
 })
