@@ -226,6 +226,16 @@ export const CHART_RULES = [
     match: /^pools: one of (\d+) replica processes SIGKILLed/,
     groups: [{ scenario: (m) => `one of ${m[1]} replicas killed under load, p99 (before / window)`, reference: 'before the kill', bars: againstReference('p99', { lowerIsBetter: true, detail: true, against: 'before the kill' }) }]
   },
+  {
+    match: /^grpc: unary calls\/s, /,
+    groups: [{ scenario: () => 'gRPC unary calls/s', reference: 'direct', bars: ratioColumn('ratio to direct') }]
+  },
+  {
+    match: /^grpc: server-stream messages\/s, /,
+    groups: [{ scenario: () => 'gRPC server-stream messages/s', reference: 'direct', bars: ratioColumn('ratio to direct') }]
+  },
+  // The ingress alone: a figure per stream, nothing to compare it with.
+  { match: /^grpc: memory of \d+ open server streams/, groups: [] },
   // --cpu-prof tables profile one target: nothing to compare.
   { match: / under --cpu-prof: |^hottest functions called from /, groups: [] }
 ]

@@ -19,7 +19,8 @@ const benches = {
   proxy: () => import('./proxy.js'),
   streams: () => import('./streams.js'),
   websocket: () => import('./websocket.js'),
-  pools: () => import('./pools.js')
+  pools: () => import('./pools.js'),
+  grpc: () => import('./grpc.js')
 }
 
 const args = process.argv.slice(2)

@@ -18,6 +18,9 @@ export function readConfig (env = process.env) {
     // every address of which is a replica (`resolve: { dns: true }`); unset: 127.0.0.1.
     upstreamDns: hostName(env, 'UPSTREAM_DNS'),
     filesPort: integer(env, 'FILES_PORT', 3002, 0, 65535),
+    // The ingress's gRPC listener (h2c, grpc-ingress.js) and the gRPC demo service behind it.
+    grpcPort: integer(env, 'GRPC_PORT', 3003, 0, 65535),
+    grpcUpstreamPort: integer(env, 'GRPC_UPSTREAM_PORT', 3004, 0, 65535),
     deadline: {
       timeout: integer(env, 'DEADLINE_TIMEOUT_MS', 2000, 1),
       streamIdleTimeout: integer(env, 'STREAM_IDLE_TIMEOUT_MS', 15000, 0),

@@ -5,6 +5,7 @@ import closeWithGrace from 'close-with-grace'
 import { readConfig } from './config.js'
 import { startUpstreams } from './upstreams.js'
 import { buildIngress } from './ingress.js'
+import { buildGrpcIngress } from './grpc-ingress.js'
 import { loadCertificate } from './tls.js'
 
 const config = readConfig()
@@ -12,6 +13,7 @@ const log = (line) => console.log(line)
 
 let upstreams = null
 let ingress = null
+let grpcIngress = null
 
 // Registered first, so that a failed start also closes whatever did start.
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
@@ -19,7 +21,7 @@ closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   log(`shutting down${signal ? ` on ${signal}` : ''}: draining the ingress`)
   // The ingress drains on its own (event streams end at an event boundary, downloads are cut
   // after DRAIN_TIMEOUT_MS); only then do the demo services stop.
-  await ingress?.close()
+  await Promise.all([ingress?.close(), grpcIngress?.close()])
   log('ingress stopped')
   await upstreams?.close()
   log('stopped')
@@ -30,6 +32,8 @@ upstreams = await startUpstreams(config, log)
 ingress = await buildIngress(config, upstreams, certificate)
 
 await ingress.listen({ host: config.host, port: config.ingressPort })
+grpcIngress = await buildGrpcIngress(config, upstreams.grpc.url)
+await grpcIngress.listen({ host: config.host, port: config.grpcPort })
 const { timeout, streamIdleTimeout, maxStreamDuration } = config.deadline
 console.log(`
 fastify-streamline example
@@ -37,6 +41,8 @@ fastify-streamline example
   live upstream   ${upstreams.live.url}   SSE ticker /ticker, WebSocket /chat, /whoami
   live replicas   ${replicaLine(upstreams.live.replicas)}
   files upstream  ${upstreams.files.url}   download /download, slow /slow, /private/report
+  grpc ingress    ${config.host}:${grpcIngress.server.address().port}   gRPC (HTTP/2 cleartext): node example-app/grpc-client.js [unary|ticker]
+  grpc upstream   ${upstreams.grpc.address}   demo.Ticker: Quote (unary), Watch (server stream, streaming mode)
   deadline        timeout ${timeout} ms, streamIdleTimeout ${streamIdleTimeout} ms, maxStreamDuration ${maxStreamDuration || 'off'}
   download        ${downloadLine()}
 ${certificate ? tlsLines(certificate) : ''}Press Ctrl-C to stop.

@@ -24,5 +24,6 @@ export const settings = {
   slowMiB: envNumber('BENCH_SLOW_MIB', 64), // the response each slow reader asks for
   slowSeconds: envNumber('BENCH_SLOW_SECONDS', 10), // how long the slow readers read, per target
   spreadRequests: envNumber('BENCH_SPREAD_REQUESTS', 100_000), // per balance policy (pools bench)
-  failoverSeconds: envNumber('BENCH_FAILOVER_SECONDS', 9) // the load run a replica is killed in, a third of the way (pools bench)
+  failoverSeconds: envNumber('BENCH_FAILOVER_SECONDS', 9), // the load run a replica is killed in, a third of the way (pools bench)
+  grpcStreams: envNumber('BENCH_GRPC_STREAMS', 200) // gRPC server streams open at once for the memory figure (grpc bench)
 }

@@ -143,3 +143,27 @@ test('the pools tables are charted against their own references, and the goals a
     t.same(report.parseResults(text).tables.map(table => table.title), ['pools: x'], `"${title}" is not a table of figures`)
   }
 })
+
+test('the grpc tables are charted against the direct calls; the memory table has a rule and no bars', async (t) => {
+  const unary: Table = {
+    title: 'grpc: unary calls/s, 16 in flight on one channel, direct vs through the ingress (h2c, http2: true), 5 x 3 s, medians',
+    header: ['path', 'calls/s', 'p99', 'ratio to direct', 'rounds', 'failures'],
+    rows: [['direct', '1,440', '10.0 ms', '1.00', '', '0'], ['streamline-deadline', '480', '30.0 ms', '0.33', '', '0']]
+  }
+  const streams: Table = {
+    title: 'grpc: server-stream messages/s, 4 streams of 64-byte messages read as fast as they come, direct vs through the ingress, 5 x 3 s, medians',
+    header: ['path', 'messages/s', 'ratio to direct', 'rounds', 'failures'],
+    rows: [['direct', '100,000', '1.00', '', '0'], ['streamline-deadline', '60,000', '0.60', '', '0']]
+  }
+  const memory: Table = {
+    title: 'grpc: memory of 200 open server streams through the ingress (one message a second each; 4 client connections, 200 upstream connections: undici 7), ingress process after a GC',
+    header: ['proxy', 'RSS before', 'RSS with streams', 'RSS per stream', 'heap per stream', 'failures'],
+    rows: [['streamline-deadline', '100.0 MiB', '120.0 MiB', '102.4 KiB', '20.0 KiB', '0']]
+  }
+  const groups = report.chartGroups([unary, streams, memory])
+  t.same(groups.map(group => [group.scenario, group.reference, group.bars.map(bar => [bar.target, bar.value])]), [
+    ['gRPC unary calls/s', 'direct', [['streamline-deadline', 0.33]]],
+    ['gRPC server-stream messages/s', 'direct', [['streamline-deadline', 0.6]]]
+  ], 'the ingress against direct calls, the direct row itself not drawn; the memory table draws nothing')
+  t.notOk(groups.some(group => group.uncharted === true), 'every grpc table has a rule')
+})

@@ -17,6 +17,8 @@ export interface RunningExample {
   ingress: string
   live: string
   files: string
+  /** The ingress's gRPC listener (h2c), host:port as printed. */
+  grpc: string
   /** Everything the process printed (stderr lines prefixed with "stderr: "). */
   lines: ExampleLines
   child: ChildProcess
@@ -32,7 +34,7 @@ export interface RunningExample {
 export async function startExample (t: Test, env: Record<string, string> = {}): Promise<RunningExample> {
   const child = spawn(process.execPath, ['example-app/start.js'], {
     cwd: ROOT,
-    env: { ...process.env, INGRESS_PORT: '0', LIVE_PORT: '0', FILES_PORT: '0', ...env },
+    env: { ...process.env, INGRESS_PORT: '0', LIVE_PORT: '0', FILES_PORT: '0', GRPC_PORT: '0', GRPC_UPSTREAM_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const lines = new ExampleLines()
@@ -49,6 +51,7 @@ export async function startExample (t: Test, env: Record<string, string> = {}): 
     ingress: await url('ingress'),
     live: await url('live upstream'),
     files: await url('files upstream'),
+    grpc: (await lines.waitFor(/^\s+grpc ingress\s+(127\.0\.0\.1:\d+)/, 30_000))[1],
     lines,
     child,
     exited,
