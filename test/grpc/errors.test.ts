@@ -2,24 +2,13 @@
 // gRPC maps HTTP (http-grpc-status-mapping.md), never the JSON error other clients get.
 import t from 'tap'
 import http from 'node:http'
-import net from 'node:net'
 import { once } from 'node:events'
-import { proxyApp, port, upstream } from '../helpers/proxy-servers.js'
+import { closedPort, proxyApp, port, upstream } from '../helpers/proxy-servers.js'
 import { H2C, h2cGrpcIngress, grpcMessage, rawGrpcUpstream } from '../helpers/grpc-raw.js'
 import { demoClient, unary, grpc, type DemoMessage } from '../helpers/grpc.js'
 import { subscribe } from '../helpers/channels.js'
 import { PROMPTLY, within } from '../helpers/bounded.js'
 import type { StreamEndMessage, UpstreamErrorMessage } from '../../lib/diagnostics.js'
-
-/** A port nothing listens on (bound, then closed). */
-async function closedPort (): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const closed = port(server)
-  server.close()
-  await once(server, 'close')
-  return closed
-}
 
 t.test('an upstream that refuses the connection: UNAVAILABLE with the stable code, upstream-error carries it; other clients keep their JSON 502', async (t) => {
   const errors = subscribe<UpstreamErrorMessage>(t, 'fastify-streamline:proxy:upstream-error')

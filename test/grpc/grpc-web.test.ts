@@ -2,11 +2,10 @@
 // trailers as the body's trailer frame, flag 0x80), whether before the head or after messages.
 import t, { type Test } from 'tap'
 import http from 'node:http'
-import net from 'node:net'
 import http2 from 'node:http2'
 import { once } from 'node:events'
 import { request } from 'undici'
-import { port, proxyApp, upstream } from '../helpers/proxy-servers.js'
+import { closedPort, proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { PROMPTLY, ANSWERED, within } from '../helpers/bounded.js'
 import { H2C } from '../helpers/grpc-raw.js'
 
@@ -40,16 +39,6 @@ function trailers (f: Frame | undefined): Record<string, string> {
     if (at > 0) fields[line.slice(0, at).trim().toLowerCase()] = line.slice(at + 1).trim()
   }
   return fields
-}
-
-/** A port nothing listens on (bound, then closed). */
-async function closedPort (): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const closed = port(server)
-  server.close()
-  await once(server, 'close')
-  return closed
 }
 
 async function call (url: string, type: string): Promise<{ status: number, type: string, body: Buffer, at: number }> {

@@ -93,3 +93,13 @@ export async function timed (emitter: NodeJS.EventEmitter, event: string): Promi
   await once(emitter, event)
   return Date.now() - start
 }
+
+/** A port nothing listens on (bound, then closed): connecting to it is refused. */
+export async function closedPort (): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const closed = port(server)
+  server.close()
+  await once(server, 'close')
+  return closed
+}
