@@ -100,7 +100,8 @@ function register (instance: FastifyInstance, settings: ProxySettings, withDeadl
     prefix: instance.prefix,
     fromOptions: {},
     remaining: withDeadline ? deadlineRemaining : unlimited,
-    pool: settings.pool === null ? null : new UpstreamPool(settings.pool, instance.log)
+    pool: settings.pool === null ? null : new UpstreamPool(settings.pool, instance.log),
+    sseResume: settings.sseResume
   }
   registration.fromOptions = replyFromOptions(registration)
   return registration

@@ -7,6 +7,7 @@ import { quietLine } from '../../../lib/quiet-line.js'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { UpstreamBody } from './body.js'
 import { EventStreamBody } from './event-stream-body.js'
+import { ResumableEventStream } from './sse-resume.js'
 import { GrpcBody, isGrpcBody } from './grpc-body.js'
 import type { Replica } from './replica.js'
 import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
@@ -193,7 +194,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
     const abort = (reason?: Error): void => this.abortUpstream?.(reason)
     const type = headers['content-type']
-    const body = isEventStreamType(type) ? new EventStreamBody(resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : new UpstreamBody(resume, abort)
+    const body = isEventStreamType(type) ? eventStream(this.call, statusCode, resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : new UpstreamBody(resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body
@@ -253,6 +254,11 @@ function receivedTrailers (raw: Array<Buffer | string> | UpstreamData['headers']
   if (Array.isArray(raw)) return raw.length > 0 ? util.parseHeaders(raw) as UpstreamData['headers'] : null
   // node:http2's object: own string keys only (its sensitive-headers list is a symbol key).
   return Object.keys(raw).length > 0 ? raw : null
+}
+
+/** An event stream's body: resumable after a cut when the call has `sseResume` (sse-resume.ts). */
+function eventStream (call: UpstreamCall, statusCode: number, resume: () => void, abort: (reason?: Error) => void): EventStreamBody {
+  return call.resume === null || statusCode !== 200 ? new EventStreamBody(resume, abort) : new ResumableEventStream(resume, abort, call, call.resume)
 }
 
 function timeOut (handler: UpstreamHandler): void {
