@@ -8,6 +8,7 @@ import { proxyApp } from '../helpers/proxy-servers.js'
 import { Stream } from '../helpers/stream-client.js'
 import { PROMPTLY, within } from '../helpers/bounded.js'
 import { subscribe } from '../helpers/channels.js'
+import { MAX_HELD } from '../../plugins/proxy/upstream/event-ids.js'
 import { chunk, lastEventIds, LAST_CHUNK, SSE_HEAD, sseUpstream, type SseUpstream } from '../helpers/sse-upstream.js'
 
 const E1 = 'id: 1\ndata: one\n\n'
@@ -180,4 +181,36 @@ t.test('an id with NUL is ignored: the previous id is resumed from', async (t) =
   t.same(lastEventIds(second.head), ['1'])
   second.socket.end(SSE_HEAD + LAST_CHUNK, 'latin1')
   t.equal(await ended(client), 'end')
+})
+
+t.test('an event larger than what is held goes out as it comes; a cut inside it is a cut, not a resume', async (t) => {
+  const { up, url } = await setup(t)
+  const client = new Stream(`${url}/feed`)
+  const first = await up.next('the first request')
+  first.socket.write(SSE_HEAD, 'latin1')
+  const big = 'id: 2\ndata: ' + 'x'.repeat(MAX_HELD + 1024)
+  chunk(first.socket, E1 + big)
+  await arrives(client, big)
+  first.socket.resetAndDestroy()
+  t.equal(await ended(client), 'cut', 'the client sees the cut')
+  t.equal(client.body, E1 + big, 'the part of the event relayed before the cut')
+  t.equal(up.seen.length, 1, 'no resume request')
+})
+
+t.test('after a large event ends, the stream is resumable again', async (t) => {
+  const { up, url } = await setup(t)
+  const client = new Stream(`${url}/feed`)
+  const first = await up.next('the first request')
+  first.socket.write(SSE_HEAD, 'latin1')
+  const big = 'id: 2\ndata: ' + 'x'.repeat(MAX_HELD + 1024)
+  chunk(first.socket, E1 + big)
+  await arrives(client, big)
+  chunk(first.socket, '\n\n' + E3 + 'id: 4\ndata: ha')
+  await arrives(client, E3)
+  first.socket.resetAndDestroy()
+  const second = await up.next('the resume request')
+  t.same(lastEventIds(second.head), ['3'])
+  second.socket.end(SSE_HEAD + LAST_CHUNK, 'latin1')
+  t.equal(await ended(client), 'end')
+  t.equal(client.body, E1 + big + '\n\n' + E3)
 })

@@ -7,6 +7,12 @@ const D = 100
 
 /** How many of the last relayed ids a resumed stream's replay is compared with. */
 const WINDOW = 8
+/**
+ * The most held of one event: past it, the event goes to the client as it comes (as without
+ * resume), and the stream is not resumable until that event ends: memory stays bounded whatever
+ * the upstream sends.
+ */
+export const MAX_HELD = 1024 * 1024
 
 /**
  * The events of a resumable event stream (sse-resume.ts), cut into whole events: what may be
@@ -20,6 +26,8 @@ export class EventLog {
   lastId = ''
   /** Drop replayed events (an id among the recent ones) until a fresh id passes. */
   deduplicate = false
+  /** Part of the event in progress went to the client unheld (MAX_HELD): a cut now cannot be resumed cleanly. */
+  torn = false
   private readonly recent: string[] = []
   private held: Buffer | null = null
   /** Where the scan of `held` stopped, with its state there. */
@@ -53,16 +61,28 @@ export class EventLog {
       }
       const event = data.subarray(start, end)
       start = end
-      if (this.admit(event)) (out ??= []).push(event)
+      if (this.torn) {
+        // The rest of an event relayed unheld: its id, if any, was in the part already gone.
+        this.torn = false
+        this.lastId = ''
+        ;(out ??= []).push(event)
+      } else if (this.admit(event)) (out ??= []).push(event)
     }
     this.held = start < data.length ? data.subarray(start) : null
     this.scanned = data.length - start
+    if (this.held !== null && (this.torn || this.held.length > MAX_HELD)) {
+      this.torn = true
+      ;(out ??= []).push(this.held)
+      this.held = null
+      this.scanned = 0
+    }
     if (out === null) return null
     return out.length === 1 ? out[0] : Buffer.concat(out)
   }
 
   /** The stream was cut: a partial event is dropped, and the next response starts afresh. */
   dropPartial (): void {
+    this.torn = false
     this.held = null
     this.scanned = 0
     this.run = 2

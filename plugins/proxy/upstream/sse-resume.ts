@@ -54,7 +54,7 @@ export class ResumableEventStream extends EventStreamBody {
   }
 
   override complete (): void {
-    if (this.state.settings.resumeOn === 'any-end' && !this.drained && !this.destroyed) {
+    if (this.state.settings.resumeOn === 'any-end' && !this.drained && !this.destroyed && !this.events.torn) {
       this.cut(null)
       return
     }
@@ -63,7 +63,8 @@ export class ResumableEventStream extends EventStreamBody {
   }
 
   override fail (err: Error): void {
-    if (this.drained || this.destroyed) super.fail(err)
+    // Half an event already went out (MAX_HELD): cut, as without resume.
+    if (this.drained || this.destroyed || this.events.torn) super.fail(err)
     else this.cut(err)
   }
 
@@ -98,6 +99,8 @@ export class ResumableEventStream extends EventStreamBody {
     this.call.signal.attempt = this
     if (!this.inGap) {
       this.inGap = true
+      // Any replica but the one that just cut, then none tried twice in this gap while others are left.
+      this.call.tried = null
       this.gapStart = performance.now()
       this.gapEnd = this.gapStart + this.state.settings.gap
     }
