@@ -25,7 +25,7 @@ import { withUpgradeHooks } from './websocket/index.js'
 
 export type {
   ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders,
-  ReplicaOption, ResolveOption, BalanceOption, OutlierDetectionOptions, HealthCheckOptions
+  ReplicaOption, ResolveOption, BalanceOption, OutlierDetectionOptions, HealthCheckOptions, SseResumeOptions
 } from './types.js'
 export type { WebSocketTimingOptions } from './websocket/options.js'
 export { compileTarget, upstreamUrl, type ProxyTarget, type TargetOptions } from './target.js'

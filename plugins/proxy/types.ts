@@ -226,6 +226,10 @@ declare module 'fastify' {
      */
     fromParameters: (url: string, params?: Record<string, unknown>, prefix?: string) => { url: string, options: FastifyReplyFromHooks }
   }
+  interface FastifyContextConfig {
+    /** A proxy registration's routes: `sseResume` for them, over the registration's option (docs/resume.md). */
+    sseResume?: boolean | SseResumeOptions
+  }
 }
 
 /** `sseResume`: how a cut event stream is resumed. */
