@@ -171,3 +171,16 @@ t.test('with a pool of two, the resume goes to the other replica', async (t) => 
   t.equal(served.seen.length, 1, 'the replica that cut saw one request')
   t.equal(other.seen.length, 1, 'the other replica saw the resume request')
 })
+
+t.test('app.close() during the gap: the client\'s stream ends cleanly at once, the resume request cancelled', async (t) => {
+  const up = await sseUpstream(t)
+  const { app, url } = await proxyApp(t, { upstream: up.url, sseResume: {} })
+  const client = new Client(`${url}/feed`)
+  await cutAfterFirst(up, client)
+  const second = await up.next('the resume request')
+  const closing = app.close()
+  t.equal(await client.ended(), 'end', 'a clean end')
+  t.equal(client.body, E1 + 'retry: 1000\n\n', 'the drain\'s retry field after the last whole event')
+  t.ok(['end', 'close'].includes(await peerLeft(second.socket, 'the resume request closed by the drain')))
+  await within(PROMPTLY, closing, 'app.close() finished')
+})
