@@ -90,6 +90,18 @@ t.test('the deadline\'s lifetime ending during the gap: a clean end, the resume 
   t.ok(['end', 'close'].includes(await peerLeft(second.socket, 'the resume request closed at the deadline')))
 })
 
+t.test('the deadline\'s idle timer counts the gap as silence: a clean end, the resume request cancelled', async (t) => {
+  const { up, url } = await setup(t, { sseHeartbeat: 50 }, { streamIdleTimeout: 600 })
+  const client = new Client(`${url}/feed`)
+  await cutAfterFirst(up, client)
+  const second = await up.next('the resume request')
+  const cutAt = Date.now()
+  t.equal(await client.ended(), 'end', 'a clean end')
+  t.ok(Date.now() - cutAt < 4000, 'at the idle timeout, long before the gap budget (5 s)')
+  t.match(client.body, /^id: 1\ndata: one\n\n(:\n\n)*$/, 'the heartbeats did not count as activity')
+  t.ok(['end', 'close'].includes(await peerLeft(second.socket, 'the resume request closed at the idle timeout')))
+})
+
 t.test('attempts exhausted: a clean end after that many resume requests', async (t) => {
   const { up, url } = await setup(t, { sseResume: { attempts: 2 } })
   const client = new Client(`${url}/feed`)
