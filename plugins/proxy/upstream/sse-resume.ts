@@ -1,14 +1,12 @@
-import { errors, util, type Dispatcher } from 'undici'
+import { errors, type Dispatcher } from 'undici'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { streamResumed, type StreamResumedMessage } from '../../../lib/diagnostics.js'
 import type { UpstreamCall } from './call.js'
 import { EventStreamBody } from './event-stream-body.js'
 import { EventLog } from './event-ids.js'
 import { aimAtReplica } from './replica-attempt.js'
-import type { Replica } from './replica.js'
-import type { UpstreamPool } from './pool.js'
+import { ResumeAttempt, type ResumeHeaders, type ResumeTarget } from './resume-attempt.js'
 import type { CallResume } from './sse-resume-options.js'
-import { FAILOVER_STATUS } from '../upstream-errors.js'
 
 // `sseResume`: an event stream cut by its upstream (a reset, a FIN mid-body, a body timeout; a
 // clean end too with `resumeOn: 'any-end'`) is carried on in the same client response from a new
@@ -27,7 +25,7 @@ interface Route {
 function noop (): void {}
 
 /** An event stream whose upstream may be replaced mid-way; the client's response sees one stream. */
-export class ResumableEventStream extends EventStreamBody {
+export class ResumableEventStream extends EventStreamBody implements ResumeTarget {
   private readonly events = new EventLog()
   private readonly route: Route
   private attempt: ResumeAttempt | null = null
@@ -156,7 +154,9 @@ export class ResumableEventStream extends EventStreamBody {
   }
 
   /** A resume request's event stream: relayed from here on, its replayed events dropped. */
-  accept (attempt: ResumeAttempt, resume: () => void, abort: (reason?: Error) => void): boolean {
+  accept (attempt: ResumeAttempt, statusCode: number, headers: ResumeHeaders, resume: () => void, abort: (reason?: Error) => void): boolean {
+    // Only an event stream goes on: anything else (a 404, a 500, JSON) ends the client's stream.
+    if (statusCode !== 200 || !isEventStreamType(headers['content-type'])) return false
     if (this.attempt !== attempt || this.destroyed || this.drained) return false
     const gapMs = performance.now() - this.gapStart
     this.clearTimer()
@@ -244,82 +244,4 @@ function resumeOptions (first: Dispatcher.DispatchOptions, lastId: string, call:
     origin: first.origin, path: first.path, method: first.method, headers, headersTimeout: timers.headersTimeout, bodyTimeout: timers.bodyTimeout
   }
   return options
-}
-
-/** One resume request: undici's handler, feeding the stream once its head says event stream. */
-class ResumeAttempt implements Dispatcher.DispatchHandler {
-  replica: Replica | null = null
-  private abortRequest: ((reason?: Error) => void) | null = null
-  private accepted = false
-  private done = false
-
-  constructor (private readonly stream: ResumableEventStream, readonly number: number, private readonly pool: UpstreamPool | null) {}
-
-  onConnect (abort: (reason?: Error) => void): void {
-    // Cancelled while it waited for its connection: nothing written, the connection kept.
-    if (this.done) throw new errors.RequestAbortedError()
-    this.abortRequest = abort
-  }
-
-  cancel (reason: Error): void {
-    if (this.done) return
-    this.done = true
-    this.release()
-    this.abortRequest?.(reason)
-  }
-
-  onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    if (statusCode < 200) return true
-    if (this.done) return false
-    const headers = util.parseHeaders(rawHeaders) as Record<string, string | string[] | undefined>
-    this.settle(FAILOVER_STATUS.has(statusCode))
-    if (statusCode === 200 && isEventStreamType(headers['content-type']) &&
-      this.stream.accept(this, resume, (reason) => this.abortRequest?.(reason))) {
-      this.accepted = true
-      return true
-    }
-    this.done = true
-    this.release()
-    this.abortRequest?.(new errors.RequestAbortedError())
-    this.stream.refused(this)
-    return false
-  }
-
-  onData (chunk: Buffer): boolean {
-    if (this.done || !this.stream.relays(this)) return true
-    return this.stream.deliver(chunk)
-  }
-
-  onComplete (): void {
-    this.release()
-    if (this.done) return
-    this.done = true
-    if (this.stream.relays(this)) this.stream.complete()
-  }
-
-  onError (err: Error): void {
-    if (!this.accepted && this.replica !== null && !this.done) this.settle(true)
-    this.release()
-    if (this.done) return
-    this.done = true
-    const stream = this.stream
-    if (!this.accepted) stream.attemptFailed(this)
-    // After the handlers already queued, as the first attempt's failure (handler.ts).
-    else if (stream.relays(this)) queueMicrotask(() => stream.fail(err))
-  }
-
-  /** Passive health, as for any attempt (pool.ts). */
-  private settle (failed: boolean): void {
-    const { replica, pool } = this
-    if (replica === null || pool === null) return
-    if (failed) pool.failed(replica)
-    else pool.succeeded(replica)
-  }
-
-  private release (): void {
-    const { replica, pool } = this
-    if (replica === null || pool === null) return
-    this.replica = null
-    pool.release(replica)
-  }
 }
