@@ -24,7 +24,7 @@ import { reportResponse } from './response/stream-report.js'
 import { addServerTiming } from './response/server-timing.js'
 import { rewriteLocations } from './response/location.js'
 import type { SseHeartbeat } from './response/sse-heartbeat.js'
-import { callResume, type SseResumeSettings } from './upstream/sse-resume-options.js'
+import { callResume, type DownloadResumeSettings, type SseResumeSettings } from './upstream/sse-resume-options.js'
 import { IDEMPOTENT } from './upstream/replica-attempt.js'
 
 // One proxied request, top to bottom: the route's handler maps the path and hands the request
@@ -54,6 +54,8 @@ export interface Registration {
   pool: UpstreamPool | null
   /** `sseResume` (upstream/sse-resume.ts); null when off. */
   sseResume: SseResumeSettings | null
+  /** `resumeDownloads` (upstream/download-resume.ts); null when off. */
+  resumeDownloads: DownloadResumeSettings | null
 }
 
 /** The route's handler: map the path, start the call, then let reply-from send it upstream. */
@@ -138,7 +140,7 @@ export function startCall (registration: Registration, request: FastifyRequest, 
     replica: null,
     tried: null,
     heldBody: null,
-    resume: callResume(registration.sseResume, registration.remaining, IDEMPOTENT, request.method)
+    resume: callResume(registration.sseResume, registration.resumeDownloads, registration.remaining, IDEMPOTENT, request.method)
   }
 }
 

@@ -101,7 +101,8 @@ function register (instance: FastifyInstance, settings: ProxySettings, withDeadl
     fromOptions: {},
     remaining: withDeadline ? deadlineRemaining : unlimited,
     pool: settings.pool === null ? null : new UpstreamPool(settings.pool, instance.log),
-    sseResume: settings.sseResume
+    sseResume: settings.sseResume,
+    resumeDownloads: settings.resumeDownloads
   }
   registration.fromOptions = replyFromOptions(registration)
   return registration

@@ -150,6 +150,12 @@ export interface ProxyOptions extends WebSocketTimingOptions {
    */
   sseResume?: boolean | SseResumeOptions
   /**
+   * Resume a proxied GET download its upstream cuts mid-body, when its response had a strong
+   * `ETag`, `Accept-Ranges: bytes` and a known length: `Range: bytes=N-` with `If-Match`, and
+   * only a matching `206` continues the body (docs/resume.md). Also as `config.resumeDownloads`. Default off.
+   */
+  resumeDownloads?: boolean | { attempts?: number, gap?: number }
+  /**
    * On `app.close()`, how long open proxied responses (downloads, slow answers) may take to
    * finish before every connection still open on the server is cut; with several registrations
    * the longest applies. Event streams end at once, at an event boundary. Default 10000.
@@ -229,6 +235,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** A proxy registration's routes: `sseResume` for them, over the registration's option (docs/resume.md). */
     sseResume?: boolean | SseResumeOptions
+    /** A proxy registration's routes: `resumeDownloads` for them (docs/resume.md). */
+    resumeDownloads?: boolean | { attempts?: number, gap?: number }
   }
 }
 

@@ -24,7 +24,9 @@ t.test('sseResume options: each wrong one named', async (t) => {
     [{ upstream, sseResume: { gap: 1.5 } }, 'sseResume.gap: expected an integer >= 1, got 1.5'],
     [{ upstream, sseResume: { resumeOn: 'always' } }, "sseResume.resumeOn: expected 'error' or 'any-end'"],
     [{ upstream, sseResume: { attempt: 2 } }, 'sseResume.attempt: unknown option (did you mean attempts?)'],
-    [{ upstream, config: { sseResume: { gap: -1 } } }, 'config.sseResume.gap: expected an integer >= 1, got -1']
+    [{ upstream, config: { sseResume: { gap: -1 } } }, 'config.sseResume.gap: expected an integer >= 1, got -1'],
+    [{ upstream, resumeDownloads: 'yes' }, 'resumeDownloads: expected an object ({ attempts, gap }), true or false'],
+    [{ upstream, resumeDownloads: { resumeOn: 'any-end' } }, 'resumeDownloads.resumeOn: unknown option']
   ]
   for (const [options, message] of cases) {
     const err = await registrationError(options)

@@ -6,7 +6,7 @@ import { EventStreamBody } from './event-stream-body.js'
 import { EventLog } from './event-ids.js'
 import { aimAtReplica } from './replica-attempt.js'
 import { ResumeAttempt, type ResumeHeaders, type ResumeTarget } from './resume-attempt.js'
-import type { CallResume } from './sse-resume-options.js'
+import type { CallResume, SseResumeSettings } from './sse-resume-options.js'
 
 // `sseResume`: an event stream cut by its upstream (a reset, a FIN mid-body, a body timeout; a
 // clean end too with `resumeOn: 'any-end'`) is carried on in the same client response from a new
@@ -36,7 +36,8 @@ export class ResumableEventStream extends EventStreamBody implements ResumeTarge
   /** Resume requests sent since an event was last relayed. */
   private tries = 0
 
-  constructor (resume: () => void, abort: (reason?: Error) => void, private readonly call: UpstreamCall, private readonly state: CallResume) {
+  constructor (resume: () => void, abort: (reason?: Error) => void, private readonly call: UpstreamCall, private readonly state: CallResume,
+    private readonly settings: SseResumeSettings) {
     // The upstream under the stream changes: reading and cancelling go to the current one.
     const route: Route = { resume, abort }
     super(() => route.resume(), (reason) => route.abort(reason))
@@ -52,7 +53,7 @@ export class ResumableEventStream extends EventStreamBody implements ResumeTarge
   }
 
   override complete (): void {
-    if (this.state.settings.resumeOn === 'any-end' && !this.drained && !this.destroyed && !this.events.torn) {
+    if (this.settings.resumeOn === 'any-end' && !this.drained && !this.destroyed && !this.events.torn) {
       this.cut(null)
       return
     }
@@ -100,7 +101,7 @@ export class ResumableEventStream extends EventStreamBody implements ResumeTarge
       // Any replica but the one that just cut, then none tried twice in this gap while others are left.
       this.call.tried = null
       this.gapStart = performance.now()
-      this.gapEnd = this.gapStart + this.state.settings.gap
+      this.gapEnd = this.gapStart + this.settings.gap
     }
     if (this.tries === 0) {
       this.arm(this.gapEnd)
@@ -111,7 +112,7 @@ export class ResumableEventStream extends EventStreamBody implements ResumeTarge
   }
 
   private mayResume (): boolean {
-    return !this.call.signal.aborted && this.events.lastId !== '' && this.tries < this.state.settings.attempts &&
+    return !this.call.signal.aborted && this.events.lastId !== '' && this.tries < this.settings.attempts &&
       this.state.remaining(this.call.request) > 0
   }
 
