@@ -3,9 +3,10 @@
 // response is cut (never a wrong byte).
 import t, { type Test } from 'tap'
 import http from 'node:http'
+import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
-import { within } from '../helpers/bounded.js'
+import { PROMPTLY, until, within } from '../helpers/bounded.js'
 
 // Not a multiple of any power of two: a splice at a wrong offset changes the digest.
 const BLOCK = Buffer.alloc(1024 * 1024 + 13)
@@ -24,12 +25,18 @@ function sha256 (total: number): string {
 interface Seen { range: string | undefined, ifMatch: string | undefined }
 
 /** Serves TOTAL bytes with a strong ETag and ranges; `plan(n)` says how the n-th request goes. */
-async function downloadUpstream (t: Test, total: number, plan: (n: number) => { cutAt?: number, etag?: string, status?: number }): Promise<{ url: string, seen: Seen[] }> {
+const hung: http.ServerResponse[] = []
+
+async function downloadUpstream (t: Test, total: number, plan: (n: number) => { cutAt?: number, etag?: string, status?: number, hang?: boolean }): Promise<{ url: string, seen: Seen[] }> {
   const seen: Seen[] = []
   const up = await upstream(t, (req, res) => {
     const n = seen.length
     seen.push({ range: req.headers.range, ifMatch: req.headers['if-match'] })
-    const { cutAt = Infinity, etag = '"v1"', status } = plan(n)
+    const { cutAt = Infinity, etag = '"v1"', status, hang = false } = plan(n)
+    if (hang) {
+      hung.push(res)
+      return
+    }
     const from = req.headers.range === undefined ? 0 : Number(/^bytes=(\d+)-$/.exec(req.headers.range)?.[1])
     const code = status ?? (from > 0 ? 206 : 200)
     res.writeHead(code, {
@@ -112,3 +119,24 @@ for (const [name, plan, requests] of [
     if (requests === 2) t.same(up.seen[1], { range: 'bytes=3000000-', ifMatch: '"v1"' })
   })
 }
+
+t.test('the client leaving while the resume request waits for its answer cancels it', async (t) => {
+  const total = 8 * 1024 * 1024
+  const up = await downloadUpstream(t, total, (n) => n === 0 ? { cutAt: 3_000_000 } : { hang: true })
+  const { url } = await proxyApp(t, { upstream: up.url, resumeDownloads: true })
+  const req = http.get(`${url}/file`, { agent: false })
+  req.on('error', () => {})
+  let bytes = 0
+  req.on('response', (res) => {
+    res.on('error', () => {})
+    res.on('data', (chunk: Buffer) => { bytes += chunk.length })
+  })
+  await until(PROMPTLY, () => hung.length === 1, 'the resume request reached the upstream')
+  await until(PROMPTLY, () => bytes === 3_000_000, `the client received every byte before the cut (has ${bytes})`)
+  const pending = hung[0]
+  const closed = once(pending, 'close')
+  req.destroy()
+  await within(PROMPTLY, closed, 'the resume request closed when the client left')
+  t.same(up.seen[1], { range: 'bytes=3000000-', ifMatch: '"v1"' })
+  hung.length = 0
+})
