@@ -140,3 +140,18 @@ t.test('the client leaving while the resume request waits for its answer cancels
   t.same(up.seen[1], { range: 'bytes=3000000-', ifMatch: '"v1"' })
   hung.length = 0
 })
+
+t.test('with a pool of two, the range request goes to the other replica', async (t) => {
+  const total = 8 * 1024 * 1024
+  let requests = 0
+  const plan = (): { cutAt?: number } => requests++ === 0 ? { cutAt: 3_000_000 } : {}
+  const a = await downloadUpstream(t, total, plan)
+  const b = await downloadUpstream(t, total, plan)
+  const { url } = await proxyApp(t, { upstream: [a.url, b.url], resumeDownloads: true, outlierDetection: false })
+  const got = await within(30_000, download(`${url}/file`), 'the download finished')
+  t.equal(got.ending, 'end')
+  t.equal(got.digest, sha256(total), 'the right sha256')
+  const [first, other] = a.seen[0]?.range === undefined && a.seen.length > 0 ? [a, b] : [b, a]
+  t.same(first.seen, [{ range: undefined, ifMatch: undefined }], 'the replica that cut saw only the first request')
+  t.same(other.seen, [{ range: 'bytes=3000000-', ifMatch: '"v1"' }], 'the other replica got the range request')
+})
