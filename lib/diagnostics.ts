@@ -66,8 +66,23 @@ export interface StreamEndMessage {
   endedBy: StreamEndCause
   /** The origin that served the body: the upstream, or the pool's replica. */
   upstream: string
+  /** How many times the ingress resumed the event stream after a cut (`sseResume`); 0 without. */
+  resumes: number
   /** A gRPC response's status: ours (a deadline's 4, a drain's 14, a mapped upstream error), else the upstream's as relayed; absent when none was seen. */
   grpcStatus?: number
+}
+
+/** `fastify-streamline:stream:resumed`: a cut event stream continues from a new upstream response (`sseResume`). */
+export interface StreamResumedMessage {
+  request: FastifyRequest
+  /** The resume request that answered, 1 for the first of this gap. */
+  attempt: number
+  /** The `Last-Event-ID` it was sent. */
+  lastEventId: string
+  /** ms from the cut to the new response's head. */
+  gapMs: number
+  /** The origin that answered: the upstream, or the pool's replica. */
+  upstream: string
 }
 
 /** `fastify-streamline:tunnel:opened`: a WebSocket tunnel opened (the upstream's 101 went to the client). */
@@ -123,6 +138,7 @@ export const CHANNELS = {
   upstreamError: 'fastify-streamline:proxy:upstream-error',
   proxyResponse: 'fastify-streamline:proxy:response',
   streamEnd: 'fastify-streamline:stream:end',
+  streamResumed: 'fastify-streamline:stream:resumed',
   tunnelOpened: 'fastify-streamline:tunnel:opened',
   tunnelClosed: 'fastify-streamline:tunnel:closed',
   upstreamEjected: 'fastify-streamline:upstream:ejected',
@@ -137,6 +153,7 @@ export const clientDisconnected = diagnostics.channel(CHANNELS.clientDisconnecte
 export const upstreamError = diagnostics.channel(CHANNELS.upstreamError)
 export const proxyResponse = diagnostics.channel(CHANNELS.proxyResponse)
 export const streamEnd = diagnostics.channel(CHANNELS.streamEnd)
+export const streamResumed = diagnostics.channel(CHANNELS.streamResumed)
 export const tunnelOpened = diagnostics.channel(CHANNELS.tunnelOpened)
 export const tunnelClosed = diagnostics.channel(CHANNELS.tunnelClosed)
 export const upstreamEjected = diagnostics.channel(CHANNELS.upstreamEjected)
@@ -196,6 +213,7 @@ export const channels = {
   upstreamError: typed<UpstreamErrorMessage>(CHANNELS.upstreamError),
   proxyResponse: typed<ProxyResponseMessage>(CHANNELS.proxyResponse),
   streamEnd: typed<StreamEndMessage>(CHANNELS.streamEnd),
+  streamResumed: typed<StreamResumedMessage>(CHANNELS.streamResumed),
   tunnelOpened: typed<TunnelOpenedMessage>(CHANNELS.tunnelOpened),
   tunnelClosed: typed<TunnelClosedMessage>(CHANNELS.tunnelClosed),
   upstreamEjected: typed<UpstreamEjectedMessage>(CHANNELS.upstreamEjected),

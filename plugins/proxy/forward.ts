@@ -24,6 +24,8 @@ import { reportResponse } from './response/stream-report.js'
 import { addServerTiming } from './response/server-timing.js'
 import { rewriteLocations } from './response/location.js'
 import type { SseHeartbeat } from './response/sse-heartbeat.js'
+import { callResume, type DownloadResumeSettings, type SseResumeSettings } from './upstream/sse-resume-options.js'
+import { IDEMPOTENT } from './upstream/replica-attempt.js'
 
 // One proxied request, top to bottom: the route's handler maps the path and hands the request
 // to reply-from (`forward`), which calls back, in this order, into the registration's hooks
@@ -50,6 +52,10 @@ export interface Registration {
   remaining: (request: FastifyRequest) => number
   /** The upstream's replicas, when it is a pool; null for one upstream. */
   pool: UpstreamPool | null
+  /** `sseResume` (upstream/sse-resume.ts); null when off. */
+  sseResume: SseResumeSettings | null
+  /** `resumeDownloads` (upstream/download-resume.ts); null when off. */
+  resumeDownloads: DownloadResumeSettings | null
 }
 
 /** The route's handler: map the path, start the call, then let reply-from send it upstream. */
@@ -133,7 +139,8 @@ export function startCall (registration: Registration, request: FastifyRequest, 
     pool,
     replica: null,
     tried: null,
-    heldBody: null
+    heldBody: null,
+    resume: callResume(registration.sseResume, registration.resumeDownloads, registration.remaining, IDEMPOTENT, request.method)
   }
 }
 

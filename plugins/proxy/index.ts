@@ -25,7 +25,7 @@ import { withUpgradeHooks } from './websocket/index.js'
 
 export type {
   ProxyOptions, ProxyTlsOptions, ProxyReplyOptions, UpstreamOption, UpstreamRequestHeaders,
-  ReplicaOption, ResolveOption, BalanceOption, OutlierDetectionOptions, HealthCheckOptions
+  ReplicaOption, ResolveOption, BalanceOption, OutlierDetectionOptions, HealthCheckOptions, SseResumeOptions
 } from './types.js'
 export type { WebSocketTimingOptions } from './websocket/options.js'
 export { compileTarget, upstreamUrl, type ProxyTarget, type TargetOptions } from './target.js'
@@ -100,7 +100,9 @@ function register (instance: FastifyInstance, settings: ProxySettings, withDeadl
     prefix: instance.prefix,
     fromOptions: {},
     remaining: withDeadline ? deadlineRemaining : unlimited,
-    pool: settings.pool === null ? null : new UpstreamPool(settings.pool, instance.log)
+    pool: settings.pool === null ? null : new UpstreamPool(settings.pool, instance.log),
+    sseResume: settings.sseResume,
+    resumeDownloads: settings.resumeDownloads
   }
   registration.fromOptions = replyFromOptions(registration)
   return registration

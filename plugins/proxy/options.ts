@@ -6,6 +6,7 @@ import { COMPAT_OPTIONS, fromHttpProxy, type CompatSettings } from './compat/opt
 import { describeUrl, describeValue, optionChecks } from '../../lib/option-checks.js'
 import { POOL_OPTIONS, resolvePool } from './pool-options.js'
 import type { PoolSettings } from './upstream/pool.js'
+import { resolveDownloadResume, resolveSseResume, type DownloadResumeSettings, type SseResumeSettings } from './upstream/sse-resume-options.js'
 
 /** The registration's options, validated and with defaults applied. */
 export interface ProxySettings {
@@ -42,6 +43,8 @@ export interface ProxySettings {
   drainRetry: number | false
   /** Silence (ms) after which an event stream gets a heartbeat comment; 0: none. */
   sseHeartbeat: number
+  sseResume: SseResumeSettings | null
+  resumeDownloads: DownloadResumeSettings | null
   /** The @fastify/http-proxy options without a counterpart of ours. */
   compat: CompatSettings
 }
@@ -55,7 +58,7 @@ export const FALLBACK_BODY_TIMEOUT = 300_000
 const KNOWN = new Set(['upstream', 'prefix', 'rewritePrefix', 'httpMethods', 'onRequest', 'preValidation', 'preHandler',
   'config', 'rewriteRequestHeaders', 'rewriteHeaders', 'replyOptions', 'connections', 'keepAliveTimeout', 'connectTimeout',
   'http2', 'headersTimeout', 'bodyTimeout', 'tls', 'retries', 'websocket', 'serverTiming', 'wsUpstream', ...WS_TIMING_OPTIONS,
-  'drainTimeout', 'drainRetry', 'sseHeartbeat', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS, ...POOL_OPTIONS])
+  'drainTimeout', 'drainRetry', 'sseHeartbeat', 'sseResume', 'resumeDownloads', 'logLevel', 'logSerializers', ...COMPAT_OPTIONS, ...POOL_OPTIONS])
 // A user's onResponse / onError replaces the proxy's relay / error answer (README: what that costs).
 const REPLY_OPTIONS = new Set(['queryString', 'method', 'contentType', 'onResponse', 'onError', 'body'])
 const { flag, integer, knownKeys, optionalFunction, optionalObject } = optionChecks(InvalidProxyOptionError)
@@ -95,6 +98,8 @@ export function resolveOptions (given: ProxyOptions): ProxySettings {
     drainTimeout: integer('drainTimeout', options.drainTimeout, 10_000, 0),
     drainRetry: options.drainRetry === false ? false : integer('drainRetry', options.drainRetry, 1000, 0),
     sseHeartbeat: integer('sseHeartbeat', options.sseHeartbeat, 0, 0),
+    sseResume: resolveSseResume(options.sseResume, (options.config ?? {}) as Record<string, unknown>),
+    resumeDownloads: resolveDownloadResume(options.resumeDownloads, (options.config ?? {}) as Record<string, unknown>),
     compat
   }
 }

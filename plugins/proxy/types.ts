@@ -143,6 +143,19 @@ export interface ProxyOptions extends WebSocketTimingOptions {
    */
   sseHeartbeat?: number
   /**
+   * Resume a proxied `text/event-stream` (GET or another idempotent method) that its upstream
+   * cuts: a new upstream request with `Last-Event-ID` (the last id relayed), to another replica
+   * when the pool has one, relayed into the same client response (docs/resume.md). `true`: the
+   * defaults. Also as the routes' `config.sseResume`, which wins. Default off.
+   */
+  sseResume?: boolean | SseResumeOptions
+  /**
+   * Resume a proxied GET download its upstream cuts mid-body, when its response had a strong
+   * `ETag`, `Accept-Ranges: bytes` and a known length: `Range: bytes=N-` with `If-Match`, and
+   * only a matching `206` continues the body (docs/resume.md). Also as `config.resumeDownloads`. Default off.
+   */
+  resumeDownloads?: boolean | { attempts?: number, gap?: number }
+  /**
    * On `app.close()`, how long open proxied responses (downloads, slow answers) may take to
    * finish before every connection still open on the server is cut; with several registrations
    * the longest applies. Event streams end at once, at an event boundary. Default 10000.
@@ -219,4 +232,20 @@ declare module 'fastify' {
      */
     fromParameters: (url: string, params?: Record<string, unknown>, prefix?: string) => { url: string, options: FastifyReplyFromHooks }
   }
+  interface FastifyContextConfig {
+    /** A proxy registration's routes: `sseResume` for them, over the registration's option (docs/resume.md). */
+    sseResume?: boolean | SseResumeOptions
+    /** A proxy registration's routes: `resumeDownloads` for them (docs/resume.md). */
+    resumeDownloads?: boolean | { attempts?: number, gap?: number }
+  }
+}
+
+/** `sseResume`: how a cut event stream is resumed. */
+export interface SseResumeOptions {
+  /** Resume requests per cut (reset once an event is relayed). Default 3. */
+  attempts?: number
+  /** ms from the cut to the resumed stream's head, all attempts included. Default 5000. */
+  gap?: number
+  /** 'error' (default): only an abnormal end is resumed; 'any-end': a clean end too. */
+  resumeOn?: 'error' | 'any-end'
 }

@@ -25,6 +25,11 @@ channels.deadlineExpired.subscribe(({ request, reply, route, phase, elapsed, out
 channels.clientDisconnected.subscribe((message) => expectType<ClientDisconnectedMessage>(message))
 channels.upstreamError.subscribe(({ error, code, statusCode }) => { expectType<Error>(error); expectType<string>(code); expectType<number>(statusCode) })
 channels.proxyResponse.subscribe((message) => expectType<ProxyResponseMessage>(message))
+channels.streamResumed.subscribe(({ attempt, lastEventId, gapMs, upstream }) => {
+  expectType<number>(attempt + gapMs)
+  expectType<string>(lastEventId + upstream)
+})
+channels.streamEnd.subscribe(({ resumes }) => expectType<number>(resumes))
 channels.tunnelOpened.subscribe(({ protocol }) => expectType<string>(protocol))
 channels.tunnelClosed.subscribe(({ closedBy, bytesIn, bytesOut }) => {
   expectType<'client' | 'upstream' | 'idle' | 'lifetime' | 'shutdown'>(closedBy)

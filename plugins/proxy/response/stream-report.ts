@@ -40,7 +40,8 @@ function watchStreamEnd (call: UpstreamCall, request: FastifyRequest, reply: Fas
       const endedBy = drained ? 'drain' : endCause(call)
       // Heartbeats go to the response beside the body: the client received them too.
       if (piped instanceof EventStreamBody) bytes += piped.heartbeatBytes
-      const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy, upstream: servedBy(call) }
+      const resumes = piped instanceof EventStreamBody ? piped.resumes : 0
+      const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy, upstream: servedBy(call), resumes }
       const grpcStatus = grpcStatusOf(call, reply)
       if (grpcStatus !== undefined) message.grpcStatus = grpcStatus
       streamEnd.publish(message)

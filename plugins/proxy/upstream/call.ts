@@ -3,6 +3,7 @@ import type { ProxyTarget, UpstreamTarget } from '../target.js'
 import type { CallSignal } from './call-signal.js'
 import type { UpstreamPool } from './pool.js'
 import type { Replica } from './replica.js'
+import type { CallResume } from './sse-resume-options.js'
 
 // One proxied request's upstream call, and where it is kept: in ONE slot on the Fastify request
 // (the registration's reply-from hooks, `reply.fromParameters` and the route's handler all find
@@ -52,6 +53,8 @@ export interface UpstreamCall {
   tried: Replica[] | null
   /** A small request body read whole, so that a failover can send it again (pools only). */
   heldBody: Buffer | null
+  /** `sseResume` for this call (an idempotent method); null when off. */
+  readonly resume: CallResume | null
 }
 
 /** The request's slot; each proxy context decorates it (null) so that request objects keep one shape. */

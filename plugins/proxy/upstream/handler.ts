@@ -7,6 +7,8 @@ import { quietLine } from '../../../lib/quiet-line.js'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { UpstreamBody } from './body.js'
 import { EventStreamBody } from './event-stream-body.js'
+import { ResumableEventStream } from './sse-resume.js'
+import { mayResumeDownload, ResumableDownload } from './download-resume.js'
 import { GrpcBody, isGrpcBody } from './grpc-body.js'
 import type { Replica } from './replica.js'
 import { FAILOVER_STATUS, neverReachedUpstream } from '../upstream-errors.js'
@@ -193,7 +195,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
     const abort = (reason?: Error): void => this.abortUpstream?.(reason)
     const type = headers['content-type']
-    const body = isEventStreamType(type) ? new EventStreamBody(resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : new UpstreamBody(resume, abort)
+    const body = isEventStreamType(type) ? eventStream(this.call, statusCode, resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : plainBody(this.call, statusCode, headers, resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body
@@ -253,6 +255,19 @@ function receivedTrailers (raw: Array<Buffer | string> | UpstreamData['headers']
   if (Array.isArray(raw)) return raw.length > 0 ? util.parseHeaders(raw) as UpstreamData['headers'] : null
   // node:http2's object: own string keys only (its sensitive-headers list is a symbol key).
   return Object.keys(raw).length > 0 ? raw : null
+}
+
+/** An event stream's body: resumable after a cut when the call has `sseResume` (sse-resume.ts). */
+function eventStream (call: UpstreamCall, statusCode: number, resume: () => void, abort: (reason?: Error) => void): EventStreamBody {
+  const state = call.resume
+  return state?.settings == null || statusCode !== 200 ? new EventStreamBody(resume, abort) : new ResumableEventStream(resume, abort, call, state, state.settings)
+}
+
+/** Any other body: resumable after a cut when the call has `resumeDownloads` and the response allows it (download-resume.ts). */
+function plainBody (call: UpstreamCall, statusCode: number, headers: UpstreamData['headers'], resume: () => void, abort: (reason?: Error) => void): UpstreamBody {
+  const state = call.resume
+  if (state?.downloads == null || !mayResumeDownload(statusCode, headers)) return new UpstreamBody(resume, abort)
+  return new ResumableDownload(resume, abort, headers, call, state, state.downloads)
 }
 
 function timeOut (handler: UpstreamHandler): void {
