@@ -65,6 +65,7 @@ t.test('ejection is bounded: maxEjectionPercent keeps replicas in rotation; ever
   const results = await load(url + '/y', 10, 1)
   t.same(results.map(r => r.status), Array(10).fill(502), 'each request answered 502')
   t.equal(JSON.parse(results[0].body).code, 'FST_STREAMLINE_UPSTREAM_UNAVAILABLE')
+  t.ok(results.every(r => !r.body.includes('127.0.0.1') && !r.body.includes(String(a.port)) && !r.body.includes(String(b.port))), 'no replica address in an answer')
   t.equal(ejected.messages.length, 1, 'at most half of a pool of two ejected (at least one)')
 })
 
