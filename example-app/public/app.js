@@ -76,7 +76,7 @@ function streamCounts () {
     $(id).textContent = value
     $(id).dataset.state = value === 0 ? 'ok' : 'bad'
   }
-  $('sse-resume').textContent = settings.demo.sseResume ? 'on' : 'off (SSE_RESUME=0)'
+  $('sse-resume').textContent = settings.demo.sseResume ? 'on' : 'off'
   setUpRollingRestart()
   return {
     opened: () => { everOpened = true },
