@@ -29,6 +29,9 @@ export function readConfig (env = process.env) {
     server: serverOptions(env),
     https: httpsOptions(env),
     tickMs: integer(env, 'TICK_MS', 1000, 10),
+    // The live proxy's `sseResume` (docs/resume.md): a ticker cut by a replica's restart goes on
+    // from another replica in the same response. SSE_RESUME=0: off, the browser reconnects.
+    sseResume: flag(env, 'SSE_RESUME', true),
     clockDelayMs: integer(env, 'CLOCK_DELAY_MS', 3000, 0),
     slowMs: integer(env, 'SLOW_MS', 5000, 0),
     downloadMb: integer(env, 'DOWNLOAD_MB', 256, 1, 4096),

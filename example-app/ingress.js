@@ -21,6 +21,9 @@ const LIVE_POOL = {
   outlierDetection: { consecutiveFailures: 3, baseEjection: 5000, maxEjection: 20_000 },
   healthCheck: { path: '/healthz', interval: 5000, timeout: 1000 }
 }
+// A stopped replica ends its tickers cleanly (upstream/live.js), and a ticker never ends by itself:
+// 'any-end' resumes those clean ends too, from another replica, with Last-Event-ID.
+const LIVE_RESUME = { resumeOn: 'any-end' }
 
 /**
  * The whole ingress, not listening yet. Without arguments (as in the README's `node:cluster`
@@ -62,7 +65,13 @@ export async function buildIngress (config = readConfig(), upstreams = demoServi
   // Prefix routing to two services. /live carries SSE and WebSocket upgrades, and is a pool.
   // Via tells the live service which protocol reached the ingress, for the page to show it.
   await app.register(proxy, {
-    ...upstreamOptions(upstreams.live, LIVE_POOL), prefix: '/live', rewritePrefix: '', websocket: true, drainTimeout, rewriteRequestHeaders: addVia
+    ...upstreamOptions(upstreams.live, LIVE_POOL),
+    prefix: '/live',
+    rewritePrefix: '',
+    websocket: true,
+    drainTimeout,
+    rewriteRequestHeaders: addVia,
+    sseResume: config.sseResume && LIVE_RESUME
   })
   await app.register(proxy, { ...upstreamOptions(upstreams.files), prefix: '/files', rewritePrefix: '', drainTimeout })
   // Same service, guarded prefix: the hook answers 401 before any upstream contact.
@@ -140,6 +149,7 @@ function publicSettings (config, upstreams) {
       slowMs: config.slowMs,
       downloadMb: config.downloadMb,
       downloadMbPerS: config.downloadMbPerS,
+      sseResume: config.sseResume,
       // The replicas card's buttons: only when this process started the replicas (npm start).
       replicaControls: Boolean(upstreams.live.replicas)
     }

@@ -4,4 +4,4 @@ import type { LiveReplicas } from './upstreams.js'
 
 export function startLiveReplicas (options: { host: string, port: number, count: number, tickMs: number, log: (line: string) => void }): Promise<LiveReplicas>
 export function isLoopback (address: string | undefined): boolean
-export function replicaRoutes (app: FastifyInstance, options: { replicas: Pick<LiveReplicas, 'list' | 'stop' | 'start'> }): Promise<void>
+export function replicaRoutes (app: FastifyInstance, options: { replicas: Pick<LiveReplicas, 'list' | 'stop' | 'start' | 'rollingRestart'> }): Promise<void>

@@ -1,6 +1,7 @@
 // The live service as a pool of replicas: live-1, live-2... each a server of its own on its own
 // port, as separate machines would be. The page's replicas card stops and starts them (through
 // the loopback-only routes below) so that a user can watch failover, ejection and return.
+import { setTimeout as delay } from 'node:timers/promises'
 import { startLive } from './upstream/live.js'
 
 /**
@@ -51,13 +52,53 @@ function controls (replicas, start, log) {
     names: replicas.map(replica => [new URL(replica.url).origin, replica.name]),
     list: () => replicas.map(({ name, service }) => ({ name, running: service !== null })),
     // close() ends the replica's event streams and WebSockets cleanly and refuses new connections.
-    stop: (name) => change(name, false, async (replica) => {
-      const { app } = replica.service
-      replica.service = null
-      await app.close()
-    }),
+    stop: (name) => change(name, false, stopReplica),
     start: (name) => change(name, true, start),
+    rollingRestart: rollingRestart(replicas, change, start, log),
     close: () => Promise.all(replicas.map(replica => replica.service?.app.close()))
+  }
+}
+
+// A deploy's rolling restart, one replica at a time: stopped, down this long, started, and
+// answering its health check before the next one goes.
+const RESTART_PAUSE_MS = 300
+const ANSWER_WITHIN_MS = 10_000
+
+function rollingRestart (replicas, change, start, log) {
+  let rolling = false
+  return async () => {
+    if (rolling) return 'busy'
+    rolling = true
+    try {
+      for (const replica of replicas) {
+        if (replica.service === null) continue // stopped from its button: left as it is
+        if (await change(replica.name, false, stopReplica) === 'busy') return 'busy'
+        await delay(RESTART_PAUSE_MS)
+        await change(replica.name, true, start)
+        await answering(replica.url)
+      }
+      log('[replicas] rolling restart done')
+      return 'done'
+    } finally {
+      rolling = false
+    }
+  }
+}
+
+async function stopReplica (replica) {
+  const { app } = replica.service
+  replica.service = null
+  await app.close()
+}
+
+// Started means listening; this waits for the answer itself, bounded.
+async function answering (url) {
+  const until = Date.now() + ANSWER_WITHIN_MS
+  for (;;) {
+    const ok = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then(res => res.ok, () => false)
+    if (ok) return
+    if (Date.now() > until) throw new Error(`${url} did not answer /healthz within ${ANSWER_WITHIN_MS} ms`)
+    await delay(50)
   }
 }
 
@@ -78,6 +119,11 @@ export function isLoopback (address) {
 export async function replicaRoutes (app, { replicas }) {
   const opts = { config: { deadline: false }, onRequest: loopbackOnly }
   app.get('/demo/replicas', opts, async () => replicas.list())
+  // The SSE card's button: answers once every replica was restarted and answers again.
+  app.post('/demo/replicas/rolling-restart', opts, async (request, reply) => {
+    if (await replicas.rollingRestart() === 'busy') return reply.code(409).send({ statusCode: 409, code: 'DEMO_REPLICA_BUSY', error: 'Conflict', message: 'a replica is starting or stopping' })
+    return replicas.list()
+  })
   for (const action of ['stop', 'start']) {
     app.post(`/demo/replicas/:name/${action}`, opts, async (request, reply) => {
       const outcome = await replicas[action](request.params.name)

@@ -25,6 +25,8 @@ export interface LiveReplicas {
   list: () => Array<{ name: string, running: boolean }>
   stop: (name: string) => Promise<'done' | 'unchanged' | 'busy' | 'unknown'>
   start: (name: string) => Promise<'done' | 'unchanged' | 'busy' | 'unknown'>
+  /** Each running replica stopped, started and answering in turn; 'busy' if one is already under way. */
+  rollingRestart: () => Promise<'done' | 'busy'>
   close: () => Promise<unknown>
 }
 

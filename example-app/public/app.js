@@ -33,11 +33,19 @@ function watchTicker () {
   const source = new EventSource('/live/ticker')
   let count = 0
   let late = 0
-  source.onopen = () => setState('sse-state', 'open', 'streaming')
-  source.onerror = () => setState('sse-state', 'reconnecting', 'reconnecting…')
+  const counts = streamCounts()
+  source.onopen = () => {
+    counts.opened()
+    setState('sse-state', 'open', 'streaming')
+  }
+  source.onerror = () => {
+    counts.failed()
+    setState('sse-state', 'reconnecting', 'reconnecting…')
+  }
   source.addEventListener('tick', (event) => {
     const since = performance.now() - opened
     const tick = JSON.parse(event.data)
+    counts.received(Number(event.lastEventId))
     if (count === 0) showProtocol('sse', viaProtocol(tick.via), VIA_HOW)
     const afterTimeout = since > timeout
     count += 1
@@ -51,6 +59,52 @@ function watchTicker () {
     const body = $('sse-events')
     body.prepend(row)
     while (body.rows.length > 8) body.deleteRow(-1)
+  })
+}
+
+// What a restarted replica costs the stream: the EventSource's reconnects (an error after the
+// first open: the browser reconnects, with Last-Event-ID, after the stream's retry delay), and
+// the ids that did not follow the previous one (skipped ids are missing, older or equal ones
+// repeated). With the proxy's sseResume all three stay 0 through a rolling restart.
+function streamCounts () {
+  let everOpened = false
+  let reconnects = 0
+  let missing = 0
+  let repeated = 0
+  let last = null
+  const show = (id, value) => {
+    $(id).textContent = value
+    $(id).dataset.state = value === 0 ? 'ok' : 'bad'
+  }
+  $('sse-resume').textContent = settings.demo.sseResume ? 'on' : 'off'
+  setUpRollingRestart()
+  return {
+    opened: () => { everOpened = true },
+    failed: () => { if (everOpened) show('sse-reconnects', ++reconnects) },
+    received: (id) => {
+      if (last !== null && id > last + 1) show('sse-missing', missing += id - last - 1)
+      if (last !== null && id <= last) show('sse-repeated', ++repeated)
+      last = last === null ? id : Math.max(last, id)
+    }
+  }
+}
+
+function setUpRollingRestart () {
+  const button = $('rolling-restart')
+  button.hidden = !settings.demo.replicaControls
+  button.addEventListener('click', async () => {
+    button.disabled = true
+    setState('rolling-state', 'running', 'restarting the replicas one by one…')
+    try {
+      const response = await fetch('/demo/replicas/rolling-restart', { method: 'POST' })
+      if (!response.ok) throw new Error((await response.json()).message)
+      const running = (await response.json()).filter(replica => replica.running).map(replica => replica.name)
+      setState('rolling-state', 'done', `done: ${running.join(', ')} restarted and answering`)
+    } catch (err) {
+      setState('rolling-state', 'error', `failed: ${err.message}`)
+    } finally {
+      button.disabled = false
+    }
   })
 }
 

@@ -93,7 +93,8 @@ t.test('the replica controls answer a connection from this machine only, whateve
     replicas: {
       list: () => [{ name: 'live-1', running: true }],
       stop: async (name) => { calls.push(`stop ${name}`); return 'done' },
-      start: async (name) => { calls.push(`start ${name}`); return 'done' }
+      start: async (name) => { calls.push(`start ${name}`); return 'done' },
+      rollingRestart: async () => { calls.push('rolling restart'); return 'done' }
     }
   })
   await app.listen({ host: '0.0.0.0', port: 0 })
@@ -104,7 +105,7 @@ t.test('the replica controls answer a connection from this machine only, whateve
     return { status: response.statusCode, body: await response.body.json() as { code?: string } }
   }
   const spoofed = { 'x-forwarded-for': '127.0.0.1', forwarded: 'for=127.0.0.1', 'x-real-ip': '127.0.0.1' }
-  for (const [method, path] of [['POST', '/demo/replicas/live-1/stop'], ['POST', '/demo/replicas/live-1/start'], ['GET', '/demo/replicas']] as const) {
+  for (const [method, path] of [['POST', '/demo/replicas/live-1/stop'], ['POST', '/demo/replicas/live-1/start'], ['POST', '/demo/replicas/rolling-restart'], ['GET', '/demo/replicas']] as const) {
     const refused = await send(outside.address, method, path, spoofed)
     t.equal(refused.status, 403, `${method} ${path} from ${outside.address} (X-Forwarded-For: 127.0.0.1) refused`)
     t.equal(refused.body.code, 'DEMO_LOOPBACK_ONLY')
