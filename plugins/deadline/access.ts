@@ -23,12 +23,18 @@ export function setActiveDeadline (request: FastifyRequest, deadline: ActiveDead
 
 /**
  * Headers that carry this request's remaining budget to the next hop, so a chain of
- * services shares one deadline. Empty when the route has no deadline.
+ * services shares one deadline. Empty when the route has no deadline (or, once the response
+ * head is sent, no lifetime).
  */
 export function deadlineHeaders (request: FastifyRequest): Record<string, string> {
   const deadline = activeDeadline(request)
   if (deadline === null) return {}
-  return budgetHeaders(deadline.remaining(), request, deadline.settings)
+  return budgetHeaders(deadline.budgetLeft(), request, deadline.settings)
+}
+
+/** ms left for an upstream call of this request (ActiveDeadline.budgetLeft); Infinity without a deadline. */
+export function budgetLeft (request: FastifyRequest): number {
+  return activeDeadline(request)?.budgetLeft() ?? Infinity
 }
 
 /**

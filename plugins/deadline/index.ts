@@ -12,7 +12,7 @@ import { StreamSafety } from '../../lib/stream-safety.js'
 
 export type { DeadlineOptions, RouteDeadlineOptions, RouteDeadlineConfig, RequestDeadline, DeadlinePhase } from './types.js'
 export { DeadlineExceededError, ClientDisconnectedError, InvalidDeadlineOptionError } from './errors.js'
-export { deadlineHeaders, onRequestAbort, releaseDeadline, requestSignal, writeFiller } from './access.js'
+export { budgetLeft, deadlineHeaders, onRequestAbort, releaseDeadline, requestSignal, writeFiller } from './access.js'
 export type { AbortListener } from './listeners.js'
 
 async function deadlinePlugin (app: FastifyInstance, options: DeadlineOptions): Promise<void> {

@@ -95,6 +95,17 @@ export class ActiveDeadline implements RequestDeadline, QueueEntry<ActiveDeadlin
     return Math.max(0, this.expiresAt - Date.now())
   }
 
+  /**
+   * What is left for the next hop: until the response head is sent, `remaining()`; after it, what
+   * is left of the lifetime (`maxStreamDuration`; Infinity without one), which is what still
+   * bounds a stream whose head went out long ago (a resumed event stream's new upstream request).
+   */
+  budgetLeft (): number {
+    if (!this.reply.raw.headersSent) return this.remaining()
+    const lifetimeAt = this.lifetimeAt
+    return lifetimeAt === Infinity ? Infinity : Math.max(0, lifetimeAt - Date.now())
+  }
+
   get streaming (): boolean {
     if (this.settings.streaming) return true
     const res = this.reply.raw

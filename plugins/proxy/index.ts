@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { StreamSafety } from '../../lib/stream-safety.js'
-import { deadlineHeaders } from '../deadline/index.js'
+import { budgetLeft, deadlineHeaders } from '../deadline/index.js'
 import { resolveOptions, FALLBACK_BODY_TIMEOUT, FALLBACK_HEADERS_TIMEOUT, type ProxySettings } from './options.js'
 import type { ProxyOptions } from './types.js'
 import { compileTarget } from './target.js'
@@ -33,7 +33,6 @@ export * from './errors.js'
 
 const noBudget: BudgetHeaders = () => ({})
 const unlimited = (): number => Infinity
-const deadlineRemaining = (request: FastifyRequest): number => request.deadline.remaining()
 
 async function streamlineProxy (app: FastifyInstance, options: ProxyOptions): Promise<void> {
   const settings = resolveOptions(options)
@@ -99,7 +98,7 @@ function register (instance: FastifyInstance, settings: ProxySettings, withDeadl
     safety: new StreamSafety(instance),
     prefix: instance.prefix,
     fromOptions: {},
-    remaining: withDeadline ? deadlineRemaining : unlimited,
+    remaining: withDeadline ? budgetLeft : unlimited,
     pool: settings.pool === null ? null : new UpstreamPool(settings.pool, instance.log),
     sseResume: settings.sseResume,
     resumeDownloads: settings.resumeDownloads

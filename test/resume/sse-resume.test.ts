@@ -3,6 +3,7 @@
 // is exactly the one named (a reset mid-event, a FIN without the chunked terminator, a clean end).
 import t, { type Test } from 'tap'
 import type { ProxyOptions } from '../../plugins/proxy/index.js'
+import type { DeadlineOptions } from '../../plugins/deadline/index.js'
 import type { StreamEndMessage, StreamResumedMessage } from '../../lib/diagnostics.js'
 import { proxyApp } from '../helpers/proxy-servers.js'
 import { Stream } from '../helpers/stream-client.js'
@@ -15,9 +16,9 @@ const E1 = 'id: 1\ndata: one\n\n'
 const E2 = 'id: 2\ndata: two\n\n'
 const E3 = 'id: 3\ndata: three\n\n'
 
-async function setup (t: Test, extra: Partial<ProxyOptions> = {}): Promise<{ up: SseUpstream, url: string }> {
+async function setup (t: Test, extra: Partial<ProxyOptions> = {}, deadline?: DeadlineOptions): Promise<{ up: SseUpstream, url: string }> {
   const up = await sseUpstream(t)
-  const { url } = await proxyApp(t, { upstream: up.url, sseResume: {}, ...extra })
+  const { url } = await proxyApp(t, { upstream: up.url, sseResume: {}, ...extra }, { deadline })
   return { up, url }
 }
 
@@ -213,4 +214,24 @@ t.test('after a large event ends, the stream is resumable again', async (t) => {
   second.socket.end(SSE_HEAD + LAST_CHUNK, 'latin1')
   t.equal(await ended(client), 'end')
   t.equal(client.body, E1 + big + '\n\n' + E3)
+})
+
+t.test('a stream older than the deadline\'s timeout is still resumed, and the resume request carries what is left of its lifetime', async (t) => {
+  const { up, url } = await setup(t, {}, { timeout: 300, maxStreamDuration: 20_000 })
+  const client = new Stream(`${url}/feed`)
+  const first = await up.next('the first request')
+  first.socket.write(SSE_HEAD, 'latin1')
+  chunk(first.socket, E1)
+  await arrives(client, E1)
+  // Past the head's 300 ms timeout: only the lifetime bounds the stream now.
+  await new Promise(resolve => setTimeout(resolve, 600))
+  first.socket.resetAndDestroy()
+  const second = await up.next('the resume request, after the head deadline passed')
+  const budget = Number(/\r\nx-request-timeout-ms: (\d+)\r\n/i.exec(second.head)?.[1])
+  t.ok(budget > 15_000 && budget <= 19_450, `the budget sent is the lifetime left (${budget} ms), not the spent head deadline`)
+  second.socket.write(SSE_HEAD, 'latin1')
+  chunk(second.socket, E2)
+  second.socket.end(LAST_CHUNK)
+  t.equal(await ended(client), 'end')
+  t.equal(client.body, E1 + E2)
 })
