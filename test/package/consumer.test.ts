@@ -125,5 +125,5 @@ t.test('the packed package', async (t) => {
 })
 
 /** The root's runtime exports. */
-const EXPORTS = ['CHANNELS', 'ClientDisconnectedError', 'DeadlineExceededError', 'InvalidDeadlineOptionError', 'channels', 'deadline',
+const EXPORTS = ['CHANNELS', 'ClientDisconnectedError', 'DeadlineExceededError', 'InvalidDeadlineOptionError', 'budgetLeft', 'channels', 'deadline',
   'deadlineHeaders', 'onRequestAbort', 'proxy', 'releaseDeadline', 'requestSignal', 'writeFiller'].sort()

@@ -1,7 +1,7 @@
 // Type test, checked by `tsc --noEmit` in `npm test` (not run by tap): the public types of
 // the deadline plugin, as a user's code sees them through Fastify's declaration merging.
 import Fastify, { type FastifyContextConfig } from 'fastify'
-import deadline, { deadlineHeaders, DeadlineExceededError, type DeadlinePhase, type RequestDeadline } from '../../plugins/deadline/index.js'
+import deadline, { budgetLeft, deadlineHeaders, DeadlineExceededError, type DeadlinePhase, type RequestDeadline } from '../../plugins/deadline/index.js'
 
 function expectType<T> (value: T): T { return value }
 
@@ -48,3 +48,8 @@ expectType<FastifyContextConfig>({ deadline: { maxStreamDuration: 10 } })
 expectType<FastifyContextConfig>({ deadline: true })
 // @ts-expect-error unknown route option
 expectType<FastifyContextConfig>({ deadline: { timeot: 5 } })
+
+// budgetLeft: ms for the next hop (Infinity when nothing limits the request).
+export function budgetOf (request: import('fastify').FastifyRequest): number {
+  return budgetLeft(request)
+}
