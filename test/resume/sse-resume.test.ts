@@ -27,6 +27,17 @@ async function arrives (stream: Stream, text: string): Promise<void> {
   await within(PROMPTLY, stream.until(body => body.includes(text)), () => `the client received ${JSON.stringify(text)}; it has ${JSON.stringify(stream.body)}`)
 }
 
+/** A client's stream whose upstream sent `sent` and was reset once the client had `seen`. */
+async function resetAfter (up: SseUpstream, url: string, sent: string, seen: string): Promise<Stream> {
+  const client = new Stream(`${url}/feed`)
+  const first = await up.next('the first request')
+  first.socket.write(SSE_HEAD, 'latin1')
+  chunk(first.socket, sent)
+  await arrives(client, seen)
+  first.socket.resetAndDestroy()
+  return client
+}
+
 async function ended (stream: Stream): Promise<'end' | 'cut'> {
   return await within(PROMPTLY, stream.done, () => `the client's stream ended; it has ${JSON.stringify(stream.body)}`)
 }
@@ -108,12 +119,7 @@ t.test('with resumeOn any-end, a clean end is resumed too', async (t) => {
 
 t.test('an upstream that ignores Last-Event-ID and replays from the start: no duplicates', async (t) => {
   const { up, url } = await setup(t)
-  const client = new Stream(`${url}/feed`)
-  const first = await up.next('the first request')
-  first.socket.write(SSE_HEAD, 'latin1')
-  chunk(first.socket, E1 + E2)
-  await arrives(client, E2)
-  first.socket.resetAndDestroy()
+  const client = await resetAfter(up, url, E1 + E2, E2)
   const second = await up.next('the resume request')
   t.same(lastEventIds(second.head), ['2'])
   second.socket.write(SSE_HEAD, 'latin1')
@@ -147,12 +153,7 @@ for (const [name, answer] of [
 
 t.test('no id relayed yet: no resume, the stream is cut as without sseResume', async (t) => {
   const { up, url } = await setup(t)
-  const client = new Stream(`${url}/feed`)
-  const first = await up.next('the first request')
-  first.socket.write(SSE_HEAD, 'latin1')
-  chunk(first.socket, 'data: no id\n\ndata: half')
-  await arrives(client, 'data: no id\n\n')
-  first.socket.resetAndDestroy()
+  const client = await resetAfter(up, url, 'data: no id\n\ndata: half', 'data: no id\n\n')
   t.equal(await ended(client), 'cut')
   t.equal(client.body, 'data: no id\n\n', 'no partial event')
   t.equal(up.seen.length, 1, 'no resume request')
@@ -160,24 +161,14 @@ t.test('no id relayed yet: no resume, the stream is cut as without sseResume', a
 
 t.test('an empty id resets the last id: no resume', async (t) => {
   const { up, url } = await setup(t)
-  const client = new Stream(`${url}/feed`)
-  const first = await up.next('the first request')
-  first.socket.write(SSE_HEAD, 'latin1')
-  chunk(first.socket, E1 + 'id\ndata: reset\n\n')
-  await arrives(client, 'reset')
-  first.socket.resetAndDestroy()
+  const client = await resetAfter(up, url, E1 + 'id\ndata: reset\n\n', 'reset')
   t.equal(await ended(client), 'cut')
   t.equal(up.seen.length, 1, 'no resume request')
 })
 
 t.test('an id with NUL is ignored: the previous id is resumed from', async (t) => {
   const { up, url } = await setup(t)
-  const client = new Stream(`${url}/feed`)
-  const first = await up.next('the first request')
-  first.socket.write(SSE_HEAD, 'latin1')
-  chunk(first.socket, E1 + 'id: a\0b\ndata: nul\n\n')
-  await arrives(client, 'nul')
-  first.socket.resetAndDestroy()
+  const client = await resetAfter(up, url, E1 + 'id: a\0b\ndata: nul\n\n', 'nul')
   const second = await up.next('the resume request')
   t.same(lastEventIds(second.head), ['1'])
   second.socket.end(SSE_HEAD + LAST_CHUNK, 'latin1')

@@ -3,7 +3,7 @@ import type { UpstreamCall } from './call.js'
 import { UpstreamBody } from './body.js'
 import { aimAtReplica } from './replica-attempt.js'
 import type { CallResume, DownloadResumeSettings } from './sse-resume-options.js'
-import { ResumeAttempt, type ResumeHeaders, type ResumeTarget } from './resume-attempt.js'
+import { ResumeAttempt, resumeRequest, type ResumeHeaders, type ResumeTarget } from './resume-attempt.js'
 
 // `resumeDownloads`: a GET download cut mid-body by its upstream goes on from a new request for
 // the rest (`Range: bytes=N-`, `If-Match: <etag>`), to another replica when the pool has one.
@@ -135,7 +135,7 @@ export class ResumableDownload extends UpstreamBody implements ResumeTarget {
     const first = this.state.options as Dispatcher.DispatchOptions
     this.tries++
     const attempt = new ResumeAttempt(this, this.tries, this.call.pool)
-    const options = rangeOptions(first, this.received, this.etag, this.call)
+    const options = resumeRequest(first, this.call, RANGE_HEADERS, { range: `bytes=${this.received}-`, 'if-match': this.etag })
     this.attempt = attempt
     if (this.call.pool !== null) {
       const replica = aimAtReplica(this.call, options)
@@ -181,20 +181,5 @@ function onTimer (download: ResumableDownload): void {
   download.timerFired()
 }
 
-/** The first attempt's request again, for the rest of the body: `Range` and `If-Match` replaced. */
-function rangeOptions (first: Dispatcher.DispatchOptions, from: number, etag: string, call: UpstreamCall): Dispatcher.DispatchOptions {
-  const headers: Record<string, string | string[]> = {}
-  const given = first.headers as Record<string, string | string[]>
-  for (const name of Object.keys(given)) {
-    const lower = name.toLowerCase()
-    if (lower !== 'range' && lower !== 'if-match' && lower !== 'if-range') headers[name] = given[name]
-  }
-  headers.range = `bytes=${from}-`
-  headers['if-match'] = etag
-  Object.assign(headers, call.budgetHeaders(call.request))
-  const timers = first as { headersTimeout?: number, bodyTimeout?: number }
-  const options: Dispatcher.DispatchOptions & { headersTimeout?: number, bodyTimeout?: number } = {
-    origin: first.origin, path: first.path, method: first.method, headers, headersTimeout: timers.headersTimeout, bodyTimeout: timers.bodyTimeout
-  }
-  return options
-}
+/** Headers a range request replaces. */
+const RANGE_HEADERS = new Set(['range', 'if-match', 'if-range'])

@@ -2,6 +2,7 @@ import { errors, util, type Dispatcher } from 'undici'
 import type { Replica } from './replica.js'
 import type { UpstreamPool } from './pool.js'
 import { FAILOVER_STATUS } from '../upstream-errors.js'
+import type { UpstreamCall } from './call.js'
 
 // One resume request (sse-resume.ts, download-resume.ts): undici's handler, which hands the
 // answer's head to the stream it resumes, and its body once the stream took it.
@@ -98,4 +99,21 @@ export class ResumeAttempt implements Dispatcher.DispatchHandler {
     this.replica = null
     pool.release(replica)
   }
+}
+
+/**
+ * The first attempt's request again, for a resume: its method, path, timers and headers, less
+ * those named in `replaced` (lower case), plus `replacements` and the budget left now.
+ */
+export function resumeRequest (first: Dispatcher.DispatchOptions, call: UpstreamCall, replaced: ReadonlySet<string>,
+  replacements: Record<string, string>): Dispatcher.DispatchOptions {
+  const headers: Record<string, string | string[]> = {}
+  const given = first.headers as Record<string, string | string[]>
+  for (const name of Object.keys(given)) if (!replaced.has(name.toLowerCase())) headers[name] = given[name]
+  Object.assign(headers, replacements, call.budgetHeaders(call.request))
+  const { headersTimeout, bodyTimeout } = first as { headersTimeout?: number, bodyTimeout?: number }
+  const options: Dispatcher.DispatchOptions & { headersTimeout?: number, bodyTimeout?: number } = {
+    origin: first.origin, path: first.path, method: first.method, headers, headersTimeout, bodyTimeout
+  }
+  return options
 }

@@ -1,11 +1,11 @@
-import { errors, type Dispatcher } from 'undici'
+import { errors } from 'undici'
 import { isEventStreamType } from '../../../lib/event-stream.js'
 import { streamResumed, type StreamResumedMessage } from '../../../lib/diagnostics.js'
 import type { UpstreamCall } from './call.js'
 import { EventStreamBody } from './event-stream-body.js'
 import { EventLog } from './event-ids.js'
 import { aimAtReplica } from './replica-attempt.js'
-import { ResumeAttempt, type ResumeHeaders, type ResumeTarget } from './resume-attempt.js'
+import { ResumeAttempt, resumeRequest, type ResumeHeaders, type ResumeTarget } from './resume-attempt.js'
 import type { CallResume, SseResumeSettings } from './sse-resume-options.js'
 
 // `sseResume`: an event stream cut by its upstream (a reset, a FIN mid-body, a body timeout; a
@@ -125,7 +125,7 @@ export class ResumableEventStream extends EventStreamBody implements ResumeTarge
     }
     this.tries++
     const attempt = new ResumeAttempt(this, this.tries, this.call.pool)
-    const sent = resumeOptions(options, this.events.lastId, this.call)
+    const sent = resumeRequest(options, this.call, LAST_EVENT_ID, { 'last-event-id': this.events.lastId })
     this.attempt = attempt
     if (this.call.pool !== null) {
       const replica = aimAtReplica(this.call, sent)
@@ -233,16 +233,5 @@ function onTimer (stream: ResumableEventStream): void {
   stream.timerFired()
 }
 
-/** The first attempt's request again: a copy of its headers, `Last-Event-ID` replaced, the budget left. */
-function resumeOptions (first: Dispatcher.DispatchOptions, lastId: string, call: UpstreamCall): Dispatcher.DispatchOptions {
-  const headers: Record<string, string | string[]> = {}
-  const given = first.headers as Record<string, string | string[]>
-  for (const name of Object.keys(given)) if (name.toLowerCase() !== 'last-event-id') headers[name] = given[name]
-  headers['last-event-id'] = lastId
-  Object.assign(headers, call.budgetHeaders(call.request))
-  const timers = first as { headersTimeout?: number, bodyTimeout?: number }
-  const options: Dispatcher.DispatchOptions & { headersTimeout?: number, bodyTimeout?: number } = {
-    origin: first.origin, path: first.path, method: first.method, headers, headersTimeout: timers.headersTimeout, bodyTimeout: timers.bodyTimeout
-  }
-  return options
-}
+/** The header a resume request replaces. */
+const LAST_EVENT_ID = new Set(['last-event-id'])
