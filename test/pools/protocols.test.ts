@@ -7,6 +7,7 @@ import proxy from '../../plugins/proxy/index.js'
 import { proxyApp, port } from '../helpers/proxy-servers.js'
 import { subscribe } from '../helpers/channels.js'
 import { within, PROMPTLY, receiveWithin } from '../helpers/bounded.js'
+import { Stream } from '../helpers/stream-client.js'
 import { selfSignedCertificate } from '../helpers/tls.js'
 import { H2_MODES, h2Request, h2ServerOptions, h2Session } from '../helpers/h2.js'
 import { replicas, type ReplicaHandler } from './replicas.js'
@@ -54,11 +55,13 @@ t.test('drain with a pool: an event stream ends at an event boundary, reported o
   const app = Fastify()
   await app.register(proxy, { upstream: pool.map(r => r.url), drainTimeout: 2000, healthCheck: { path: '/', interval: 60_000 } })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  const received = receiveWithin(`http://127.0.0.1:${port(app.server)}/events`)
-  await within(PROMPTLY, new Promise<void>(resolve => { const poll = setInterval(() => { if (pool.some(r => r.seen.some(s => s.url === '/events'))) { clearInterval(poll); resolve() } }, 5) }), 'the stream open upstream')
+  const client = new Stream(`http://127.0.0.1:${port(app.server)}/events`)
+  // The first event relayed to the client before the drain starts (not only seen upstream).
+  await within(PROMPTLY, client.until(body => body.includes('data: ')), 'the first event at the client')
   const closed = app.close()
-  const res = await received
+  const ending = await within(PROMPTLY, client.done, 'the client\'s stream ended')
   await within(PROMPTLY, closed, 'close() done')
+  const res = { ending, body: client.body }
   t.equal(res.ending, 'end', 'a clean end')
   t.match(res.body, /^data: [ab]\n\n/)
   await within(PROMPTLY, ends.waitFor(1), 'stream:end')
