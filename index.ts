@@ -9,5 +9,5 @@ export { CHANNELS, channels } from './lib/diagnostics.js'
 export type {
   DeadlineExpiredMessage, ClientDisconnectedMessage, UpstreamErrorMessage, ProxyResponseMessage,
   StreamEndMessage, StreamEndCause, TunnelOpenedMessage, TunnelClosedMessage, TypedChannel,
-  UpstreamEjectedMessage, UpstreamRestoredMessage, UpstreamHealthMessage, UpstreamSetMessage, StreamResumedMessage
+  UpstreamEjectedMessage, UpstreamRestoredMessage, UpstreamHealthMessage, UpstreamSetMessage, StreamResumedMessage, ResumedFrom
 } from './lib/diagnostics.js'

@@ -66,19 +66,30 @@ export interface StreamEndMessage {
   endedBy: StreamEndCause
   /** The origin that served the body: the upstream, or the pool's replica. */
   upstream: string
-  /** How many times the ingress resumed the event stream after a cut (`sseResume`); 0 without. */
+  /** How many times the ingress resumed the body after a cut (`sseResume`, `resumeDownloads`); 0 without. */
   resumes: number
   /** A gRPC response's status: ours (a deadline's 4, a drain's 14, a mapped upstream error), else the upstream's as relayed; absent when none was seen. */
   grpcStatus?: number
 }
 
-/** `fastify-streamline:stream:resumed`: a cut event stream continues from a new upstream response (`sseResume`). */
-export interface StreamResumedMessage {
+/** Where a resumed body went on from: an event stream's last relayed id, or a download's byte offset. */
+export type ResumedFrom =
+  | {
+    kind: 'event-stream'
+    /** The `Last-Event-ID` the resume request was sent. */
+    lastEventId: string
+  }
+  | {
+    kind: 'download'
+    /** Bytes already relayed: the resume request asked for `Range: bytes=<offset>-`. */
+    offset: number
+  }
+
+/** `fastify-streamline:stream:resumed`: a cut body continues from a new upstream response (`sseResume`, `resumeDownloads`). */
+export type StreamResumedMessage = ResumedFrom & {
   request: FastifyRequest
   /** The resume request that answered, 1 for the first of this gap. */
   attempt: number
-  /** The `Last-Event-ID` it was sent. */
-  lastEventId: string
   /** ms from the cut to the new response's head. */
   gapMs: number
   /** The origin that answered: the upstream, or the pool's replica. */

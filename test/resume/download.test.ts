@@ -7,6 +7,8 @@ import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import { proxyApp, upstream } from '../helpers/proxy-servers.js'
 import { PROMPTLY, until, within } from '../helpers/bounded.js'
+import { subscribe } from '../helpers/channels.js'
+import type { StreamEndMessage, StreamResumedMessage } from '../../index.js'
 
 // Not a multiple of any power of two: a splice at a wrong offset changes the digest.
 const BLOCK = Buffer.alloc(1024 * 1024 + 13)
@@ -91,6 +93,8 @@ t.test('a 200 MB download cut three times by the upstream arrives whole, with th
   const total = 200 * 1024 * 1024
   const cuts = [0.3, 0.55, 0.8].map(share => Math.floor(total * share))
   const up = await downloadUpstream(t, total, (n) => ({ cutAt: cuts[n] }))
+  const resumed = subscribe<StreamResumedMessage>(t, 'fastify-streamline:stream:resumed')
+  const ends = subscribe<StreamEndMessage>(t, 'fastify-streamline:stream:end')
   const { url } = await proxyApp(t, { upstream: up.url, resumeDownloads: true })
   const got = await within(120_000, download(`${url}/file`), 'the download finished')
   t.equal(got.ending, 'end', 'a complete response')
@@ -100,6 +104,10 @@ t.test('a 200 MB download cut three times by the upstream arrives whole, with th
     { range: undefined, ifMatch: undefined },
     ...cuts.map(cut => ({ range: `bytes=${cut}-`, ifMatch: '"v1"' }))
   ], 'each resume asked for the rest, of the same ETag')
+  t.match(resumed.messages, cuts.map(offset => ({ kind: 'download', offset, attempt: 1, upstream: up.url })), 'stream:resumed for each resume, with its offset')
+  t.ok(resumed.messages.every(message => message.gapMs >= 0 && message.gapMs < 5000), 'each gap is within the gap budget')
+  await within(PROMPTLY, ends.waitFor(1), 'stream:end was published')
+  t.match(ends.messages[0], { resumes: 3, bytes: total, endedBy: 'upstream' }, 'stream:end counts the resumes')
 })
 
 for (const [name, plan, requests] of [

@@ -64,7 +64,7 @@ t.test('a reset in the middle of an event: the client never sees the partial eve
   t.equal(await ended(client), 'end', 'the client\'s stream ends cleanly with the resumed one')
   t.equal(client.body, E1 + E2 + E3, 'every event once, in order, whole')
   await resumed.waitFor(1)
-  t.match(resumed.messages[0], { attempt: 1, lastEventId: '1', upstream: up.url })
+  t.match(resumed.messages[0], { kind: 'event-stream', attempt: 1, lastEventId: '1', upstream: up.url })
   t.ok(resumed.messages[0].gapMs >= 0)
   await ends.waitFor(1)
   t.equal(ends.messages[0].resumes, 1, 'stream:end counts the resume')

@@ -25,9 +25,12 @@ channels.deadlineExpired.subscribe(({ request, reply, route, phase, elapsed, out
 channels.clientDisconnected.subscribe((message) => expectType<ClientDisconnectedMessage>(message))
 channels.upstreamError.subscribe(({ error, code, statusCode }) => { expectType<Error>(error); expectType<string>(code); expectType<number>(statusCode) })
 channels.proxyResponse.subscribe((message) => expectType<ProxyResponseMessage>(message))
-channels.streamResumed.subscribe(({ attempt, lastEventId, gapMs, upstream }) => {
-  expectType<number>(attempt + gapMs)
-  expectType<string>(lastEventId + upstream)
+channels.streamResumed.subscribe((message) => {
+  expectType<number>(message.attempt + message.gapMs)
+  expectType<string>(message.upstream)
+  // `kind` tells an event stream's id from a download's offset.
+  if (message.kind === 'event-stream') expectType<string>(message.lastEventId)
+  else expectType<number>(message.offset)
 })
 channels.streamEnd.subscribe(({ resumes }) => expectType<number>(resumes))
 channels.tunnelOpened.subscribe(({ protocol }) => expectType<string>(protocol))

@@ -5,6 +5,7 @@ import type { UpstreamCall } from '../upstream/call.js'
 import { answeredGrpcStatus } from '../../../lib/grpc.js'
 import { cutByDrain } from '../lifecycle/connections.js'
 import { endedByDrain } from '../lifecycle/event-stream-drain.js'
+import { UpstreamBody } from '../upstream/body.js'
 import { EventStreamBody } from '../upstream/event-stream-body.js'
 import { GrpcBody } from '../upstream/grpc-body.js'
 
@@ -40,7 +41,7 @@ function watchStreamEnd (call: UpstreamCall, request: FastifyRequest, reply: Fas
       const endedBy = drained ? 'drain' : endCause(call)
       // Heartbeats go to the response beside the body: the client received them too.
       if (piped instanceof EventStreamBody) bytes += piped.heartbeatBytes
-      const resumes = piped instanceof EventStreamBody ? piped.resumes : 0
+      const resumes = piped instanceof UpstreamBody ? piped.resumes : 0
       const message: StreamEndMessage = { request, bytes, durationMs: performance.now() - startedAt, endedBy, upstream: servedBy(call), resumes }
       const grpcStatus = grpcStatusOf(call, reply)
       if (grpcStatus !== undefined) message.grpcStatus = grpcStatus

@@ -12,6 +12,9 @@ function noop (): void {}
  * its end aborts the upstream request, so the upstream sees its connection close.
  */
 export class UpstreamBody extends Readable {
+  /** Times a resumable body went on after a cut (resume-gap.ts), for the stream:end channel; 0 for any other. */
+  resumes = 0
+
   constructor (private readonly resumeUpstream: () => void, protected readonly abortUpstream: (reason?: Error) => void) {
     // 64 KiB, as undici's own body: one socket read, and the same backpressure.
     super({ highWaterMark: MAX_BUFFERED })

@@ -14,8 +14,6 @@ export class EventStreamBody extends UpstreamBody {
   relayed = 0
   /** Bytes the heartbeat wrote on the response beside this body (for the stream:end channel's count). */
   heartbeatBytes = 0
-  /** Times it was resumed after a cut (sse-resume.ts), for the stream:end channel. */
-  resumes = 0
   private readonly boundary = new EventBoundary()
   private retry: Buffer | null = null
   private ending = false

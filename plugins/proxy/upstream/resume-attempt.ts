@@ -4,12 +4,12 @@ import type { UpstreamPool } from './pool.js'
 import { FAILOVER_STATUS } from '../upstream-errors.js'
 import type { UpstreamCall } from './call.js'
 
-// One resume request (sse-resume.ts, download-resume.ts): undici's handler, which hands the
-// answer's head to the stream it resumes, and its body once the stream took it.
+// One resume request (sent by resume-gap.ts for sse-resume.ts and download-resume.ts): undici's
+// handler, which hands the answer's head to the gap, and its body once the stream took it.
 
 export type ResumeHeaders = Record<string, string | string[] | undefined>
 
-/** The stream a resume request carries on. */
+/** The gap a resume request answers (resume-gap.ts), and through it the stream it carries on. */
 export interface ResumeTarget {
   /** Whether it takes this answer; from then on the attempt's body is its. */
   accept: (attempt: ResumeAttempt, statusCode: number, headers: ResumeHeaders, resume: () => void, abort: (reason?: Error) => void) => boolean
@@ -24,7 +24,7 @@ export interface ResumeTarget {
   fail: (err: Error) => void
 }
 
-/** One resume request: undici's handler, feeding the stream once its head says event stream. */
+/** One resume request: undici's handler, feeding the stream once the stream took its head. */
 export class ResumeAttempt implements Dispatcher.DispatchHandler {
   replica: Replica | null = null
   private abortRequest: ((reason?: Error) => void) | null = null
