@@ -236,6 +236,8 @@ export const CHART_RULES = [
   },
   // The ingress alone: a figure per stream, nothing to compare it with.
   { match: /^grpc: memory of \d+ open server streams/, groups: [] },
+  // One ingress resuming streams across a replica's kill: gaps, a timeline, CPU, delivery counts; nothing to compare.
+  { match: /^resume: /, groups: [] },
   // --cpu-prof tables profile one target: nothing to compare.
   { match: / under --cpu-prof: |^hottest functions called from /, groups: [] }
 ]
