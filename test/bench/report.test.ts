@@ -138,7 +138,7 @@ test('the pools tables are charted against their own references, and the goals a
     [['before the kill', 1], ['failover window (kill + 1000 ms)', 0.25]], 'p99 of each window against the one before the kill')
   t.notOk(groups.some(group => group.uncharted === true), 'every pools table has a rule')
 
-  for (const title of ['Goals of issue 11', 'Goals of issues 11 and 20']) {
+  for (const title of ['Goals of issue 11', 'Goals of issues 11 and 20', 'Goals of issues 11, 20 and 22']) {
     const text = `# Benchmark results\n\n- date: x\n\n## ${title}\n\n| scenario | goal |\n| --- | ---: |\n| a | b |\n\n## pools: x\n\n| h |\n| --- |\n| v |\n`
     t.same(report.parseResults(text).tables.map(table => table.title), ['pools: x'], `"${title}" is not a table of figures`)
   }
