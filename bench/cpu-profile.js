@@ -104,3 +104,31 @@ export async function profileServer (script, env, path, dir, label, run = load) 
     ['function', 'self'],
     summary.callees.filter((f) => f.selfMs > 0).map((f) => [f.name, share(f.selfMs)]))
 }
+
+/**
+ * Self time per function of the samples a .cpuprofile took in [fromMs, toMs) of the machine's
+ * monotonic clock (V8 stamps its profiles with the same clock, in µs): what a process was busy
+ * with in a given second of a run (the resume bench: the second after a replica's kill).
+ */
+export function profileWindow (path, fromMs, toMs, top = 15) {
+  const profile = JSON.parse(readFileSync(path, 'utf8'))
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+  const functions = new Map()
+  let busyMs = 0
+  let idleMs = 0
+  let at = profile.startTime / 1000
+  profile.samples.forEach((id, i) => {
+    at += (profile.timeDeltas[i] ?? 0) / 1000
+    if (at < fromMs || at >= toMs) return
+    // a sample stands for the time until the next one
+    const ms = (profile.timeDeltas[i + 1] ?? 0) / 1000
+    const node = byId.get(id)
+    if (node.callFrame.functionName === '(idle)') {
+      idleMs += ms
+      return
+    }
+    busyMs += ms
+    addTo(functions, frameKey(node), ms, 0)
+  })
+  return { busyMs, idleMs, functions: ranked(functions, top) }
+}

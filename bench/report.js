@@ -13,7 +13,7 @@ import { report } from './lib/report-state.js'
 
 const resultsDir = new URL('results/', import.meta.url)
 // Older results files name issue 11 alone; parseResults skips either.
-const GOALS_TITLE = 'Goals of issues 11 and 20'
+const GOALS_TITLE = 'Goals of issues 11, 20 and 22'
 
 function cpuModel () {
   try {
@@ -236,6 +236,8 @@ export const CHART_RULES = [
   },
   // The ingress alone: a figure per stream, nothing to compare it with.
   { match: /^grpc: memory of \d+ open server streams/, groups: [] },
+  // One ingress resuming streams across a replica's kill: gaps, a timeline, CPU, delivery counts; nothing to compare.
+  { match: /^resume: /, groups: [] },
   // --cpu-prof tables profile one target: nothing to compare.
   { match: / under --cpu-prof: |^hottest functions called from /, groups: [] }
 ]

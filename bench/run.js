@@ -1,6 +1,6 @@
 // `npm run bench` runs every bench in sequence; `npm run bench -- proxy websocket` runs the named
 // ones; `--cpu-prof` also profiles the deadline and proxy plugins, the WebSocket tunnel and the
-// upstream pool.
+// upstream pool, and the resume bench's ingress in the second after its replica's kill.
 // Durations come from BENCH_* variables (see lib/settings.js); BENCH_NOTE adds a line to the results
 // file (e.g. what else ran).
 // Build first: the benches import the package from dist/. At the end a full run writes
@@ -20,7 +20,8 @@ const benches = {
   streams: () => import('./streams.js'),
   websocket: () => import('./websocket.js'),
   pools: () => import('./pools.js'),
-  grpc: () => import('./grpc.js')
+  grpc: () => import('./grpc.js'),
+  resume: () => import('./resume.js')
 }
 
 const args = process.argv.slice(2)

@@ -41,7 +41,7 @@ export async function startServer (script, env = {}, execArgv = []) {
     once(child, 'message'),
     once(child, 'exit').then(([code]) => { throw new Error(`${script} exited with ${code} before it was ready`) })
   ])
-  pin(child.pid, /^server-(grpc-)?upstream\.js$/.test(script) ? 'load' : 'server')
+  pin(child.pid, /^server-(grpc-|resume-)?upstream\.js$/.test(script) ? 'load' : 'server')
   const urls = (message.ports ?? [message.port]).map((port) => `http://127.0.0.1:${port}`)
   return { child, pid: child.pid, port: message.port, url: urls[0], urls }
 }

@@ -25,5 +25,7 @@ export const settings = {
   slowSeconds: envNumber('BENCH_SLOW_SECONDS', 10), // how long the slow readers read, per target
   spreadRequests: envNumber('BENCH_SPREAD_REQUESTS', 100_000), // per balance policy (pools bench)
   failoverSeconds: envNumber('BENCH_FAILOVER_SECONDS', 9), // the load run a replica is killed in, a third of the way (pools bench)
-  grpcStreams: envNumber('BENCH_GRPC_STREAMS', 200) // gRPC server streams open at once for the memory figure (grpc bench)
+  grpcStreams: envNumber('BENCH_GRPC_STREAMS', 200), // gRPC server streams open at once for the memory figure (grpc bench)
+  resumeStreams: envNumber('BENCH_RESUME_STREAMS', 1000), // event streams open when a replica is killed (resume bench)
+  resumeSeconds: envNumber('BENCH_RESUME_SECONDS', 5) // how long they run on after the kill (resume bench)
 }

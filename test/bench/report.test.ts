@@ -138,7 +138,7 @@ test('the pools tables are charted against their own references, and the goals a
     [['before the kill', 1], ['failover window (kill + 1000 ms)', 0.25]], 'p99 of each window against the one before the kill')
   t.notOk(groups.some(group => group.uncharted === true), 'every pools table has a rule')
 
-  for (const title of ['Goals of issue 11', 'Goals of issues 11 and 20']) {
+  for (const title of ['Goals of issue 11', 'Goals of issues 11 and 20', 'Goals of issues 11, 20 and 22']) {
     const text = `# Benchmark results\n\n- date: x\n\n## ${title}\n\n| scenario | goal |\n| --- | ---: |\n| a | b |\n\n## pools: x\n\n| h |\n| --- |\n| v |\n`
     t.same(report.parseResults(text).tables.map(table => table.title), ['pools: x'], `"${title}" is not a table of figures`)
   }
@@ -166,4 +166,15 @@ test('the grpc tables are charted against the direct calls; the memory table has
     ['gRPC server-stream messages/s', 'direct', [['streamline-deadline', 0.6]]]
   ], 'the ingress against direct calls, the direct row itself not drawn; the memory table draws nothing')
   t.notOk(groups.some(group => group.uncharted === true), 'every grpc table has a rule')
+})
+
+test('the resume tables have a rule and draw nothing (one ingress, no other target)', async (t) => {
+  const tables: Table[] = [
+    { title: 'resume: 1000 event streams through the ingress (sseResume: true, pool of 2 replica processes), one event every 100 ms each', header: ['measure', 'streams', 'p50', 'p99', 'max', ''], rows: [['client gap', '500', '100 ms', '200 ms', '210 ms', '']] },
+    { title: 'resume: timeline of the cut streams, ms after the kill', header: ['step', 'streams', 'first', 'p50', 'p99', 'last'], rows: [['ingress: connect to B started', '500', '1 ms', '2 ms', '3 ms', '4 ms']] },
+    { title: 'resume: CPU time of each process', header: ['process', 'window', 'CPU'], rows: [['ingress', '1 s from the kill', '300 ms']] },
+    { title: 'resume: delivered events against the replicas\' logs', header: ['streams', 'missing ids (streams)'], rows: [['1000', '0 (0)']] }
+  ]
+  const groups = report.chartGroups(tables)
+  t.same(groups, [], 'no group, and none left uncharted')
 })
