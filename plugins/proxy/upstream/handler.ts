@@ -195,7 +195,7 @@ export class UpstreamHandler implements Dispatcher.DispatchHandler {
   private stream (statusCode: number, headers: UpstreamData['headers'], resume: () => void): UpstreamBody {
     const abort = (reason?: Error): void => this.abortUpstream?.(reason)
     const type = headers['content-type']
-    const body = isEventStreamType(type) ? eventStream(this.call, statusCode, resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : plainBody(this.call, statusCode, headers, resume, abort)
+    const body = isEventStreamType(type) ? eventStream(this.call, statusCode, resume, abort) : isGrpcBody(type) ? new GrpcBody(resume, abort) : plainBody(this.call, this.method, statusCode, headers, resume, abort)
     this.body = body
     this.hand(statusCode, headers, body)
     return body
@@ -264,10 +264,21 @@ function eventStream (call: UpstreamCall, statusCode: number, resume: () => void
 }
 
 /** Any other body: resumable after a cut when the call has `resumeDownloads` and the response allows it (download-resume.ts). */
-function plainBody (call: UpstreamCall, statusCode: number, headers: UpstreamData['headers'], resume: () => void, abort: (reason?: Error) => void): UpstreamBody {
+function plainBody (call: UpstreamCall, method: string, statusCode: number, headers: UpstreamData['headers'], resume: () => void,
+  abort: (reason?: Error) => void): UpstreamBody {
   const state = call.resume
-  if (state?.downloads == null || !mayResumeDownload(statusCode, headers)) return new UpstreamBody(resume, abort)
-  return new ResumableDownload(resume, abort, headers, call, state, state.downloads)
+  const body = state?.downloads == null || !mayResumeDownload(statusCode, headers)
+    ? new UpstreamBody(resume, abort)
+    : new ResumableDownload(resume, abort, headers, call, state, state.downloads)
+  body.expect(declaredLength(method, statusCode, headers))
+  return body
+}
+
+/** The body length a response's head declares, -1 for none (a HEAD's, a 204's and a 304's body is empty whatever it says). */
+function declaredLength (method: string, statusCode: number, headers: UpstreamData['headers']): number {
+  if (method === 'HEAD' || statusCode === 204 || statusCode === 304) return -1
+  const length = Number(headers['content-length'])
+  return Number.isSafeInteger(length) && length >= 0 ? length : -1
 }
 
 function timeOut (handler: UpstreamHandler): void {
