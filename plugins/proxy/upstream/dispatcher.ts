@@ -87,8 +87,11 @@ export function createDispatcher (settings: AgentSettings, timers: TransportTime
       sent.headersTimeout = timers.headersTimeout
       sent.bodyTimeout = timers.bodyTimeout
       const handler = new UpstreamHandler(call, callback, options.method, options.body, timeouts)
-      // What an event stream's resume sends again (sse-resume.ts): the latest attempt, and how.
-      if (call.resume !== null) Object.assign(call.resume, { agent, gates, options: sent })
+      // What a resume sends again (resume-gap.ts): the latest attempt, and where.
+      if (call.resume !== null) {
+        call.resume.agent = agent
+        call.resume.options = sent
+      }
       if (call.pool === null) send(agent, gates, call, sent, handler)
       else sendToReplica(agent, gates, call, sent, handler)
     },

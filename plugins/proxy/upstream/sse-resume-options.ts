@@ -2,7 +2,6 @@ import type { FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { optionChecks } from '../../../lib/option-checks.js'
 import { InvalidProxyOptionError } from '../errors.js'
-import type { ConnectGates } from './connect-gate.js'
 
 const { integer, knownKeys } = optionChecks(InvalidProxyOptionError)
 const KNOWN = new Set(['attempts', 'gap', 'resumeOn'])
@@ -32,7 +31,6 @@ export interface CallResume {
   readonly downloads: DownloadResumeSettings | null
   readonly remaining: (request: FastifyRequest) => number
   agent: Dispatcher | null
-  gates: ConnectGates | null
   options: Dispatcher.DispatchOptions | null
 }
 
@@ -72,5 +70,5 @@ export function callResume (settings: SseResumeSettings | null, downloads: Downl
   const sse = settings !== null && idempotent.has(method) ? settings : null
   const download = method === 'GET' ? downloads : null
   if (sse === null && download === null) return null
-  return { settings: sse, downloads: download, remaining, agent: null, gates: null, options: null }
+  return { settings: sse, downloads: download, remaining, agent: null, options: null }
 }
