@@ -233,7 +233,7 @@ function printGaps ({ run, onVictim, signal, killedAt, resumed }, crossed, gaps)
 
 function printTimeline ({ killedAt, resumed, resumeRequests }, crossed) {
   printTable('resume: timeline of the cut streams, ms after the kill (the machine\'s monotonic clock, shared by every process; ' +
-    'connects: undici:client:beforeConnect in the ingress, which paces them with its connect gate, 32 in flight per replica)',
+    'connects: undici:client:beforeConnect in the ingress; resume requests do not wait behind its connect gate)',
   ['step', 'streams', 'first', 'p50', 'p99', 'last'],
   [after('ingress: upstream response cut (resumed head - gapMs)', resumed.heads.map((at, i) => at - resumed.gaps[i]), killedAt),
     after('ingress: connect to B started', resumed.connects.filter((at) => at > killedAt), killedAt),
