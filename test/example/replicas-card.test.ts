@@ -20,8 +20,10 @@ test('the replicas card: a replica stopped from its button, ejected, started aga
   const { page, pageErrors } = await openPage(t)
   await page.goto(`${app.ingress}/`)
   await page.waitForFunction(() => document.querySelectorAll('#replicas-table tr[data-state="serving"]').length === 3, null, WAIT)
-  // Requests keep going: at least one answered by each replica.
-  await page.waitForFunction(() => ['live-1', 'live-2', 'live-3'].every(name => document.querySelector(`#replicas-log li.${name}`) !== null), null, WAIT)
+  // Requests keep going, spread over the replicas. Not over all three for sure: the page's own
+  // ticker and chat count as in flight where they are open, and least-request never picks a
+  // replica holding both while the other two hold none (both opened at once on page load can land on one replica).
+  await page.waitForFunction(() => new Set([...document.querySelectorAll('#replicas-log li')].map(li => li.className).filter(name => name.startsWith('live-'))).size >= 2, null, WAIT)
 
   await page.click('#replicas-table tr[data-replica="live-2"] button')
   await page.waitForSelector('#replicas-table tr[data-replica="live-2"][data-running="false"]', WAIT)
