@@ -109,9 +109,12 @@ test('files: /slow answers late, and stops at once when its caller leaves', asyn
   const body = await quick.body.json() as { waitedMs: number }
   t.ok(body.waitedMs >= 150 && Date.now() - started >= 150, 'it waited the requested time')
 
+  // Aborted once the service has the request (a fixed delay raced the request's arrival under load).
   const controller = new AbortController()
+  const arrived = once(files.app.server, 'request')
   const pending = request(`${files.url}/slow`, { signal: controller.signal })
   pending.catch(() => {})
+  await within(5000, arrived, 'the /slow request reaching the service')
   setTimeout(() => controller.abort(), 100)
   const [, after] = await log.waitFor(/\/slow cancelled by the caller after (\d+) ms/)
   t.ok(Number(after) < 2000, `noticed the abort after ${after} ms, long before its 5 s answer`)
