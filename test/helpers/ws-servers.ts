@@ -152,9 +152,14 @@ export async function rawClient (t: Teardown, port: number): Promise<{ socket: S
   const nextData = async (minBytes: number): Promise<Buffer> => {
     while (received().length < minBytes) {
       if (socket.destroyed) throw new Error(`socket closed after ${received().length} bytes`)
+      // One 'close' listener per wait, removed when data comes first: they piled up on a long read.
       await new Promise<void>(resolve => {
-        listeners.push(resolve)
-        socket.once('close', resolve)
+        const done = (): void => {
+          socket.off('close', done)
+          resolve()
+        }
+        listeners.push(done)
+        socket.once('close', done)
       })
     }
     return received()
