@@ -175,14 +175,20 @@ t.test('an id with NUL is ignored: the previous id is resumed from', async (t) =
   t.equal(await ended(client), 'end')
 })
 
-t.test('an event larger than what is held goes out as it comes; a cut inside it is a cut, not a resume', async (t) => {
-  const { up, url } = await setup(t)
+/** A client's stream whose upstream sent event 1, then most of an event larger than MAX_HELD (id 2), which the client has. */
+async function bigEventUnderWay (up: SseUpstream, url: string): Promise<{ client: Stream, first: Awaited<ReturnType<SseUpstream['next']>>, big: string }> {
   const client = new Stream(`${url}/feed`)
   const first = await up.next('the first request')
   first.socket.write(SSE_HEAD, 'latin1')
   const big = 'id: 2\ndata: ' + 'x'.repeat(MAX_HELD + 1024)
   chunk(first.socket, E1 + big)
   await arrives(client, big)
+  return { client, first, big }
+}
+
+t.test('an event larger than what is held goes out as it comes; a cut inside it is a cut, not a resume', async (t) => {
+  const { up, url } = await setup(t)
+  const { client, first, big } = await bigEventUnderWay(up, url)
   first.socket.resetAndDestroy()
   t.equal(await ended(client), 'cut', 'the client sees the cut')
   t.equal(client.body, E1 + big, 'the part of the event relayed before the cut')
@@ -191,12 +197,7 @@ t.test('an event larger than what is held goes out as it comes; a cut inside it 
 
 t.test('after a large event ends, the stream is resumable again', async (t) => {
   const { up, url } = await setup(t)
-  const client = new Stream(`${url}/feed`)
-  const first = await up.next('the first request')
-  first.socket.write(SSE_HEAD, 'latin1')
-  const big = 'id: 2\ndata: ' + 'x'.repeat(MAX_HELD + 1024)
-  chunk(first.socket, E1 + big)
-  await arrives(client, big)
+  const { client, first, big } = await bigEventUnderWay(up, url)
   chunk(first.socket, '\n\n' + E3 + 'id: 4\ndata: ha')
   await arrives(client, E3)
   first.socket.resetAndDestroy()
